@@ -1,0 +1,3 @@
+from equisweep.cli import main
+
+main()

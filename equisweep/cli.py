@@ -1,0 +1,74 @@
+"""Command line: ``equisweep check``. Each command parses, calls one library function and formats the result.
+
+stdout carries only the result (a table, or with ``--json`` exactly one JSON object); a user error becomes one
+stderr line and exit code 2; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+import typer
+
+from equisweep.errors import UserError
+from equisweep.exactness import check_exactness, equivariance_error
+from equisweep.models import build_model
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Exact versus approximate equivariance in group-equivariant CNNs.")
+
+MEASURE_SEED = 0
+
+
+@app.callback()
+def _root() -> None:
+    """Exact versus approximate equivariance in group-equivariant CNNs."""
+
+
+@app.command()
+def check(
+    model: str = typer.Argument(..., help="registered model: p4cnn, resnet18, resnet44"),
+    group: str = typer.Option("p4", "--group", help="z2 | p4 | p4m (native), c<N> | d<N> (e2cnn)"),
+    input_size: int = typer.Option(..., "--input-size", help="square input size in pixels"),
+    width: int | None = typer.Option(None, "--width", help="base width (default: the paper's)"),
+    in_channels: int = typer.Option(1, "--in-channels"),
+    head: str = typer.Option("coset", "--head", help="coset (invariant) | flatten"),
+    backend: str = typer.Option("native", "--backend", help="native | e2cnn"),
+    measure: bool = typer.Option(False, "--measure", help="also measure the error (random weights, float64)"),
+    as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object"),
+) -> None:
+    """Report whether MODEL is exactly equivariant at --input-size, layer by layer, and the nearest exact sizes."""
+    net = build_model(model, group=group, in_channels=in_channels, width=width, head=head, backend=backend)
+    report = check_exactness(net, input_size, model_name=model)
+    measured = _measure(net, report.group if report.group != "z2" else "p4", input_size, in_channels) \
+        if measure else None
+    if as_json:
+        payload = report.to_dict()
+        if measured is not None:
+            payload["measured"] = measured
+        typer.echo(json.dumps(payload))
+        return
+    typer.echo(report.to_table())
+    if measured is not None:
+        typer.echo("\nmeasured relative error (max over group elements, random weights, float64):")
+        for name, value in measured["layers"].items():
+            typer.echo(f"  {name:<30} {value:.2e}")
+        typer.echo(f"  {'output':<30} {measured['output']:.2e}")
+
+
+def _measure(net: torch.nn.Module, group: str, input_size: int, in_channels: int) -> dict:
+    torch.manual_seed(MEASURE_SEED)
+    x = torch.randn(1, in_channels, input_size, input_size, dtype=torch.float64)
+    errors = equivariance_error(net.double(), x, group)
+    output = errors.pop("output")["max"]
+    return {"output": output, "layers": {name: value["max"] for name, value in errors.items()}}
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as err:
+        print(f"equisweep: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,341 @@
+"""Static exactness analysis: does every subsampling layer sample a grid symmetric about the map's centre?
+
+The rule (one axis): a window op with kernel k, stride s and padding p on n pixels places its windows at
+i·s - p, i = 0..m-1; the set of windows is mirror-symmetric about the centre iff the last window ends exactly on
+the padded border, ``(n + 2p - k) % s == 0``. A network is exactly equivariant under the pixel-grid group iff
+this holds at every subsampling op, at the size that op really sees, on every path, with symmetric padding and
+(for 90-degree rotations) square maps and square ops.
+
+``check_exactness`` traces the real model: it runs it on meta tensors (no compute; a zero input on the model's
+device if some layer cannot run on meta) and intercepts every ``conv2d``, ``max_pool2d``, ``avg_pool2d`` and
+``pad`` call with a ``TorchFunctionMode``, naming each call after the innermost module that made it. So it sees
+group convs, torchvision and e2cnn layers, residual shortcuts and functional padding alike, with no tables.
+Adaptive and global pools are not listed: their windows are symmetric at every size.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
+
+from equisweep.errors import UserError
+from equisweep.groups import P4, Group, get_group
+
+SEARCH_RADIUS = 256  # how far nearest_exact_sizes looks on each side
+
+
+def symmetric_grid(n: int, k: int, s: int, p: int = 0, p_after: int | None = None, ceil_mode: bool = False,
+                   clip_to_data: bool = False) -> bool:
+    """True iff a k/s/p window op over n pixels samples windows symmetric about the centre.
+
+    With symmetric padding and floor mode this is ``(n + 2p - k) % s == 0``: n=33, k=3, s=2, p=1 -> 32 % 2 == 0,
+    True; n=32 -> False. The general form handles asymmetric padding (``p_after``), pools in ``ceil_mode``
+    (windows clipped to the padded border, the last one starting inside the input or left padding, as PyTorch
+    does) and ``clip_to_data`` for max-pooling, where padding is -inf and only the real pixels of a window count.
+    ``k`` is the effective extent (dilation·(k-1) + 1).
+    """
+    p_after = p if p_after is None else p_after
+    span = n + p + p_after - k
+    if ceil_mode:
+        m = -(-span // s) + 1
+        if (m - 1) * s >= n + p:
+            m -= 1
+    else:
+        m = span // s + 1
+    lo, hi = -p, n - 1 + p_after
+    if clip_to_data:
+        lo, hi = 0, n - 1
+    windows = [(max(i * s - p, lo), min(i * s - p + k - 1, hi)) for i in range(m)]
+    mirrored = [(n - 1 - b, n - 1 - a) for a, b in reversed(windows)]
+    return windows == mirrored
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    """One subsampling (or asymmetric-padding) op as the trace met it; sizes and params per axis (H, W)."""
+
+    name: str
+    kind: str  # conv | max_pool | avg_pool | pad
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, bottom, left, right
+    in_size: tuple[int, int]
+    exact: bool
+
+
+@dataclass(frozen=True)
+class ExactnessReport:
+    """Whether ``model`` at ``input_size`` commutes exactly with ``group``, and which layers decide it."""
+
+    model: str
+    group: str
+    input_size: int | tuple[int, int]
+    exact: bool
+    layers: tuple[LayerCheck, ...]
+    nearest_exact_sizes: tuple[int, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def breaking_layers(self) -> tuple[LayerCheck, ...]:
+        return tuple(layer for layer in self.layers if not layer.exact)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def to_table(self) -> str:
+        size = self.input_size if isinstance(self.input_size, int) else "x".join(map(str, self.input_size))
+        verdict = "EXACT" if self.exact else "APPROXIMATE"
+        lines = [f"{self.model} ({self.group}) at {size}: {verdict}"]
+        header = f"{'name':<32} {'kind':<9} {'kernel':>6} {'stride':>6} {'padding':>8} {'in_size':>9}  exact"
+        lines += ["", header, "-" * len(header)]
+        for layer in self.layers:
+            pad = layer.padding
+            pad_text = str(pad[0]) if len(set(pad)) == 1 else ",".join(map(str, pad))
+            lines.append(f"{layer.name:<32} {layer.kind:<9} {_pair(layer.kernel):>6} {_pair(layer.stride):>6} "
+                         f"{pad_text:>8} {_pair(layer.in_size):>9}  {'yes' if layer.exact else 'NO'}")
+        if not self.layers:
+            lines.append("(no subsampling layers)")
+        if self.nearest_exact_sizes:
+            lines += ["", "nearest exact sizes: " + ", ".join(map(str, self.nearest_exact_sizes))]
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _pair(values: tuple[int, int]) -> str:
+    return str(values[0]) if values[0] == values[1] else f"{values[0]}x{values[1]}"
+
+
+def _as_pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    values = tuple(int(v) for v in value)
+    return values if len(values) == 2 else (values[0], values[0])
+
+
+# Signatures of the intercepted functionals, only to bind positional and keyword arguments alike.
+def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1): ...
+def _max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                return_indices=False): ...
+def _avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                count_include_pad=True, divisor_override=None): ...
+def _pad(input, pad, mode="constant", value=None): ...
+
+
+_SIGNATURES = {"conv2d": _conv2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "pad": _pad}
+_SIGNATURES = {name: inspect.signature(fn) for name, fn in _SIGNATURES.items()}
+
+
+class _Tracer(TorchFunctionMode):
+    """Records every 2-D window op and pad with the size it sees, attributed to the innermost module."""
+
+    def __init__(self, needs_square: bool) -> None:
+        super().__init__()
+        self.needs_square = needs_square
+        self.stack: list[str] = []
+        self.ops: list[LayerCheck] = []
+        self.empty: tuple[str, tuple[int, int]] | None = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in _SIGNATURES:
+            bound = _SIGNATURES[name].bind(*args, **kwargs)
+            bound.apply_defaults()
+            self._record(name, bound.arguments)
+        return func(*args, **kwargs)
+
+    def _record(self, name: str, a: dict[str, Any]) -> None:
+        x: Tensor = a["input"]
+        n = (int(x.shape[-2]), int(x.shape[-1]))
+        layer = self.stack[-1] if self.stack else "<model>"
+        if name == "pad":
+            pad = list(a["pad"])[:4] + [0] * max(0, 4 - len(a["pad"]))
+            left, right, top, bottom = pad
+            if (left, top) != (right, bottom):
+                self.ops.append(LayerCheck(layer, "pad", (1, 1), (1, 1), (top, bottom, left, right), n, False))
+            return
+        if name == "conv2d":
+            kernel = tuple(int(v) for v in a["weight"].shape[-2:])
+            stride, dilation, kind = _as_pair(a["stride"]), _as_pair(a["dilation"]), "conv"
+            ceil_mode, clip = False, False
+            if isinstance(a["padding"], str):  # 'valid', or 'same' (PyTorch puts an odd extra pixel after)
+                totals = [0, 0] if a["padding"] == "valid" else [d * (k - 1) for d, k in zip(dilation, kernel)]
+                pads = [(t // 2, t - t // 2) for t in totals]
+            else:
+                pads = [(p, p) for p in _as_pair(a["padding"])]
+        else:
+            kernel = _as_pair(a["kernel_size"])
+            stride = _as_pair(a["stride"]) if a["stride"] not in (None, []) else kernel
+            dilation = _as_pair(a.get("dilation", 1))
+            pads = [(p, p) for p in _as_pair(a["padding"])]
+            ceil_mode = bool(a["ceil_mode"])
+            kind = "max_pool" if name == "max_pool2d" else "avg_pool"
+            clip = kind == "max_pool" or not a.get("count_include_pad", True)
+        extent = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+        out = [(size + before + after - e) // s + 1 for size, (before, after), e, s in zip(n, pads, extent, stride)]
+        if min(out) < 1 and self.empty is None:
+            self.empty = (layer, n)
+        per_axis = [size + before + after >= e and symmetric_grid(size, e, s, before, after, ceil_mode, clip)
+                    for size, (before, after), e, s in zip(n, pads, extent, stride)]
+        symmetric_pads = all(before == after for before, after in pads)
+        if max(stride) == 1 and all(per_axis) and symmetric_pads:
+            return  # stride 1 with symmetric padding: always exact, not worth a row
+        square_ok = not self.needs_square or (n[0] == n[1] and kernel[0] == kernel[1] and stride[0] == stride[1]
+                                              and pads[0] == pads[1])
+        padding = (*pads[0], *pads[1])
+        self.ops.append(LayerCheck(layer, kind, kernel, stride, padding, n, all(per_axis) and square_ok))
+
+
+def _trace(model: nn.Module, size: tuple[int, int], in_channels: int, needs_square: bool) -> _Tracer:
+    tracer = _Tracer(needs_square)
+
+    def enter(name: str) -> None:
+        tracer.stack.append(name or "<model>")
+
+    def leave() -> None:
+        tracer.stack.pop()
+
+    handles = []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: enter(n)))
+        handles.append(module.register_forward_hook(lambda m, a, o: leave()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                _run_on_meta(model, size, in_channels, tracer)
+            except (NotImplementedError, RuntimeError):
+                if tracer.empty:
+                    return tracer
+                tracer.ops.clear()
+                tracer.stack.clear()
+                param = next(iter(model.parameters()), None)
+                device = param.device if param is not None else torch.device("cpu")
+                dtype = param.dtype if param is not None else torch.float32
+                try:
+                    with tracer:
+                        model(torch.zeros(1, in_channels, *size, device=device, dtype=dtype))
+                except RuntimeError:
+                    if not tracer.empty:
+                        raise
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return tracer
+
+
+def _run_on_meta(model: nn.Module, size: tuple[int, int], in_channels: int, tracer: _Tracer) -> None:
+    state = {name: torch.empty_like(t, device="meta") for name, t in
+             [*model.named_parameters(), *model.named_buffers()]}
+    x = torch.zeros(1, in_channels, *size, device="meta")
+    with tracer:
+        functional_call(model, state, (x,), tie_weights=False, strict=False)
+
+
+def _in_channels(model: nn.Module) -> int:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+        if hasattr(module, "in_channels"):
+            return int(module.in_channels)
+    raise UserError("model: cannot tell its input channels; give a model with a conv layer")
+
+
+def _resolve_group(model: nn.Module, group: str | Group | None) -> tuple[Group, list[str]]:
+    notes = []
+    g = get_group(group if group is not None else getattr(model, "group", P4))
+    if g.order == 1:
+        notes.append("the trivial group z2 has nothing to be exact about; the verdict is for the sampling grid "
+                     "under p4 (whether the same layout with group convolutions would be exact)")
+        g = P4
+    return g, notes
+
+
+def _has_quarter_turn(group: Group) -> bool:
+    return any(group.is_grid_symmetry(a) and (4 * a.rotation // group.rotations) % 2 == 1
+               for a in group.elements)
+
+
+def _grid_exact(model: nn.Module, size: tuple[int, int], in_channels: int, needs_square: bool) -> bool | None:
+    """True/False for a size the model accepts, None when some layer would get an empty map."""
+    tracer = _trace(model, size, in_channels, needs_square)
+    if tracer.empty:
+        return None
+    return all(op.exact for op in tracer.ops) and (not needs_square or size[0] == size[1])
+
+
+def _nearest_exact_sizes(model: nn.Module, n: int, in_channels: int, needs_square: bool) -> tuple[int, ...]:
+    found: list[int] = []
+    for step in (-1, 1):
+        for candidate in range(n + step, n + step * (SEARCH_RADIUS + 1), step):
+            if candidate < 1:
+                break
+            verdict = _grid_exact(model, (candidate, candidate), in_channels, needs_square)
+            if verdict is None and step < 0:
+                break  # smaller sizes only get emptier
+            if verdict:
+                found.append(candidate)
+                break
+    return tuple(sorted(found))
+
+
+def smallest_valid_size(model: nn.Module, start: int = 1, limit: int = 4096) -> int | None:
+    """The smallest square size at or above ``start`` at which no layer gets an empty map."""
+    in_channels = _in_channels(model)
+    for n in range(max(1, start), limit):
+        if not _trace(model, (n, n), in_channels, False).empty:
+            return n
+    return None
+
+
+def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: str | Group | None = None,
+                    model_name: str | None = None) -> ExactnessReport:
+    """Trace ``model`` at ``input_size`` and report, layer by layer, whether it is exactly ``group``-equivariant.
+
+    ``group`` defaults to ``model.group`` (p4 for models without one; the trivial group is checked as p4).
+    Raises ``UserError`` for a non-positive size or one at which some layer would get an empty map.
+    """
+    size = _as_pair(input_size)
+    if min(size) < 1:
+        raise UserError(f"input_size: must be positive, got {input_size}")
+    g, notes = _resolve_group(model, group)
+    in_channels = _in_channels(model)
+    needs_square = _has_quarter_turn(g)
+    tracer = _trace(model, size, in_channels, needs_square)
+    name = model_name or type(model).__name__
+    if tracer.empty:
+        layer, seen = tracer.empty
+        fits = smallest_valid_size(model, start=max(size))
+        hint = f"; the smallest size that fits is {fits}" if fits else ""
+        raise UserError(f"input_size: {_pair(size)} is too small for {name}: layer '{layer}' would get an empty "
+                        f"map from a {seen[0]}x{seen[1]} input{hint}")
+    grid_exact = all(op.exact for op in tracer.ops)
+    exact = grid_exact
+    if needs_square and size[0] != size[1]:
+        exact = False
+        notes.append(f"{g.name} rotates by 90 degrees, which needs a square input; got {size[0]}x{size[1]}")
+    if not g.acts_exactly_on_grid:
+        exact = False
+        off = [g.label(a) for a in g.elements if not g.is_grid_symmetry(a)][:3]
+        notes.append(f"{g.name} contains rotations that are not symmetries of the pixel grid ({', '.join(off)}, "
+                     f"...): the model is approximately equivariant at every input size; the layer verdicts "
+                     f"apply to its 90-degree subgroup")
+        nearest: tuple[int, ...] = ()
+    else:
+        nearest = _nearest_exact_sizes(model, max(size), in_channels, needs_square)
+    requested = get_group(group if group is not None else getattr(model, "group", g)).name
+    return ExactnessReport(name, requested, input_size if isinstance(input_size, int) else size, exact,
+                           tuple(tracer.ops), nearest, tuple(notes))
+

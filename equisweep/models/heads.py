@@ -1,0 +1,43 @@
+"""Classifier heads: the invariant coset head and the paper's non-invariant flatten head."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+
+from equisweep.models.pooling import GlobalAvgPool, GroupPool
+
+HEADS = ("coset", "flatten")
+
+
+class ClassifierHead(nn.Module):
+    """Feature map -> logits [B, num_classes].
+
+    ``coset``: max over the group axis and mean over the plane, then a linear layer on C features. Invariant:
+    every group element gives the same logits (exactly, when the map is exactly equivariant). ``pool_group_first``
+    chooses the order (the paper's ResNets take the group max first, its P4CNN the spatial mean first).
+    ``flatten``: mean over the plane, then a linear layer on all C·|G| features, so rotating the input permutes
+    the features the linear layer sees: equivariant features, a head that is not invariant.
+    Z2 maps [B, C, H, W] have no group axis and both kinds reduce to mean-then-linear.
+    """
+
+    def __init__(self, kind: Literal["coset", "flatten"], channels: int, group_order: int, num_classes: int,
+                 pool_group_first: bool = True) -> None:
+        super().__init__()
+        if kind not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {kind!r}")
+        self.kind, self.group_order, self.pool_group_first = kind, group_order, pool_group_first
+        self.spatial = GlobalAvgPool()
+        self.group_pool = GroupPool("max")
+        features = channels * group_order if kind == "flatten" else channels
+        self.linear = nn.Linear(features, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 4:  # Z2 map [B, C, H, W]
+            return self.linear(self.spatial(x))
+        if self.kind == "flatten":
+            return self.linear(self.spatial(x).flatten(1))  # [B, C·|G|]
+        if self.pool_group_first:
+            return self.linear(self.spatial(self.group_pool(x)))
+        return self.linear(self.group_pool(self.spatial(x)))  # [B, C, |G|] -> [B, C]

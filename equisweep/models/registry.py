@@ -1,0 +1,91 @@
+"""Model registry: ``build_model(name, ...)`` is the one public way to make a network."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from torch import nn
+
+from equisweep.errors import UserError
+from equisweep.groups import Group, get_group
+from equisweep.models.heads import HEADS
+from equisweep.models.layers import LayerSet
+from equisweep.models.p4cnn import P4CNN
+from equisweep.models.resnet import PreActResNet
+
+Builder = Callable[..., nn.Module]
+_REGISTRY: dict[str, Builder] = {}
+BACKENDS = ("native", "e2cnn")
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """File a builder ``fn(layers, width, num_classes, in_channels, head)`` under ``name``; names are unique."""
+
+    def wrap(fn: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def default_width(paper_widths: dict[int, int], group: Group) -> int:
+    """The paper's width for |G| in 1, 4, 8; otherwise the z2 width / sqrt|G|, which keeps parameters ~constant."""
+    return paper_widths.get(group.order) or max(1, round(paper_widths[1] / math.sqrt(group.order)))
+
+
+def _layer_set(group: Group, backend: str) -> LayerSet:
+    if backend == "native":
+        if not group.acts_exactly_on_grid:
+            raise UserError(f"group: {group.name!r} has rotations off the pixel grid; "
+                            "the native backend supports z2, p4, p4m: use --backend e2cnn for it")
+        return LayerSet(group)
+    from equisweep.models.e2cnn_backend import E2LayerSet  # imported lazily: e2cnn is slow to import
+
+    return E2LayerSet(group)
+
+
+def build_model(name: str, group: str | Group = "p4", num_classes: int = 10, in_channels: int = 1,
+                width: int | None = None, head: str = "coset", backend: str = "native") -> nn.Module:
+    """Build a registered model for ``group`` (z2 | p4 | p4m natively, c<N> | d<N> with backend='e2cnn')."""
+    if name not in _REGISTRY:
+        raise UserError(f"model: unknown model {name!r}; choose from: {', '.join(list_models())}")
+    if backend not in BACKENDS:
+        raise UserError(f"backend: unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+    if head not in HEADS:
+        raise UserError(f"head: unknown head {head!r}; choose from: {', '.join(HEADS)}")
+    for field, value in (("num_classes", num_classes), ("in_channels", in_channels), ("width", width)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise UserError(f"{field}: must be a positive integer, got {value!r}")
+    g = get_group(group)
+    return _REGISTRY[name](_layer_set(g, backend), width=width, num_classes=num_classes,
+                           in_channels=in_channels, head=head)
+
+
+P4CNN_WIDTHS = {1: 20, 4: 10, 8: 7}
+RESNET18_WIDTHS = {1: 64, 4: 32, 8: 23}
+RESNET44_WIDTHS = {1: 32, 4: 16, 8: 12}
+
+
+@register_model("p4cnn")
+def p4cnn(layers: LayerSet, width: int | None = None, **kw) -> P4CNN:
+    """The paper's rotated-MNIST G-CNN (about 25k parameters for every group at the default width)."""
+    return P4CNN(layers, width or default_width(P4CNN_WIDTHS, layers.group), **kw)
+
+
+@register_model("resnet18")
+def resnet18(layers: LayerSet, width: int | None = None, **kw) -> PreActResNet:
+    """Pre-activation ResNet-18: four stages of two blocks, strides 1, 2, 2, 2."""
+    return PreActResNet(layers, (2, 2, 2, 2), width or default_width(RESNET18_WIDTHS, layers.group), **kw)
+
+
+@register_model("resnet44")
+def resnet44(layers: LayerSet, width: int | None = None, **kw) -> PreActResNet:
+    """Pre-activation ResNet-44: three stages of seven blocks, strides 1, 2, 2."""
+    return PreActResNet(layers, (7, 7, 7), width or default_width(RESNET44_WIDTHS, layers.group), **kw)
