@@ -28,7 +28,7 @@ from torch.overrides import TorchFunctionMode
 from equisweep.errors import UserError
 from equisweep.groups import P4, Group, get_group
 
-SEARCH_RADIUS = 256  # how far nearest_exact_sizes looks on each side
+SEARCH_RADIUS = 128  # how far nearest_exact_sizes looks on each side
 
 
 def symmetric_grid(n: int, k: int, s: int, p: int = 0, p_after: int | None = None, ceil_mode: bool = False,
@@ -301,10 +301,11 @@ def smallest_valid_size(model: nn.Module, start: int = 1, limit: int = 4096) -> 
 
 
 def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: str | Group | None = None,
-                    model_name: str | None = None) -> ExactnessReport:
+                    model_name: str | None = None, nearest: bool = True) -> ExactnessReport:
     """Trace ``model`` at ``input_size`` and report, layer by layer, whether it is exactly ``group``-equivariant.
 
     ``group`` defaults to ``model.group`` (p4 for models without one; the trivial group is checked as p4).
+    ``nearest=False`` skips the search for ``nearest_exact_sizes`` (one trace per size tried).
     Raises ``UserError`` for a non-positive size or one at which some layer would get an empty map.
     """
     size = _as_pair(input_size)
@@ -321,8 +322,7 @@ def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: 
         hint = f"; the smallest size that fits is {fits}" if fits else ""
         raise UserError(f"input_size: {_pair(size)} is too small for {name}: layer '{layer}' would get an empty "
                         f"map from a {seen[0]}x{seen[1]} input{hint}")
-    grid_exact = all(op.exact for op in tracer.ops)
-    exact = grid_exact
+    exact = all(op.exact for op in tracer.ops)
     if needs_square and size[0] != size[1]:
         exact = False
         notes.append(f"{g.name} rotates by 90 degrees, which needs a square input; got {size[0]}x{size[1]}")
@@ -332,10 +332,9 @@ def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: 
         notes.append(f"{g.name} contains rotations that are not symmetries of the pixel grid ({', '.join(off)}, "
                      f"...): the model is approximately equivariant at every input size; the layer verdicts "
                      f"apply to its 90-degree subgroup")
-        nearest: tuple[int, ...] = ()
-    else:
-        nearest = _nearest_exact_sizes(model, max(size), in_channels, needs_square)
+        nearest = False  # no size makes it exact
+    sizes = _nearest_exact_sizes(model, max(size), in_channels, needs_square) if nearest else ()
     requested = get_group(group if group is not None else getattr(model, "group", g)).name
     return ExactnessReport(name, requested, input_size if isinstance(input_size, int) else size, exact,
-                           tuple(tracer.ops), nearest, tuple(notes))
+                           tuple(tracer.ops), sizes, tuple(notes))
 

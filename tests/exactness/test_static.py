@@ -1,0 +1,129 @@
+"""The static analysis: the rule, the tracer on real models, and agreement with the measured error."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from equisweep.errors import UserError
+from equisweep.exactness import check_exactness, equivariance_error, symmetric_grid
+from equisweep.models import GroupConv, LiftingConv, SpatialPool, build_model
+
+
+@pytest.mark.parametrize(("n", "k", "s", "p", "expected"), [
+    (33, 3, 2, 1, True), (32, 3, 2, 1, False), (225, 1, 2, 0, True), (224, 1, 2, 0, False),
+    (28, 2, 2, 0, True), (27, 2, 2, 0, False), (29, 2, 2, 0, False), (17, 5, 1, 0, True),
+])
+def test_rule_examples(n, k, s, p, expected):
+    assert symmetric_grid(n, k, s, p) is expected
+
+
+@given(st.integers(1, 60), st.integers(1, 7), st.integers(1, 4), st.integers(0, 3))
+def test_general_rule_reduces_to_the_formula_for_symmetric_floor_mode(n, k, s, p):
+    assume(n + 2 * p >= k)
+    assert symmetric_grid(n, k, s, p) == ((n + 2 * p - k) % s == 0)
+
+
+def test_torchvision_resnet18_exact_at_225_not_224():
+    model = torchvision.models.resnet18()
+    assert not check_exactness(model, 224).exact
+    report = check_exactness(model, 225)
+    assert report.exact and {layer.name for layer in report.layers} >= {"conv1", "maxpool", "layer2.0.downsample.0"}
+    assert report.nearest_exact_sizes == (193, 257)
+
+
+def test_report_names_the_breaking_layers_and_nearest_sizes():
+    report = check_exactness(build_model("resnet44", "p4", width=2), 32)
+    assert not report.exact
+    assert {layer.name for layer in report.breaking_layers} == {
+        "layers.1.0.conv1", "layers.1.0.shortcut.0", "layers.2.0.conv1", "layers.2.0.shortcut.0"}
+    first = report.layers[0]
+    assert (first.kind, first.stride, first.in_size) == ("conv", (2, 2), (32, 32))
+    assert report.nearest_exact_sizes == (29, 33)
+
+
+class _Padded(nn.Module):
+    def __init__(self, pad: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.pad = pad
+        self.conv = LiftingConv(1, 2, 3, "p4", stride=2)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, self.pad))
+
+
+def test_asymmetric_functional_padding_breaks_exactness():
+    report = check_exactness(_Padded((0, 1, 0, 1)), 32)  # 33 after padding: the conv alone would be exact
+    assert not report.exact and report.breaking_layers[0].kind == "pad"
+    assert check_exactness(_Padded((1, 1, 1, 1)), 31).exact
+
+
+def test_ceil_mode_pool():
+    model = nn.Sequential(LiftingConv(1, 2, 3, "p4", padding=1), SpatialPool("max", 2, ceil_mode=True))
+    assert check_exactness(model, 28).exact and not check_exactness(model, 27).exact
+
+
+def test_conv_with_same_padding_and_even_kernel_is_not_exact():
+    model = nn.Sequential(nn.Conv2d(1, 2, 4, padding="same"))
+    report = check_exactness(model, 28)
+    assert not report.exact and report.layers[0].padding == (1, 2, 1, 2)
+
+
+def test_non_square_input_is_not_exact_for_rotations():
+    report = check_exactness(build_model("p4cnn", "p4"), (28, 30))
+    assert not report.exact and any("square" in note for note in report.notes)
+
+
+def test_z2_models_are_checked_for_the_p4_grid():
+    report = check_exactness(build_model("p4cnn", "z2"), 28)
+    assert report.exact and report.group == "z2" and "sampling grid" in report.notes[0]
+
+
+def test_too_small_input_names_the_layer_and_the_smallest_size():
+    with pytest.raises(UserError, match=r"input_size: 5 is too small .*'block7.0'.* smallest size that fits is 8"):
+        check_exactness(build_model("p4cnn", "p4"), 5)
+    with pytest.raises(UserError, match="must be positive"):
+        check_exactness(build_model("p4cnn", "p4"), 0)
+
+
+def test_trace_leaves_the_model_as_it_was():
+    model = build_model("p4cnn", "p4")
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    check_exactness(model, 28)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# Property: for random stacks of convs and pools, the static verdict equals the measured one.
+layer = st.tuples(st.sampled_from(["conv", "max", "avg"]), st.integers(1, 5), st.integers(1, 3),
+                  st.integers(0, 2), st.booleans())
+
+
+def _stack(spec: list[tuple[str, int, int, int, bool]]) -> nn.Module:
+    modules: list[nn.Module] = [LiftingConv(1, 3, 3, "p4m", padding=1)]
+    for kind, k, s, p, ceil in spec:
+        if kind == "conv":
+            modules.append(GroupConv(3, 3, k, "p4m", stride=s, padding=p))
+        else:
+            modules.append(SpatialPool(kind, k, s, min(p, k // 2), ceil_mode=ceil))
+    return nn.Sequential(*modules).double()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(layer, min_size=1, max_size=4), st.integers(5, 40))
+def test_static_verdict_agrees_with_measured_error(spec, n):
+    torch.manual_seed(0)
+    model = _stack(spec)
+    try:
+        report = check_exactness(model, n, group="p4m", nearest=False)
+    except UserError:
+        assume(False)
+    torch.manual_seed(n)
+    x = torch.randn(2, 1, n, n, dtype=torch.float64)
+    # Every layer counts: a final global max can hide a broken grid on one input, a broken layer cannot.
+    errors = equivariance_error(model, x, "p4m", layers=[name for name, _ in model.named_children()])
+    measured = max(layer["max"] for layer in errors.values())
+    assert report.exact == (measured < 1e-6), (report.to_table(), errors)
