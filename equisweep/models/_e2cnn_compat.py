@@ -1,17 +1,19 @@
-"""The one door to e2cnn: import it through ``import_e2cnn()``, which first makes it work on NumPy 2.
+"""The one door to e2cnn: import it through ``import_e2cnn()``, which first makes it work on NumPy 2 and torch 2.
 
-e2cnn 0.2.3 is frozen upstream and written for NumPy 1. On NumPy 2 it breaks in three places, all on the way to
-building (or hashing the cached basis of) a D_N/O(2) filter basis:
+e2cnn 0.2.3 is frozen upstream and written for NumPy 1 and torch 1. Building C_N/D_N layers breaks in four places:
 
-* ``ndarray.tostring()`` (removed) in the ``__hash__`` of the four ``IrrepBasis`` solutions in
-  ``e2cnn.kernels.irreps_basis``; the R2Conv basis cache hashes them, so every dihedral R2Conv fails.
-* ``np.array(x, copy=False)`` in ``e2cnn.kernels.utils`` (``psi``, ``chi``, ``psichi``): NumPy 2 reads
-  ``copy=False`` as "never copy" and raises when a copy is needed; NumPy 1 meant "copy if needed" (``copy=None``).
+* ``ndarray.tostring()`` (removed in NumPy 2) in the ``__hash__`` of four ``IrrepBasis`` solutions in
+  ``e2cnn.kernels.irreps_basis``; R2Conv's basis cache hashes them, so every dihedral R2Conv fails.
+* ``np.array(x, copy=False)`` in ``e2cnn.kernels.utils`` (``psi``, ``chi``, ``psichi``): NumPy 2 reads it as
+  "never copy" and raises when a copy is needed; NumPy 1 meant "copy if needed", now spelt ``copy=None``.
 * ``np.float`` (removed alias) in ``e2cnn.group.groups.o2group``.
+* ``uint8`` index masks in ``SingleBlockBasisExpansion``: torch only warns about them, except that a mask picking
+  a single basis element (a 1x1 lifting conv) goes through ``masked_fill_``, which refuses them.
 
-The patch is local to e2cnn: the ``__hash__`` methods get a ``tobytes()`` twin (same bytes, same hash), and the two
-modules above see ``np`` through a thin proxy that maps ``copy=False`` to ``copy=None`` and ``float`` to the
-builtin. The global ``numpy`` module and ``ndarray`` are left untouched. Applying it twice changes nothing.
+The fixes stay inside e2cnn: the four ``__hash__`` methods get a ``tobytes()`` twin (same bytes, same hash), and
+the affected modules see ``np``/``torch`` through a namespace that overrides just those names (``array`` copies if
+needed, ``float`` is the builtin, ``uint8`` masks are ``bool``). The global ``numpy``, ``ndarray`` and ``torch``
+are left untouched. Applying the fixes twice changes nothing.
 """
 
 from __future__ import annotations
@@ -20,22 +22,25 @@ import types
 from typing import Any
 
 import numpy as np
+import torch
 
 
-class _NumPy1Compat(types.ModuleType):
-    """``numpy`` as e2cnn expects it: NumPy 1 meanings of ``array(copy=False)`` and ``float``."""
+class _Overridden(types.ModuleType):
+    """``base`` with a few names replaced; every other attribute is looked up on ``base``."""
 
-    float = float
-
-    def __init__(self) -> None:
-        super().__init__("numpy")
+    def __init__(self, base: types.ModuleType, **overrides: Any) -> None:
+        super().__init__(base.__name__)
+        self.__dict__.update(overrides)
+        self._base = base
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(np, name)
+        if "_base" not in self.__dict__:  # half-built (e.g. mid-copy): no recursion through __getattr__
+            raise AttributeError(name)
+        return getattr(self.__dict__["_base"], name)
 
-    @staticmethod
-    def array(obj: Any, *args: Any, copy: bool | None = True, **kwargs: Any) -> np.ndarray:
-        return np.array(obj, *args, copy=None if copy is False else copy, **kwargs)
+
+def _array_copy_if_needed(obj: Any, *args: Any, copy: bool | None = True, **kwargs: Any) -> np.ndarray:
+    return np.array(obj, *args, copy=None if copy is False else copy, **kwargs)
 
 
 def _hash_part(value: Any) -> int:
@@ -51,17 +56,20 @@ def _apply() -> None:
     from e2cnn.group.groups import o2group
     from e2cnn.kernels import irreps_basis
     from e2cnn.kernels import utils as kernel_utils
+    from e2cnn.nn.modules.r2_conv import basisexpansion_singleblock as single_block
 
-    for module in (kernel_utils, o2group):
-        if not isinstance(module.np, _NumPy1Compat):
-            module.np = _NumPy1Compat()
+    patches = [(kernel_utils, "np", dict(array=_array_copy_if_needed)), (o2group, "np", dict(float=float)),
+               (single_block, "np", dict(uint8=np.bool_)), (single_block, "torch", dict(uint8=torch.bool))]
+    for module, name, overrides in patches:
+        if not isinstance(getattr(module, name), _Overridden):
+            setattr(module, name, _Overridden(getattr(module, name), **overrides))
     for cls in (irreps_basis.R2FlipsSolution, irreps_basis.R2ContinuousRotationsSolution,
                 irreps_basis.R2FlipsDiscreteRotationsSolution, irreps_basis.R2FlipsContinuousRotationsSolution):
         cls.__hash__ = _irrep_basis_hash
 
 
 def import_e2cnn() -> types.ModuleType:
-    """Return the ``e2cnn`` package, patched for NumPy 2 (idempotent)."""
+    """Return the ``e2cnn`` package with the fixes above applied (idempotent)."""
     import e2cnn
 
     _apply()

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from equisweep.groups import Group, get_group
 
 
-def _check_geometry(kernel_size: int, stride: int, padding: int) -> None:
+def check_geometry(kernel_size: int, stride: int, padding: int) -> None:
     for field, value, low in (("kernel_size", kernel_size, 1), ("stride", stride, 1), ("padding", padding, 0)):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"{field} must be an int >= {low}, got {value!r}")
@@ -28,7 +28,7 @@ class _GroupConvBase(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, group: Group | str,
                  in_order: int, stride: int = 1, padding: int = 0, bias: bool = True) -> None:
         super().__init__()
-        _check_geometry(kernel_size, stride, padding)
+        check_geometry(kernel_size, stride, padding)
         self.group = get_group(group)
         if not self.group.acts_exactly_on_grid:
             raise ValueError(f"group {self.group.name!r} has rotations that are not pixel-grid symmetries; "

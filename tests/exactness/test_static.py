@@ -66,6 +66,7 @@ def test_ceil_mode_pool():
     assert check_exactness(model, 28).exact and not check_exactness(model, 27).exact
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same.")
 def test_conv_with_same_padding_and_even_kernel_is_not_exact():
     model = nn.Sequential(nn.Conv2d(1, 2, 4, padding="same"))
     report = check_exactness(model, 28)
@@ -127,3 +128,18 @@ def test_static_verdict_agrees_with_measured_error(spec, n):
     errors = equivariance_error(model, x, "p4m", layers=[name for name, _ in model.named_children()])
     measured = max(layer["max"] for layer in errors.values())
     assert report.exact == (measured < 1e-6), (report.to_table(), errors)
+
+
+@pytest.mark.parametrize("group", ["c8", "d8"])
+def test_c8_models_are_approximate_at_every_size_and_say_why(group):
+    model = build_model("p4cnn", group, backend="e2cnn", width=2)
+    for n in (27, 28, 29):
+        report = check_exactness(model, n)
+        assert not report.exact and report.nearest_exact_sizes == ()
+        assert any("not symmetries of the pixel grid" in note and "every input size" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("group", ["c4", "d4"])
+def test_e2cnn_models_follow_the_same_rule(group):
+    model = build_model("resnet44", group, backend="e2cnn", width=2)
+    assert check_exactness(model, 33).exact and not check_exactness(model, 32).exact

@@ -1,0 +1,47 @@
+"""Shared timing and table writing for the benchmarks: warm up, synchronise, take the median."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def device_line(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return f"device={name} threads={torch.get_num_threads()} torch={torch.__version__}"
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in milliseconds, synchronising the GPU before every clock read."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def write_table(name: str, header: str, rows: list[dict], columns: list[str], widths: list[int]) -> str:
+    """Print a fixed-width table and write it as ``results/<name>.md`` and ``results/<name>.json``."""
+    lines = [header, "  ".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(columns, widths)))]
+    for row in rows:
+        cells = [f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        lines.append("  ".join(f"{v:>{w}}" if i else f"{v:<{w}}" for i, (v, w) in enumerate(zip(cells, widths))))
+    text = "\n".join(lines)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.md").write_text("```\n" + text + "\n```\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+    return text
