@@ -43,6 +43,8 @@ def symmetric_grid(n: int, k: int, s: int, p: int = 0, p_after: int | None = Non
     """
     p_after = p if p_after is None else p_after
     span = n + p + p_after - k
+    if span < 0:
+        return False  # no window fits: the layer would get an empty map
     if ceil_mode:
         m = -(-span // s) + 1
         if (m - 1) * s >= n + p:
@@ -145,6 +147,17 @@ class _Tracer(TorchFunctionMode):
         self.ops: list[LayerCheck] = []
         self.empty: tuple[str, tuple[int, int]] | None = None
 
+    def enter(self, module_name: str) -> None:
+        self.stack.append(module_name or "<model>")
+
+    def leave(self) -> None:
+        self.stack.pop()
+
+    def reset(self) -> None:
+        self.stack.clear()
+        self.ops.clear()
+        self.empty = None
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
@@ -185,7 +198,7 @@ class _Tracer(TorchFunctionMode):
         out = [(size + before + after - e) // s + 1 for size, (before, after), e, s in zip(n, pads, extent, stride)]
         if min(out) < 1 and self.empty is None:
             self.empty = (layer, n)
-        per_axis = [size + before + after >= e and symmetric_grid(size, e, s, before, after, ceil_mode, clip)
+        per_axis = [symmetric_grid(size, e, s, before, after, ceil_mode, clip)
                     for size, (before, after), e, s in zip(n, pads, extent, stride)]
         symmetric_pads = all(before == after for before, after in pads)
         if max(stride) == 1 and all(per_axis) and symmetric_pads:
@@ -197,38 +210,25 @@ class _Tracer(TorchFunctionMode):
 
 
 def _trace(model: nn.Module, size: tuple[int, int], in_channels: int, needs_square: bool) -> _Tracer:
+    """Run ``model`` once under the tracer, in eval mode; restore its mode and remove the hooks afterwards."""
     tracer = _Tracer(needs_square)
-
-    def enter(name: str) -> None:
-        tracer.stack.append(name or "<model>")
-
-    def leave() -> None:
-        tracer.stack.pop()
-
     handles = []
     for name, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: enter(n)))
-        handles.append(module.register_forward_hook(lambda m, a, o: leave()))
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: tracer.enter(n)))
+        handles.append(module.register_forward_hook(lambda m, a, o: tracer.leave()))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
+            state = {name: torch.empty_like(t, device="meta")
+                     for name, t in [*model.named_parameters(), *model.named_buffers()]}
             try:
-                _run_on_meta(model, size, in_channels, tracer)
-            except (NotImplementedError, RuntimeError):
-                if tracer.empty:
-                    return tracer
-                tracer.ops.clear()
-                tracer.stack.clear()
+                _forward(model, torch.zeros(1, in_channels, *size, device="meta"), tracer, state)
+            except (NotImplementedError, RuntimeError):  # a layer that cannot run on meta: use real zeros
+                tracer.reset()
                 param = next(iter(model.parameters()), None)
-                device = param.device if param is not None else torch.device("cpu")
-                dtype = param.dtype if param is not None else torch.float32
-                try:
-                    with tracer:
-                        model(torch.zeros(1, in_channels, *size, device=device, dtype=dtype))
-                except RuntimeError:
-                    if not tracer.empty:
-                        raise
+                _forward(model, torch.zeros(1, in_channels, *size, device=param.device if param is not None else None,
+                                            dtype=param.dtype if param is not None else None), tracer)
     finally:
         model.train(was_training)
         for handle in handles:
@@ -236,12 +236,17 @@ def _trace(model: nn.Module, size: tuple[int, int], in_channels: int, needs_squa
     return tracer
 
 
-def _run_on_meta(model: nn.Module, size: tuple[int, int], in_channels: int, tracer: _Tracer) -> None:
-    state = {name: torch.empty_like(t, device="meta") for name, t in
-             [*model.named_parameters(), *model.named_buffers()]}
-    x = torch.zeros(1, in_channels, *size, device="meta")
-    with tracer:
-        functional_call(model, state, (x,), tie_weights=False, strict=False)
+def _forward(model: nn.Module, x: Tensor, tracer: _Tracer, state: dict[str, Tensor] | None = None) -> None:
+    """One traced forward; an error after a layer got an empty map is that map's doing, and is recorded."""
+    try:
+        with tracer:
+            if state is None:
+                model(x)
+            else:
+                functional_call(model, state, (x,), tie_weights=False, strict=False)
+    except RuntimeError:
+        if tracer.empty is None:
+            raise
 
 
 def _in_channels(model: nn.Module) -> int:
