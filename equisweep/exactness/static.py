@@ -32,14 +32,16 @@ SEARCH_RADIUS = 128  # how far nearest_exact_sizes looks on each side
 
 
 def symmetric_grid(n: int, k: int, s: int, p: int = 0, p_after: int | None = None, ceil_mode: bool = False,
-                   clip_to_data: bool = False) -> bool:
+                   kind: str = "conv", count_include_pad: bool = True) -> bool:
     """True iff a k/s/p window op over n pixels samples windows symmetric about the centre.
 
-    With symmetric padding and floor mode this is ``(n + 2p - k) % s == 0``: n=33, k=3, s=2, p=1 -> 32 % 2 == 0,
-    True; n=32 -> False. The general form handles asymmetric padding (``p_after``), pools in ``ceil_mode``
-    (windows clipped to the padded border, the last one starting inside the input or left padding, as PyTorch
-    does) and ``clip_to_data`` for max-pooling, where padding is -inf and only the real pixels of a window count.
-    ``k`` is the effective extent (dilation·(k-1) + 1).
+    For a conv with symmetric padding this is ``(n + 2p - k) % s == 0``: n=33, k=3, s=2, p=1 -> 32 % 2 == 0,
+    True; n=32 -> False. The general form compares the list of windows with its mirror image and handles
+    asymmetric padding (``p_after``) and pools in ``ceil_mode`` (windows clipped to the padded border, the last
+    one starting inside the input or the left padding, as PyTorch does). A conv weighs each window position
+    differently, so its windows must mirror including the padding; a pool only sees which real pixels a window
+    holds (``max_pool``: padding is -inf) and, for ``avg_pool`` counting the padding, how many cells it divides
+    by. ``k`` is the effective extent, dilation·(k-1) + 1.
     """
     p_after = p if p_after is None else p_after
     span = n + p + p_after - k
@@ -51,12 +53,15 @@ def symmetric_grid(n: int, k: int, s: int, p: int = 0, p_after: int | None = Non
             m -= 1
     else:
         m = span // s + 1
-    lo, hi = -p, n - 1 + p_after
-    if clip_to_data:
-        lo, hi = 0, n - 1
-    windows = [(max(i * s - p, lo), min(i * s - p + k - 1, hi)) for i in range(m)]
-    mirrored = [(n - 1 - b, n - 1 - a) for a, b in reversed(windows)]
-    return windows == mirrored
+    starts = [i * s - p for i in range(m)]
+    ends = [min(start + k - 1, n - 1 + p_after) for start in starts]
+    if kind == "conv":
+        windows = list(zip(starts, ends))
+        return windows == [(n - 1 - b, n - 1 - a) for a, b in reversed(windows)]
+    held = [(max(a, 0), min(b, n - 1)) for a, b in zip(starts, ends)]  # the real pixels of each window
+    divisors = [b - a + 1 if kind == "avg_pool" and count_include_pad else 0 for a, b in zip(starts, ends)]
+    windows = list(zip(held, divisors))
+    return windows == [((n - 1 - b, n - 1 - a), d) for (a, b), d in reversed(windows)]
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,7 @@ class _Tracer(TorchFunctionMode):
         if name == "conv2d":
             kernel = tuple(int(v) for v in a["weight"].shape[-2:])
             stride, dilation, kind = _as_pair(a["stride"]), _as_pair(a["dilation"]), "conv"
-            ceil_mode, clip = False, False
+            ceil_mode, count_include_pad = False, True
             if isinstance(a["padding"], str):  # 'valid', or 'same' (PyTorch puts an odd extra pixel after)
                 totals = [0, 0] if a["padding"] == "valid" else [d * (k - 1) for d, k in zip(dilation, kernel)]
                 pads = [(t // 2, t - t // 2) for t in totals]
@@ -193,12 +198,12 @@ class _Tracer(TorchFunctionMode):
             pads = [(p, p) for p in _as_pair(a["padding"])]
             ceil_mode = bool(a["ceil_mode"])
             kind = "max_pool" if name == "max_pool2d" else "avg_pool"
-            clip = kind == "max_pool" or not a.get("count_include_pad", True)
+            count_include_pad = bool(a.get("count_include_pad", True))
         extent = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
         out = [(size + before + after - e) // s + 1 for size, (before, after), e, s in zip(n, pads, extent, stride)]
         if min(out) < 1 and self.empty is None:
             self.empty = (layer, n)
-        per_axis = [symmetric_grid(size, e, s, before, after, ceil_mode, clip)
+        per_axis = [symmetric_grid(size, e, s, before, after, ceil_mode, kind, count_include_pad)
                     for size, (before, after), e, s in zip(n, pads, extent, stride)]
         symmetric_pads = all(before == after for before, after in pads)
         if max(stride) == 1 and all(per_axis) and symmetric_pads:

@@ -124,6 +124,11 @@ def test_static_verdict_agrees_with_measured_error(spec, n):
         assume(False)
     torch.manual_seed(n)
     x = torch.randn(2, 1, n, n, dtype=torch.float64)
+    # A pool window covering a whole map makes it spatially constant; sampling such a map cannot break anything,
+    # so the rule (about grids, for generic maps) does not apply there.
+    with torch.no_grad():
+        maps = [y := x] + [y := module(y) for module in model]
+    assume(all(bool((y.amax((-2, -1)) > y.amin((-2, -1))).any()) for y in maps if y.shape[-1] * y.shape[-2] > 1))
     # Every layer counts: a final global max can hide a broken grid on one input, a broken layer cannot.
     errors = equivariance_error(model, x, "p4m", layers=[name for name, _ in model.named_children()])
     measured = max(layer["max"] for layer in errors.values())
