@@ -1,4 +1,4 @@
-"""Command line: ``equisweep check``. Each command parses, calls one library function and formats the result.
+"""Command line: ``equisweep check | train``. Each command parses, calls one library function and formats the result.
 
 stdout carries only the result (a table, or with ``--json`` exactly one JSON object); a user error becomes one
 stderr line and exit code 2; any other exception is a bug and keeps its traceback.
@@ -6,8 +6,10 @@ stderr line and exit code 2; any other exception is a bug and keeps its tracebac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from pathlib import Path
 
 import torch
 import typer
@@ -56,6 +58,45 @@ def check(
         for name, value in measured["layers"].items():
             typer.echo(f"  {name:<30} {value:.2e}")
         typer.echo(f"  {'output':<30} {measured['output']:.2e}")
+
+
+@app.command()
+def train(
+    config: Path | None = typer.Option(None, "--config", help="YAML file of run settings (flags override it)"),
+    dataset: str | None = typer.Option(None, "--dataset",
+                                       help="mnist5k | mnist | cifar10 | cifar100 | flowers102 | pcam"),
+    model: str | None = typer.Option(None, "--model"),
+    group: str | None = typer.Option(None, "--group"),
+    backend: str | None = typer.Option(None, "--backend"),
+    width: int | None = typer.Option(None, "--width"),
+    head: str | None = typer.Option(None, "--head"),
+    dropout: float | None = typer.Option(None, "--dropout", help="p4cnn dropout rate"),
+    input_size: int | None = typer.Option(None, "--input-size"),
+    resize_method: str | None = typer.Option(None, "--resize-method", help="resize | pad | crop"),
+    train_symmetry: str | None = typer.Option(None, "--train-symmetry",
+                                              help="none | c4 | d4 | flip | uniform | gaussian(MEAN,STD)"),
+    epochs: int | None = typer.Option(None, "--epochs"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    lr: float | None = typer.Option(None, "--lr"),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="adam | adamw | sgd"),
+    schedule: str | None = typer.Option(None, "--schedule", help="none | step | cosine | onecycle"),
+    seed: int | None = typer.Option(None, "--seed"),
+    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    download: bool | None = typer.Option(None, "--download/--no-download", help="allow downloading the dataset"),
+    accelerator: str | None = typer.Option(None, "--accelerator", help="auto | cpu | gpu"),
+    wandb_mode: str | None = typer.Option(None, "--wandb-mode", help="auto | online | offline | disabled"),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="run directory"),
+) -> None:
+    """Train one model, test the best checkpoint, and write metrics.json, config.yaml and the checkpoint to --out."""
+    flags = {key: value for key, value in locals().items() if key not in ("config", "out", "wandb_mode")}
+    from equisweep.pipeline import load_run_config, run_one  # Lightning loads only for commands that train
+
+    flags["wandb"] = {"mode": wandb_mode} if wandb_mode is not None else None
+    settings = load_run_config(flags, config)
+    with contextlib.redirect_stdout(sys.stderr):  # progress bars and library chatter stay off stdout
+        results = run_one(settings, out)
+    summary = {k: v for k, v in results.items() if not isinstance(v, dict)}
+    typer.echo(json.dumps({"out": str(out), **summary}))
 
 
 def _measure(net: torch.nn.Module, group: str, input_size: int, in_channels: int) -> dict:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -32,3 +35,42 @@ def assert_equivariant(fn: Callable[[Tensor], Tensor], x: Tensor, group: str | G
     errors = relative_errors(fn, x, group)
     worst = max(errors, key=errors.get)
     assert errors[worst] < atol, f"not equivariant: relative error {errors[worst]:.2e} at {worst} ({errors})"
+
+
+def read_wandb_run(run_file: Path) -> dict:
+    """Read an offline W&B run file (``run-<id>.wandb``: LevelDB-log framed protobuf ``Record``s) back into
+    ``{"project", "group", "config", "summary", "history_keys"}``, so tests check what was really logged."""
+    from wandb.proto import wandb_internal_pb2
+
+    raw, block, pos = run_file.read_bytes(), 32768, 7  # 7: the ':W&B' file header
+    payloads, pending = [], b""
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:  # a block's tail too short for a record header is padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        data, pos = raw[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 2):  # full, first
+            pending = data
+        elif kind in (3, 4):  # middle, last
+            pending += data
+        if kind in (1, 4):
+            payloads.append(pending)
+    def key(item) -> str:
+        return item.key or "/".join(item.nested_key)
+
+    run: dict = {"config": {}, "summary": {}, "history_keys": set()}
+    for payload in payloads:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":  # the run record carries the config given to wandb.init
+            run.update(project=record.run.project, group=record.run.run_group)
+            run["config"].update({key(item): json.loads(item.value_json) for item in record.run.config.update})
+        elif kind == "config":
+            run["config"].update({key(item): json.loads(item.value_json) for item in record.config.update})
+        elif kind == "summary":
+            run["summary"].update({key(item): json.loads(item.value_json) for item in record.summary.update})
+        elif kind == "history":
+            run["history_keys"].update(key(item) for item in record.history.item)
+    return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -11,7 +12,7 @@ from equisweep.errors import UserError
 from equisweep.groups import Group, get_group
 from equisweep.models.heads import HEADS
 from equisweep.models.layers import LayerSet
-from equisweep.models.p4cnn import P4CNN
+from equisweep.models.p4cnn import DROPOUT, P4CNN
 from equisweep.models.resnet import PreActResNet
 
 Builder = Callable[..., nn.Module]
@@ -52,8 +53,11 @@ def _layer_set(group: Group, backend: str) -> LayerSet:
 
 
 def build_model(name: str, group: str | Group = "p4", num_classes: int = 10, in_channels: int = 1,
-                width: int | None = None, head: str = "coset", backend: str = "native") -> nn.Module:
-    """Build a registered model for ``group`` (z2 | p4 | p4m natively, c<N> | d<N> with backend='e2cnn')."""
+                width: int | None = None, head: str = "coset", backend: str = "native", **options) -> nn.Module:
+    """Build a registered model for ``group`` (z2 | p4 | p4m natively, c<N> | d<N> with backend='e2cnn').
+
+    ``options`` go to the model's own builder (``p4cnn`` takes ``dropout``); one it does not know is an error.
+    """
     if name not in _REGISTRY:
         raise UserError(f"model: unknown model {name!r}; choose from: {', '.join(list_models())}")
     if backend not in BACKENDS:
@@ -63,9 +67,12 @@ def build_model(name: str, group: str | Group = "p4", num_classes: int = 10, in_
     for field, value in (("num_classes", num_classes), ("in_channels", in_channels), ("width", width)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UserError(f"{field}: must be a positive integer, got {value!r}")
-    g = get_group(group)
-    return _REGISTRY[name](_layer_set(g, backend), width=width, num_classes=num_classes,
-                           in_channels=in_channels, head=head)
+    builder = _REGISTRY[name]
+    unknown = set(options) - set(inspect.signature(builder).parameters)
+    if unknown:
+        raise UserError(f"model: {name} takes no option {sorted(unknown)[0]!r}")
+    return builder(_layer_set(get_group(group), backend), width=width, num_classes=num_classes,
+                   in_channels=in_channels, head=head, **options)
 
 
 P4CNN_WIDTHS = {1: 20, 4: 10, 8: 7}
@@ -74,9 +81,9 @@ RESNET44_WIDTHS = {1: 32, 4: 16, 8: 12}
 
 
 @register_model("p4cnn")
-def p4cnn(layers: LayerSet, width: int | None = None, **kw) -> P4CNN:
+def p4cnn(layers: LayerSet, width: int | None = None, dropout: float = DROPOUT, **kw) -> P4CNN:
     """The paper's rotated-MNIST G-CNN (about 25k parameters for every group at the default width)."""
-    return P4CNN(layers, width or default_width(P4CNN_WIDTHS, layers.group), **kw)
+    return P4CNN(layers, width or default_width(P4CNN_WIDTHS, layers.group), dropout=dropout, **kw)
 
 
 @register_model("resnet18")

@@ -1,0 +1,137 @@
+"""``EquivarianceClassifier``: the LightningModule that trains any logits-returning backbone and evaluates it
+with the paper's protocol (upright, group orbit, angle sweep).
+
+It takes a built ``nn.Module`` (from ``build_model`` or your own) plus typed optimiser and schedule arguments,
+leaves the network out of the saved hyperparameters, keeps one torchmetrics object per stage and per evaluation
+view, and never moves tensors itself. Test batches are expected upright and normalised; each view (a rotation,
+optionally after a mirror) is applied here, exactly (``rot90``/``flip``) for multiples of 90 degrees, with
+``background`` filling the corners otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from equisweep.datamodules.regimes import angle_grid, rotate
+from equisweep.groups import P4, get_group
+from equisweep.pipeline import metrics as m
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "step", "cosine", "onecycle")
+
+
+@dataclass(frozen=True)
+class View:
+    """Mirror left-right (optionally), then rotate counter-clockwise by ``angle`` degrees."""
+
+    angle: float
+    mirror: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"r{self.angle:g}{'m' if self.mirror else ''}".replace(".", "_")
+
+    def apply(self, x: Tensor, background: Tensor) -> Tensor:
+        if self.mirror:
+            x = x.flip(-1)
+        if self.angle % 360 == 0:
+            return x
+        return rotate(x, torch.full((x.shape[0],), float(self.angle), dtype=torch.float64), background)
+
+
+class EquivarianceClassifier(pl.LightningModule):
+    """Cross-entropy classification of images by ``backbone`` (images -> logits [B, num_classes])."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, optimizer: str = "adam", lr: float = 1e-3,
+                 weight_decay: float = 0.0, momentum: float = 0.9, schedule: str = "none", step_size: int = 10,
+                 gamma: float = 0.5, eval_angles: Sequence[float] | None = None, orbit_group: str | None = None,
+                 background: float | Sequence[float] = 0.0, channels_last: bool = False) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        eval_angles = [float(a) for a in (eval_angles if eval_angles is not None else angle_grid())]
+        group = get_group(orbit_group or getattr(backbone, "group", P4))
+        orbit_group = (P4 if group.order == 1 else group).name  # z2 nets are tested on the p4 orbit
+        self.save_hyperparameters(ignore=["backbone"])
+        self.hparams.update(eval_angles=eval_angles, orbit_group=orbit_group)
+        self.backbone = backbone.to(memory_format=torch.channels_last) if channels_last else backbone
+        self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32).reshape(-1),
+                             persistent=False)
+        g = get_group(orbit_group)
+        self.upright = View(0.0)
+        self.orbit = [View(90.0 * (4 * e.rotation // g.rotations), bool(e.mirror)) for e in g.grid_elements]
+        self.angle_views = [View(a % 360) for a in eval_angles]
+        self.views = list(dict.fromkeys([self.upright, *self.orbit, *self.angle_views]))
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = nn.ModuleDict({v.name: MulticlassAccuracy(num_classes, average="micro") for v in self.views})
+        self.test_results: dict = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}; lower lr")
+        self.train_acc(logits, y)
+        self.log(m.TRAIN_LOSS, loss, prog_bar=True)
+        self.log(m.TRAIN_ACC, self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.val_acc(self(x), y)
+        self.log(m.VAL_ACC, self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        for view in self.views:
+            self.test_acc[view.name].update(self(view.apply(x, self.background)), y)
+
+    def on_test_epoch_end(self) -> None:
+        acc = {view: float(self.test_acc[view.name].compute()) for view in self.views}
+        by_angle = {a: acc[v] for a, v in zip(self.hparams.eval_angles, self.angle_views)}
+        self.test_results = {
+            m.TEST_ACC_UPRIGHT: acc[self.upright],
+            m.TEST_ACC_ORBIT: sum(acc[v] for v in self.orbit) / len(self.orbit),
+            m.TEST_ACC_BY_ANGLE: by_angle,
+            m.TEST_ACC_MEAN_ANGLES: sum(by_angle.values()) / len(by_angle),
+            m.TEST_ACC_MIN_ANGLES: min(by_angle.values()),
+        }
+        for metric in self.test_acc.values():
+            metric.reset()
+        self.log_dict({k: v for k, v in self.test_results.items() if isinstance(v, float)})
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = self.backbone.parameters()
+        if hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            cls = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
+            optimizer = cls(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.schedule == "none":
+            return optimizer
+        if hp.schedule == "step":  # per epoch, as the paper's StepLR
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, hp.step_size, hp.gamma)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        steps = int(self.trainer.estimated_stepping_batches)
+        if hp.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+        else:
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

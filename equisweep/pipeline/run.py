@@ -1,0 +1,119 @@
+"""One training run, shared by ``equisweep train`` and the sweep trainable: ``run_one(config, out_dir) -> dict``.
+
+It validates everything that can fail on user input (model, input size, data) before training, trains with
+Lightning, tests the **best** checkpoint on validation accuracy (the test set is never used for selection),
+measures the equivariance error of that checkpoint, and writes ``metrics.json`` and ``config.yaml`` next to
+``checkpoints/best.ckpt``, each through a temporary name and a rename so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import WandbLogger
+
+from equisweep.datamodules import build_datamodule
+from equisweep.exactness import check_exactness, equivariance_error
+from equisweep.models import build_model
+from equisweep.pipeline import metrics as m
+from equisweep.pipeline.callbacks import RecalibrateBatchNorm
+from equisweep.pipeline.config import RunConfig
+from equisweep.pipeline.module import EquivarianceClassifier
+
+log = logging.getLogger(__name__)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _wandb_logger(config: RunConfig, out_dir: Path) -> WandbLogger | None:
+    mode = config.wandb.resolved_mode()
+    if mode == "disabled":
+        return None
+    # The mode goes to wandb.init for this run only; WandbLogger(offline=True) would set WANDB_MODE process-wide.
+    return WandbLogger(project=config.wandb.project, entity=config.wandb.entity, group=config.wandb.group,
+                       name=config.run_name or out_dir.name, save_dir=str(out_dir), mode=mode,
+                       tags=config.wandb.tags, config=config.model_dump(mode="json"), reinit="finish_previous")
+
+
+def _log_angles_to_wandb(logger: WandbLogger, results: dict) -> None:
+    import wandb
+
+    by_angle = results[m.TEST_ACC_BY_ANGLE]
+    table = wandb.Table(columns=["angle", "accuracy"], data=[[float(a), acc] for a, acc in by_angle.items()])
+    logger.experiment.log({"test_acc_by_angle_table": table,
+                           "test_acc_by_angle_plot": wandb.plot.line(table, "angle", "accuracy",
+                                                                     title="test accuracy by rotation angle")})
+    logger.experiment.summary.update({k: v for k, v in results.items() if not isinstance(v, dict)})
+
+
+def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
+            enable_progress_bar: bool = True) -> dict:
+    """Train, test and measure one configuration; return the metrics also written to ``out_dir/metrics.json``."""
+    out_dir = Path(out_dir)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(config.dataset, config.input_size, config.train_symmetry, config.batch_size,
+                                  config.data_dir, config.seed, download=config.download,
+                                  eval_batch_size=config.eval_batch_size, resize_method=config.resize_method,
+                                  num_workers=config.num_workers, per_batch=config.per_batch)
+    options = {} if config.dropout is None else {"dropout": config.dropout}
+    backbone = build_model(config.model, group=config.group, num_classes=datamodule.num_classes,
+                           in_channels=datamodule.in_channels, width=config.width, head=config.head,
+                           backend=config.backend, **options)
+    report = check_exactness(backbone, config.input_size, model_name=config.model, nearest=False)
+    datamodule.prepare_data()  # a missing dataset fails here, before anything is written
+    module = EquivarianceClassifier(
+        backbone, datamodule.num_classes, optimizer=config.optimizer, lr=config.lr,
+        weight_decay=config.weight_decay, momentum=config.momentum, schedule=config.schedule,
+        step_size=config.step_size, gamma=config.gamma, eval_angles=config.angles,
+        background=datamodule.background, channels_last=config.channels_last)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(out_dir / "config.yaml", config.to_yaml())
+    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=m.VAL_ACC, mode="max",
+                                 save_top_k=1, enable_version_counter=False)
+    logger = _wandb_logger(config, out_dir)
+    if not config.deterministic:
+        torch.backends.cudnn.benchmark = True
+    calibrate = RecalibrateBatchNorm(config.bn_calibration_batches)
+    trainer = pl.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=1,
+                         precision=config.precision, deterministic=config.deterministic,
+                         logger=logger if logger is not None else False, callbacks=[calibrate, checkpoint, *callbacks],
+                         enable_progress_bar=enable_progress_bar, enable_model_summary=False,
+                         num_sanity_val_steps=0, log_every_n_steps=10, default_root_dir=str(out_dir))
+    try:
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule)
+        train_seconds = time.perf_counter() - start
+        trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+        sample = datamodule.eval_sample(config.eq_error_samples).to(module.device)
+        errors = equivariance_error(module.backbone, sample, module.hparams.orbit_group)
+        results = {
+            **module.test_results,
+            m.VAL_ACC: float(checkpoint.best_model_score),
+            m.EXACT: report.exact,
+            m.EQ_ERROR: errors["output"]["max"],
+            m.EQ_ERROR_BY_LAYER: {name: value["max"] for name, value in errors.items()},
+            m.PARAMS: sum(p.numel() for p in backbone.parameters()),
+            m.TRAIN_SECONDS: train_seconds,
+            m.BEST_CHECKPOINT: str(Path(checkpoint.best_model_path).relative_to(out_dir)),
+            m.BEST_EPOCH: int(torch.load(checkpoint.best_model_path, weights_only=True)["epoch"]),
+        }
+        if logger is not None:
+            _log_angles_to_wandb(logger, results)
+    finally:
+        if logger is not None:
+            logger.experiment.finish()
+    write_atomically(out_dir / "metrics.json", json.dumps(results, indent=1))
+    return results

@@ -1,0 +1,50 @@
+"""EquivarianceClassifier on its own: in someone else's training script, its views and its checkpoints."""
+
+import importlib.util
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from equisweep.models import build_model
+from equisweep.pipeline import EquivarianceClassifier
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "own_datamodule.py"
+
+
+def test_example_with_a_users_own_datamodule_and_plain_trainer():
+    spec = importlib.util.spec_from_file_location("own_datamodule", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.main(max_epochs=1, limit_train_batches=40)
+    assert set(results) == {"test_acc_upright", "test_acc_orbit", "test_acc_by_angle", "test_acc_mean_angles",
+                            "test_acc_min_angles"}
+    assert list(results["test_acc_by_angle"]) == [0.0, 45.0, 90.0]
+    assert results["test_acc_upright"] > 0.2  # 40 steps: well clear of chance (0.1) already
+    # exact p4 net at 28: the orbit's four quarter turns are all equally good
+    assert results["test_acc_by_angle"][90.0] == results["test_acc_upright"] == results["test_acc_orbit"]
+
+
+def test_views_cover_the_orbit_without_repeats():
+    module = EquivarianceClassifier(build_model("p4cnn", "p4m"), 10, eval_angles=[0, 90, 45])
+    assert [v.name for v in module.views] == ["r0", "r90", "r180", "r270", "r0m", "r90m", "r180m", "r270m", "r45"]
+    z2 = EquivarianceClassifier(build_model("p4cnn", "z2"), 10, eval_angles=[0])
+    assert z2.hparams.orbit_group == "p4" and len(z2.orbit) == 4
+
+
+def test_checkpoint_loads_with_weights_only_and_restores_the_module(tmp_path):
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    module = EquivarianceClassifier(build_model("p4cnn", "p4"), 10, optimizer="sgd", schedule="cosine")
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
+                         accelerator="cpu")
+    trainer.fit(module, loader, loader)
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    state = torch.load(path, weights_only=True)
+    assert state["hyper_parameters"]["optimizer"] == "sgd"
+    restored = EquivarianceClassifier.load_from_checkpoint(path, backbone=build_model("p4cnn", "p4"))
+    restored.eval()
+    module.eval()
+    assert torch.equal(restored(x), module(x))
