@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -108,6 +109,8 @@ def _measure(net: torch.nn.Module, group: str, input_size: int, in_channels: int
 
 
 def main() -> None:
+    # Lightning's own use of a torch.utils._pytree API that newer torch deprecates: not the user's concern.
+    warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*")
     try:
         app()
     except UserError as err:

@@ -1,4 +1,4 @@
-"""Training: the LightningModule, one run, and (later) the sweep and the report."""
+"""Training: the LightningModule, the validated run settings, and one run from settings to metrics."""
 
 from equisweep.pipeline.config import RunConfig, load_run_config
 from equisweep.pipeline.module import EquivarianceClassifier

@@ -61,7 +61,7 @@ def _log_angles_to_wandb(logger: WandbLogger, results: dict) -> None:
 def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
             enable_progress_bar: bool = True) -> dict:
     """Train, test and measure one configuration; return the metrics also written to ``out_dir/metrics.json``."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config.dataset, config.input_size, config.train_symmetry, config.batch_size,
                                   config.data_dir, config.seed, download=config.download,

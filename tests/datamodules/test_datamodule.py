@@ -109,3 +109,17 @@ def test_calibration_batches_do_not_disturb_the_training_stream(digits):
     state = dm._augment.get_state()
     assert torch.equal(next(iter(dm.calibration_batches(1, torch.device("cpu")))), first)
     assert torch.equal(dm._augment.get_state(), state)
+
+
+def test_streamed_source_goes_through_workers_and_the_same_device_pipeline(tmp_path):
+    from tests.datamodules.test_sources import _write_pcam
+
+    _write_pcam(tmp_path)
+    dm = build_datamodule("pcam", 97, train_symmetry="c4", batch_size=4, data_dir=tmp_path, num_workers=1)
+    dm.prepare_data()
+    dm.setup()
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 96, 96)
+    x = dm.prepare_batch(images, training=True)
+    assert x.shape == (4, 3, 97, 97) and labels.dtype == torch.int64
+    assert next(iter(dm.calibration_batches(1, torch.device("cpu")))).shape == (4, 3, 97, 97)

@@ -90,6 +90,15 @@ def test_bad_build_arguments_name_the_field(kwargs, field):
         build_model("p4cnn", **kwargs)
 
 
+def test_model_options_reach_their_builder_and_unknown_ones_are_refused():
+    model = build_model("p4cnn", "p4", dropout=0.0)
+    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    with pytest.raises(UserError, match="^model: resnet18 takes no option 'dropout'"):
+        build_model("resnet18", dropout=0.1)
+    with pytest.raises(ValueError, match="dropout"):
+        build_model("p4cnn", dropout=1.5)
+
+
 def test_registering_a_name_twice_raises():
     with pytest.raises(ValueError, match="already registered"):
         register_model("p4cnn")(lambda **kw: None)

@@ -83,7 +83,7 @@ def _cli(*args: str, cwd, env=None) -> subprocess.CompletedProcess:
 def test_cli_train_logs_to_wandb_offline_and_matches_the_library(exact_run, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({**FAST, "wandb": {"mode": "offline", "project": "equisweep-test"}}))
-    result = _cli("--config", str(config), "--input-size", "28", "--seed", "0", "--out", str(tmp_path / "run"),
+    result = _cli("--config", str(config), "--input-size", "28", "--seed", "0", "--out", "run",  # relative to cwd
                   cwd=tmp_path, env={"WANDB_MODE": None, "WANDB_DIR": str(tmp_path / "wandb-dir")})
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)  # stdout holds only the result
