@@ -87,6 +87,7 @@ class EquiDataModule(pl.LightningDataModule):
         self.seed, self.num_workers = seed, num_workers
         self.mean = torch.tensor(self.source.mean).view(1, -1, 1, 1)
         self.std = torch.tensor(self.source.std).view(1, -1, 1, 1)
+        self.fill = (-self.mean / self.std).flatten()  # a black pixel, normalised: what rotations bring in
         self.splits: dict = {}
 
     @property
@@ -100,7 +101,7 @@ class EquiDataModule(pl.LightningDataModule):
     @property
     def background(self) -> list[float]:
         """The normalised value of a black pixel, per channel: what rotations fill in from outside."""
-        return (-self.mean / self.std).flatten().tolist()
+        return self.fill.tolist()
 
     def prepare_data(self) -> None:
         sources.prepare(self.source, self.data_dir, self.download)
@@ -142,12 +143,14 @@ class EquiDataModule(pl.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         return self.prepare_batch(images, training), labels
 
-    def prepare_batch(self, images: Tensor, training: bool = False) -> Tensor:
-        """uint8 [B, C, H, W] -> normalised float [B, C, input_size, input_size], regime applied if training."""
+    def prepare_batch(self, images: Tensor, training: bool = False, generator: torch.Generator | None = None
+                      ) -> Tensor:
+        """uint8 [B, C, H, W] -> normalised float [B, C, input_size, input_size]; if ``training``, with the regime
+        drawn from ``generator`` (default: the training stream's own)."""
         x = fit_size(images.float().div_(255), self.input_size, self.resize_method)
         x = (x - self.mean.to(x.device)) / self.std.to(x.device)
         if training:
-            x = transform_batch(x, self.regime, self._augment, torch.tensor(self.background))
+            x = transform_batch(x, self.regime, generator or self._augment, self.fill)
         return x
 
     def calibration_batches(self, count: int, device: torch.device) -> Iterator[Tensor]:
@@ -162,8 +165,7 @@ class EquiDataModule(pl.LightningDataModule):
         for i, (images, _) in enumerate(batches):
             if i == count:
                 return
-            x = self.prepare_batch(images.to(device))
-            yield transform_batch(x, self.regime, self._calibrate, torch.tensor(self.background))
+            yield self.prepare_batch(images.to(device), training=True, generator=self._calibrate)
 
     def eval_sample(self, count: int, split: str = "test") -> Tensor:
         """The first ``count`` upright images of ``split``, prepared as the model sees them."""

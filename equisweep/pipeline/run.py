@@ -108,7 +108,7 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
             m.PARAMS: sum(p.numel() for p in backbone.parameters()),
             m.TRAIN_SECONDS: train_seconds,
             m.BEST_CHECKPOINT: str(Path(checkpoint.best_model_path).relative_to(out_dir)),
-            m.BEST_EPOCH: int(torch.load(checkpoint.best_model_path, weights_only=True)["epoch"]),
+            m.BEST_EPOCH: int(torch.load(checkpoint.best_model_path, weights_only=True, mmap=True)["epoch"]),
         }
         if logger is not None:
             _log_angles_to_wandb(logger, results)
