@@ -17,6 +17,7 @@ import typer
 
 from equisweep.errors import UserError
 from equisweep.exactness import check_exactness, equivariance_error
+from equisweep.groups import Group, reference_group
 from equisweep.models import build_model
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -45,8 +46,7 @@ def check(
     """Report whether MODEL is exactly equivariant at --input-size, layer by layer, and the nearest exact sizes."""
     net = build_model(model, group=group, in_channels=in_channels, width=width, head=head, backend=backend)
     report = check_exactness(net, input_size, model_name=model)
-    measured = _measure(net, report.group if report.group != "z2" else "p4", input_size, in_channels) \
-        if measure else None
+    measured = _measure(net, reference_group(report.group), input_size, in_channels) if measure else None
     if as_json:
         payload = report.to_dict()
         if measured is not None:
@@ -100,7 +100,7 @@ def train(
     typer.echo(json.dumps({"out": str(out), **summary}))
 
 
-def _measure(net: torch.nn.Module, group: str, input_size: int, in_channels: int) -> dict:
+def _measure(net: torch.nn.Module, group: Group, input_size: int, in_channels: int) -> dict:
     torch.manual_seed(MEASURE_SEED)
     x = torch.randn(1, in_channels, input_size, input_size, dtype=torch.float64)
     errors = equivariance_error(net.double(), x, group)

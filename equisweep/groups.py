@@ -121,6 +121,13 @@ _NAMED = {"z2": Z2, "p4": P4, "p4m": P4M}
 _CN_DN = re.compile(r"^([cd])([1-9][0-9]*)$")
 
 
+def reference_group(group: str | Group) -> Group:
+    """The group a model of ``group`` is judged against: itself, or p4 for the trivial group, which has
+    nothing to be equivariant to (a z2 CNN is asked whether it would commute with quarter turns)."""
+    g = get_group(group)
+    return P4 if g.order == 1 else g
+
+
 def get_group(name: str | Group) -> Group:
     """Look up ``z2 | p4 | p4m | c<N> | d<N>``; ``c4`` is the same group as ``p4``, ``d4`` as ``p4m``."""
     if isinstance(name, Group):

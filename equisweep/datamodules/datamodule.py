@@ -109,8 +109,9 @@ class EquiDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.mean, self.std, self.fill = (t.to(device) for t in (self.mean, self.std, self.fill))
         if self.source.in_memory:
-            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
             tensors = sources.load_tensors(self.source, self.data_dir, self.seed)
             self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in tensors.items()}
         else:

@@ -80,12 +80,13 @@ def rotate(x: Tensor, angles: Tensor, background: Tensor | float = 0.0) -> Tenso
     out = x.clone()
     turns = quarter.round().long() % 4
     for k in (1, 2, 3):  # a loop over the 3 non-trivial quarter turns, each over the whole batch
-        mask = (exact & (turns == k)).to(x.device)
+        mask = exact & (turns == k)  # on the CPU, where the angles were drawn: no device sync to test it
         if mask.any():
-            out[mask] = torch.rot90(x[mask], k, dims=(-2, -1))
-    if (~exact).any():
-        mask = (~exact).to(x.device)
-        out[mask] = _resample(x[mask], angles[~exact], background)
+            index = mask.nonzero().squeeze(1).to(x.device)
+            out[index] = torch.rot90(x[index], k, dims=(-2, -1))
+    if not exact.all():
+        index = (~exact).nonzero().squeeze(1).to(x.device)
+        out[index] = _resample(x[index], angles[~exact], background)
     return out
 
 

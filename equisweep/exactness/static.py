@@ -26,7 +26,7 @@ from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
 from equisweep.errors import UserError
-from equisweep.groups import P4, Group, get_group
+from equisweep.groups import P4, Group, get_group, reference_group
 
 SEARCH_RADIUS = 128  # how far nearest_exact_sizes looks on each side
 
@@ -264,12 +264,11 @@ def _in_channels(model: nn.Module) -> int:
 
 
 def _resolve_group(model: nn.Module, group: str | Group | None) -> tuple[Group, list[str]]:
-    notes = []
-    g = get_group(group if group is not None else getattr(model, "group", P4))
-    if g.order == 1:
-        notes.append("the trivial group z2 has nothing to be exact about; the verdict is for the sampling grid "
-                     "under p4 (whether the same layout with group convolutions would be exact)")
-        g = P4
+    requested = get_group(group if group is not None else getattr(model, "group", P4))
+    g = reference_group(requested)
+    notes = [] if g == requested else [
+        "the trivial group z2 has nothing to be exact about; the verdict is for the sampling grid under p4 "
+        "(whether the same layout with group convolutions would be exact)"]
     return g, notes
 
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from equisweep.datamodules.regimes import angle_grid, rotate
-from equisweep.groups import P4, get_group
+from equisweep.groups import P4, reference_group
 from equisweep.pipeline import metrics as m
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -59,14 +59,12 @@ class EquivarianceClassifier(pl.LightningModule):
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         eval_angles = [float(a) for a in (eval_angles if eval_angles is not None else angle_grid())]
-        group = get_group(orbit_group or getattr(backbone, "group", P4))
-        orbit_group = (P4 if group.order == 1 else group).name  # z2 nets are tested on the p4 orbit
+        g = reference_group(orbit_group or getattr(backbone, "group", P4))
         self.save_hyperparameters(ignore=["backbone"])
-        self.hparams.update(eval_angles=eval_angles, orbit_group=orbit_group)
+        self.hparams.update(eval_angles=eval_angles, orbit_group=g.name)
         self.backbone = backbone.to(memory_format=torch.channels_last) if channels_last else backbone
         self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32).reshape(-1),
                              persistent=False)
-        g = get_group(orbit_group)
         self.upright = View(0.0)
         self.orbit = [View(90.0 * (4 * e.rotation // g.rotations), bool(e.mirror)) for e in g.grid_elements]
         self.angle_views = [View(a % 360) for a in eval_angles]
