@@ -1,4 +1,5 @@
-"""Command line: ``equisweep check | train``. Each command parses, calls one library function and formats the result.
+"""Command line: ``equisweep check | train | sweep``. Each command parses, calls one library function and formats
+its result.
 
 stdout carries only the result (a table, or with ``--json`` exactly one JSON object); a user error becomes one
 stderr line and exit code 2; any other exception is a bug and keeps its traceback.
@@ -98,6 +99,42 @@ def train(
         results = run_one(settings, out)
     summary = {k: v for k, v in results.items() if not isinstance(v, dict)}
     typer.echo(json.dumps({"out": str(out), **summary}))
+
+
+@app.command()
+def sweep(
+    spec: Path | None = typer.Argument(None, help="sweep YAML file (see sweeps/)"),
+    address: str | None = typer.Option(None, "--address", help="auto | HOST:PORT | ray://HOST:10001; default: "
+                                       "RAY_ADDRESS if set (ray job submit), else an embedded local Ray"),
+    resume: bool = typer.Option(False, "--resume", help="continue the sweep of this name: finished trials are "
+                                "kept, errored ones resume from their last checkpoint"),
+    storage: str | None = typer.Option(None, "--storage", help="local path or URI for results (overrides the spec)"),
+    wandb_mode: str | None = typer.Option(None, "--wandb-mode", help="auto | online | offline | disabled"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the trials (with the static exact flag) and exit"),
+    status: str | None = typer.Option(None, "--status", help="print the progress of the sweep in this directory"),
+    num_cpus: int | None = typer.Option(None, "--num-cpus", help="CPUs of the embedded Ray (default: all)"),
+) -> None:
+    """Run a sweep spec on Ray Tune; results land in <storage>/<name>/results.parquet and angles.parquet."""
+    from equisweep.pipeline.results import status_text
+
+    if status is not None:
+        typer.echo(status_text(status))
+        return
+    if spec is None:
+        raise UserError("spec: give a sweep YAML file, e.g. equisweep sweep sweeps/quick.yaml (or --status DIR)")
+    from equisweep.pipeline.spec import load_sweep
+
+    plan = load_sweep(spec, {"storage": storage, "wandb": {"mode": wandb_mode} if wandb_mode else None})
+    if dry_run:
+        typer.echo(plan.trial_table())
+        return
+    from equisweep.pipeline.sweep import connect, run_sweep  # Ray and Lightning load only to run
+
+    connect(address, num_cpus)
+    with contextlib.redirect_stdout(sys.stderr):  # Tune's progress table goes to stderr with the logs
+        outcome = run_sweep(plan, resume=resume)
+    typer.echo(status_text(outcome.path))
+    typer.echo(f"results: {outcome.path}/results.parquet")
 
 
 def _measure(net: torch.nn.Module, group: Group, input_size: int, in_channels: int) -> dict:

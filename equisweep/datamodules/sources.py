@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import datasets
@@ -120,12 +121,17 @@ def prepare(source: Source, data_dir: Path, download: bool) -> None:
                 f"dataset '{source.name}' not found in {data_dir} (missing {missing}): "
                 "set --data-dir, or allow download with --download"
             )
+    if download and _FILES[source.name]:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Concurrent sweep trials share data_dir: one downloads, the others wait and then find the files.
+        with FileLock(data_dir / f".{source.name}.download.lock"):
+            for split in _official_splits(source):
+                _open(source, data_dir, split, download=True)
+        return
     for split in _official_splits(source):
         try:
-            _open(source, data_dir, split, download=download)
+            _open(source, data_dir, split, download=False)
         except RuntimeError as err:
-            if download:
-                raise
             raise DatasetNotFoundError(
                 f"dataset '{source.name}' in {data_dir} failed torchvision's integrity check (a file is corrupt "
                 "or from another release): delete its files and allow download with --download"

@@ -15,3 +15,4 @@ PARAMS = "params"
 TRAIN_SECONDS = "train_seconds"
 BEST_CHECKPOINT = "best_checkpoint"
 BEST_EPOCH = "best_epoch"
+EPOCH = "epoch"  # epochs completed: what a sweep trial reports after each validation, and ASHA's clock

@@ -24,7 +24,7 @@ from equisweep.datamodules import build_datamodule
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.models import build_model
 from equisweep.pipeline import metrics as m
-from equisweep.pipeline.callbacks import RecalibrateBatchNorm
+from equisweep.pipeline.callbacks import RecalibrateBatchNorm, StopOnNonFiniteLoss
 from equisweep.pipeline.config import RunConfig
 from equisweep.pipeline.module import EquivarianceClassifier
 
@@ -59,8 +59,11 @@ def _log_angles_to_wandb(logger: WandbLogger, results: dict) -> None:
 
 
 def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
-            enable_progress_bar: bool = True) -> dict:
-    """Train, test and measure one configuration; return the metrics also written to ``out_dir/metrics.json``."""
+            enable_progress_bar: bool = True, resume_from: str | Path | None = None) -> dict:
+    """Train, test and measure one configuration; return the metrics also written to ``out_dir/metrics.json``.
+
+    ``resume_from`` is a Lightning checkpoint of this run (a sweep trial retried after a failure) to continue from.
+    """
     out_dir = Path(out_dir).absolute()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config.dataset, config.input_size, config.train_symmetry, config.batch_size,
@@ -86,15 +89,15 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
     logger = _wandb_logger(config, out_dir)
     if not config.deterministic:
         torch.backends.cudnn.benchmark = True
-    calibrate = RecalibrateBatchNorm(config.bn_calibration_batches)
+    own = [RecalibrateBatchNorm(config.bn_calibration_batches), StopOnNonFiniteLoss(), checkpoint]
     trainer = pl.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=1,
                          precision=config.precision, deterministic=config.deterministic,
-                         logger=logger if logger is not None else False, callbacks=[calibrate, checkpoint, *callbacks],
+                         logger=logger if logger is not None else False, callbacks=[*own, *callbacks],
                          enable_progress_bar=enable_progress_bar, enable_model_summary=False,
                          num_sanity_val_steps=0, log_every_n_steps=10, default_root_dir=str(out_dir))
     try:
         start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds = time.perf_counter() - start
         trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
         sample = datamodule.eval_sample(config.eq_error_samples).to(module.device)

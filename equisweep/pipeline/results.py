@@ -1,0 +1,133 @@
+"""A sweep's results on its storage (a local path or any URI pyarrow can open):
+
+- ``results.parquet``: one row per trial (its settings, the static ``exact`` flag, its metrics, status and error),
+- ``angles.parquet``: trial x test angle x accuracy,
+- ``finished/<trial id>.json``: the final result of each finished trial, the durable record a resumed sweep
+  replays instead of training again.
+
+The Parquet files are rewritten whole through a temporary name and a move, so a reader (``equisweep sweep
+--status``, the report) always sees a complete table, also while the sweep runs. Nothing here imports training code.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.fs as pafs
+
+from equisweep.errors import UserError
+from equisweep.pipeline import metrics as m
+
+RESULTS_FILE = "results.parquet"
+ANGLES_FILE = "angles.parquet"
+FINISHED_DIR = "finished"
+STATUSES = ("finished", "running", "pending", "stopped", "failed")  # stopped: ended early by the scheduler
+SCALAR_METRICS = (m.VAL_ACC, m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT, m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES,
+                  m.EQ_ERROR, m.PARAMS, m.TRAIN_SECONDS, m.BEST_EPOCH, m.EPOCH, m.TRAIN_LOSS)
+LAYER_ERROR_PREFIX = "eq_error/"
+
+
+def storage_uri(storage: str) -> str:
+    """A URI stays as given; a local path becomes absolute (trials run in other working directories)."""
+    return storage if "://" in storage else str(Path(storage).expanduser().absolute())
+
+
+def cell_key(overrides: dict[str, Any]) -> str:
+    return json.dumps(overrides, sort_keys=True)
+
+
+def final_result(results: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """What a finished trial reports last: ``run_one``'s metrics, JSON-safe (angle keys as strings)."""
+    return {**{key: value for key, value in results.items() if not isinstance(value, dict)},
+            m.TEST_ACC_BY_ANGLE: {str(float(a)): acc for a, acc in results[m.TEST_ACC_BY_ANGLE].items()},
+            m.EQ_ERROR_BY_LAYER: dict(results[m.EQ_ERROR_BY_LAYER]), m.EPOCH: epochs}
+
+
+def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, Any], exact: bool | None,
+              status: str, error: str | None, attempts: int, result: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``results.parquet``: identity, every scalar run setting, ``exact``, status and metrics."""
+    row: dict[str, Any] = {"trial_id": trial_id, "trial_name": name, "cell": cell, "status": status, "error": error,
+                           "attempts": attempts}
+    row.update({key: value for key, value in settings.items() if value is None or isinstance(value, str | int | float)})
+    row[m.EXACT] = exact
+    row.update({key: result.get(key) for key in SCALAR_METRICS})
+    row.update({f"{LAYER_ERROR_PREFIX}{layer}": value
+                for layer, value in (result.get(m.EQ_ERROR_BY_LAYER) or {}).items()})
+    return row
+
+
+def angle_rows(trial_id: str, result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"trial_id": trial_id, "angle": float(angle), "accuracy": float(acc)}
+            for angle, acc in (result.get(m.TEST_ACC_BY_ANGLE) or {}).items()]
+
+
+def write_tables(sweep_uri: str, rows: list[dict[str, Any]], angles: list[dict[str, Any]]) -> None:
+    results = pd.DataFrame(rows).sort_values(["cell", "trial_id"], na_position="last", kind="stable")
+    _write_parquet(sweep_uri, RESULTS_FILE, results)
+    _write_parquet(sweep_uri, ANGLES_FILE, pd.DataFrame(angles, columns=["trial_id", "angle", "accuracy"]))
+
+
+def read_results(sweep_dir: str) -> pd.DataFrame:
+    return _read_parquet(sweep_dir, RESULTS_FILE)
+
+
+def read_angles(sweep_dir: str) -> pd.DataFrame:
+    return _read_parquet(sweep_dir, ANGLES_FILE)
+
+
+def status_text(sweep_dir: str) -> str:
+    """One progress line for the sweep at ``sweep_dir``, then one line per failed trial with its reason."""
+    table = read_results(sweep_dir)
+    counts = table["status"].value_counts().to_dict()
+    lines = [f"{Path(sweep_dir).name}: {len(table)} trials, "
+             + ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)]
+    lines += [f"  failed {row.trial_id}: {row.error}" for row in table[table["status"] == "failed"].itertuples()]
+    return "\n".join(lines)
+
+
+def record_finished(sweep_uri: str, trial_id: str, result: dict[str, Any]) -> None:
+    fs, root = pafs.FileSystem.from_uri(sweep_uri)
+    fs.create_dir(f"{root}/{FINISHED_DIR}", recursive=True)
+    _put(fs, f"{root}/{FINISHED_DIR}/{trial_id}.json", json.dumps(result, default=str).encode())
+
+
+def load_finished(sweep_uri: str) -> dict[str, dict[str, Any]]:
+    fs, root = pafs.FileSystem.from_uri(sweep_uri)
+    selector = pafs.FileSelector(f"{root}/{FINISHED_DIR}", allow_not_found=True)
+    records = {}
+    for info in fs.get_file_info(selector):
+        if info.is_file and info.base_name.endswith(".json"):
+            with fs.open_input_stream(info.path) as stream:
+                records[info.base_name.removesuffix(".json")] = json.loads(stream.readall())
+    return records
+
+
+def _write_parquet(sweep_uri: str, name: str, frame: pd.DataFrame) -> None:
+    fs, root = pafs.FileSystem.from_uri(sweep_uri)
+    fs.create_dir(root, recursive=True)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    _put(fs, f"{root}/{name}", buffer.getvalue())
+
+
+def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name and a move: readers never see half a file."""
+    tmp = f"{path}.tmp"
+    with fs.open_output_stream(tmp) as stream:
+        stream.write(data)
+    fs.move(tmp, path)
+
+
+def _read_parquet(sweep_dir: str, name: str) -> pd.DataFrame:
+    uri = storage_uri(sweep_dir)
+    fs, root = pafs.FileSystem.from_uri(uri)
+    path = f"{root}/{name}"
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise UserError(f"sweep_dir: no {name} in {uri}; pass the directory of a sweep (<storage>/<name>) that "
+                        "has started at least one trial")
+    with fs.open_input_file(path) as stream:
+        return pd.read_parquet(stream)

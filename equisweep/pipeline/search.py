@@ -1,0 +1,63 @@
+"""Optuna inside every grid cell, as one Tune searcher.
+
+Tune's ``OptunaSearch`` cannot take a grid, and one ``Tuner`` per cell would run the cells one after another.
+``PerCellSearch`` keeps one ``OptunaSearch`` per cell and hands out trials round-robin over the cells that still
+have samples left, so all cells progress together and fill the cluster; each result goes back to its own cell's
+study, so a cell's search only learns from its own trials.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from optuna.samplers import TPESampler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from equisweep.pipeline.spec import SearchSpec
+
+
+class PerCellSearch(Searcher):
+    """Suggests ``{"cell": overrides, "search": sampled values}``; ``num_samples`` per cell, then FINISHED."""
+
+    def __init__(self, cells: list[dict[str, Any]], search: SearchSpec) -> None:
+        super().__init__(metric=search.metric, mode="max")
+        self.cells = cells
+        self.num_samples = search.num_samples
+        space = {key: dist.to_tune() for key, dist in search.space.items()}
+        self.studies = [OptunaSearch(space=space, metric=search.metric, mode="max",
+                                     sampler=TPESampler(seed=search.seed + index)) for index in range(len(cells))]
+        self.issued = [0] * len(cells)
+        self.owner: dict[str, int] = {}  # trial id -> cell index
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec) -> bool:
+        return True  # metric and mode come from the spec; the space is ours
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        open_cells = [index for index, count in enumerate(self.issued) if count < self.num_samples]
+        if not open_cells:
+            return Searcher.FINISHED
+        index = min(open_cells, key=lambda i: (self.issued[i], i))
+        sampled = self.studies[index].suggest(trial_id)
+        if sampled is None:
+            return None
+        self.issued[index] += 1
+        self.owner[trial_id] = index
+        return {"cell": self.cells[index], "search": sampled}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.owner:
+            self.studies[self.owner[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self.owner:
+            self.studies[self.owner[trial_id]].on_trial_complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as stream:
+            pickle.dump(self.__dict__, stream)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as stream:
+            self.__dict__.update(pickle.load(stream))

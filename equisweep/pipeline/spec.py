@@ -1,0 +1,292 @@
+"""The sweep spec: a YAML file validated before anything starts, expanded into one ``RunConfig`` per trial.
+
+A spec holds the run settings every trial shares (any ``RunConfig`` key, at the top level), then
+
+- ``variants:`` an optional list of partial settings (the arms of the study, e.g. p4 at 27/28/29 and z2 at 28),
+- ``grid:`` the cartesian product over any run setting (``group``, ``input_size``, ``train_symmetry``, ``seed``,
+  ...); an axis is a list, or ``{range: [start, stop]}`` for integers,
+- ``search:`` Optuna over hyperparameters inside each cell (``num_samples`` trials per cell, metric ``val_acc``),
+- ``scheduler:`` ASHA keyed on the epoch, ``resources:`` per trial, ``max_concurrent``, ``max_failures``,
+  ``storage:`` and ``wandb:`` (its ``group`` defaults to the sweep name).
+
+Cells are variants x grid. Every cell is validated as a full ``RunConfig`` and traced by the static exactness check
+(which also rejects input sizes a model cannot take) at load time, so a bad spec fails in one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from equisweep.errors import UserError
+from equisweep.pipeline.config import RunConfig, describe_validation_error
+
+RUN_KEYS = frozenset(RunConfig.model_fields)
+NOT_SWEEPABLE = frozenset({"wandb", "run_name"})
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class IntRange(BaseModel):
+    """``{range: [start, stop]}``: the integers start, ..., stop - 1 (100 seeds without listing them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    range: tuple[int, int]
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> IntRange:
+        if self.range[1] <= self.range[0]:
+            raise ValueError(f"range [{self.range[0]}, {self.range[1]}] is empty; stop must exceed start")
+        return self
+
+    def values(self) -> list[int]:
+        return list(range(*self.range))
+
+
+class Distribution(BaseModel):
+    """One hyperparameter's search space: exactly one of uniform, loguniform, randint (bounds) or choice."""
+
+    model_config = ConfigDict(extra="forbid")
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+    choice: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Distribution:
+        given = [name for name, value in self if value is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of uniform: [lo, hi], loguniform: [lo, hi], randint: [lo, hi], "
+                             "choice: [...]")
+        kind = given[0]
+        value = getattr(self, kind)
+        if kind == "choice" and not value:
+            raise ValueError("choice: give at least one value")
+        if kind != "choice" and not value[0] < value[1]:
+            raise ValueError(f"{kind}: the lower bound must be below the upper one, got {list(value)}")
+        if kind == "loguniform" and value[0] <= 0:
+            raise ValueError(f"loguniform: bounds must be positive, got {list(value)}")
+        return self
+
+    def to_tune(self):
+        from ray import tune
+
+        if self.uniform is not None:
+            return tune.uniform(*self.uniform)
+        if self.loguniform is not None:
+            return tune.loguniform(*self.loguniform)
+        if self.randint is not None:
+            return tune.randint(self.randint[0], self.randint[1] + 1)  # inclusive upper bound, as written
+        return tune.choice(self.choice)
+
+    def describe(self) -> str:
+        return next(f"{name}{list(value)}" for name, value in self if value is not None)
+
+
+class SearchSpec(BaseModel):
+    """Optuna inside every grid cell: ``num_samples`` trials per cell, maximising ``val_acc``."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_samples: int = Field(ge=1)
+    metric: Literal["val_acc"] = "val_acc"
+    space: dict[str, Distribution]
+    seed: int = 0
+
+    @field_validator("space")
+    @classmethod
+    def _keys(cls, value: dict[str, Distribution]) -> dict[str, Distribution]:
+        if not value:
+            raise ValueError("give at least one hyperparameter, e.g. lr: {loguniform: [1e-4, 1e-2]}")
+        for key in value:
+            _check_run_key(key, "search.space")
+        return value
+
+
+class SchedulerSpec(BaseModel):
+    """ASHA early stopping on ``val_acc``, with the trial's epoch as its clock."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["asha"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class Resources(BaseModel):
+    """Per trial. Fractional GPUs share one device (Lightning still sees ``devices=1``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0, le=1)
+
+    def to_tune(self) -> dict[str, float]:
+        return {"cpu": self.cpu, "gpu": self.gpu}
+
+
+class SweepSpec(RunConfig):
+    """A sweep: the run settings every trial shares, plus what varies and how it runs."""
+
+    name: str
+    variants: list[dict[str, Any]] | None = None
+    grid: dict[str, list[Any] | IntRange] | None = None
+    search: SearchSpec | None = None
+    scheduler: SchedulerSpec | None = None
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent: int | None = Field(None, ge=1)
+    max_failures: int = Field(1, ge=0)
+    storage: str = "runs/sweeps"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use letters, digits, '-', '_' or '.', starting with a letter or digit")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value: dict[str, list[Any] | IntRange] | None) -> dict[str, list[Any]] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("the grid is empty; give at least one axis, e.g. seed: [0, 1, 2], or leave grid out")
+        axes = {}
+        for key, values in value.items():
+            _check_run_key(key, "grid")
+            axes[key] = values.values() if isinstance(values, IntRange) else values
+            if not axes[key]:
+                raise ValueError(f"axis {key!r} has no values; give at least one")
+        return axes
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is not None and not value:
+            raise ValueError("no variants; give at least one mapping of settings, or leave variants out")
+        for variant in value or []:
+            for key in variant:
+                _check_run_key(key, "variants")
+        return value
+
+    def base_settings(self) -> dict[str, Any]:
+        """The run settings shared by every trial, with the W&B group defaulting to the sweep name."""
+        base = self.model_dump(mode="json", include=RUN_KEYS)
+        base["wandb"]["group"] = self.wandb.group or self.name
+        base["data_dir"] = str(Path(base["data_dir"]).absolute())  # trials run in their own working directories
+        return base
+
+
+def _check_run_key(key: str, where: str) -> None:
+    if key not in RUN_KEYS:
+        raise ValueError(f"{key!r} is not a run setting; use one of: {', '.join(sorted(RUN_KEYS - NOT_SWEEPABLE))}")
+    if key in NOT_SWEEPABLE:
+        raise ValueError(f"{key!r} cannot vary across trials; set it once at the top level")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of variants x grid: the settings it overrides, the full run config, and its static verdict."""
+
+    index: int
+    overrides: dict[str, Any]
+    config: RunConfig
+    exact: bool
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A validated spec, expanded into its cells."""
+
+    spec: SweepSpec
+    cells: tuple[Cell, ...]
+    source: Path | None = None
+
+    @property
+    def num_trials(self) -> int:
+        return len(self.cells) * (self.spec.search.num_samples if self.spec.search else 1)
+
+    @property
+    def varying_keys(self) -> list[str]:
+        keys = dict.fromkeys(key for cell in self.cells for key in cell.overrides)
+        return [key for key in keys if len({repr(cell.overrides.get(key)) for cell in self.cells}) > 1]
+
+    def trial_table(self) -> str:
+        """One line per trial (cell settings, the static ``exact`` flag, the searched space) and ``N trials``."""
+        keys = self.varying_keys or ["model", "group", "input_size"]
+        searched = ""
+        if self.spec.search:
+            searched = "  search " + " ".join(f"{k}~{d.describe()}" for k, d in self.spec.search.space.items())
+        rows = [["trial", *keys, "exact"]]
+        samples = self.spec.search.num_samples if self.spec.search else 1
+        for cell in self.cells:
+            values = [str(getattr(cell.config, key)) for key in keys]
+            for sample in range(samples):
+                rows.append([str(cell.index * samples + sample), *values, "yes" if cell.exact else "no"])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() + (searched if i else "")
+                 for i, row in enumerate(rows)]
+        return "\n".join([*lines, f"{self.num_trials} trials"])
+
+
+def load_sweep(path: Path, overrides: dict[str, Any] | None = None) -> Sweep:
+    """Read, validate and expand a spec file; ``overrides`` (``storage``, ``wandb``) replace keys from the command
+    line. Every failure is one ``UserError`` line naming the field."""
+    if not path.is_file():
+        raise UserError(f"spec: no such file {str(path)!r}; pass the path of a sweep YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"spec: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"spec: {path} must hold a mapping with at least a name")
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict):
+            data[key] = {**(data.get(key) or {}), **value}
+        elif value is not None:
+            data[key] = value
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise UserError(describe_validation_error(err)) from None
+    return Sweep(spec, expand(spec), path)
+
+
+def expand(spec: SweepSpec) -> tuple[Cell, ...]:
+    """Variants x grid, each validated as a full ``RunConfig`` and checked statically for exactness."""
+    base = spec.base_settings()
+    axes = spec.grid or {}
+    cells = []
+    for variant in spec.variants or [{}]:
+        for values in itertools.product(*axes.values()):
+            overrides = {**variant, **dict(zip(axes, values))}
+            where = ", ".join(f"{key}={value}" for key, value in overrides.items())
+            try:
+                config = RunConfig.model_validate({**base, **overrides})
+            except ValidationError as err:
+                raise UserError(f"{describe_validation_error(err)} (in the cell {where})") from None
+            cells.append(Cell(len(cells), overrides, config, static_exact(config)))
+    return tuple(cells)
+
+
+def static_exact(config: RunConfig) -> bool:
+    """Whether this run's model is exactly equivariant at its input size (a ``UserError`` if it cannot run)."""
+    return _static_exact(config.model, config.group, config.input_size, config.width, config.head, config.backend,
+                         config.dataset)
+
+
+@functools.lru_cache(maxsize=256)
+def _static_exact(model: str, group: str, input_size: int, width: int | None, head: str, backend: str,
+                  dataset: str) -> bool:
+    from equisweep.datamodules.sources import get_source
+    from equisweep.exactness import check_exactness
+    from equisweep.models import build_model
+
+    source = get_source(dataset)
+    net = build_model(model, group=group, num_classes=source.num_classes, in_channels=source.channels,
+                      width=width, head=head, backend=backend)
+    return check_exactness(net, input_size, model_name=model, nearest=False).exact

@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import ray
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
+
+from equisweep.errors import UserError
+from equisweep.pipeline import metrics as m
+from equisweep.pipeline import results as r
+from equisweep.pipeline.config import RunConfig
+from equisweep.pipeline.run import run_one
+from equisweep.pipeline.spec import Sweep, static_exact
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint"  # the Lightning checkpoint inside each Tune checkpoint
+_STATUS = {Trial.RUNNING: "running", Trial.TERMINATED: "stopped", Trial.ERROR: "failed"}  # else pending
+
+
+class EpochReport(TuneReportCheckpointCallback):
+    """After each validation: ``val_acc``, ``train_loss`` and the epoch (ASHA's clock), with a Lightning checkpoint
+    of the whole trainer state (what a retried trial resumes from)."""
+
+    def __init__(self) -> None:
+        super().__init__(metrics=[m.VAL_ACC, m.TRAIN_LOSS], filename=CHECKPOINT_FILE)
+
+    def _get_report_dict(self, trainer, pl_module):
+        report = super()._get_report_dict(trainer, pl_module)
+        return report and {**report, m.EPOCH: trainer.current_epoch + 1}
+
+
+class ResultsTable(tune.Callback):
+    """Rewrites ``results.parquet`` and ``angles.parquet`` whenever a trial starts, finishes or fails, and records
+    each finished trial's result (see ``results.py``). Runs in the driver."""
+
+    def __init__(self, sweep_uri: str, base: dict[str, Any], cells: dict[str, int]) -> None:
+        self.sweep_uri, self.base, self.cells = sweep_uri, base, cells
+        self.finished: dict[str, dict] = {}
+        self._exact: dict[str, bool | None] = {}
+
+    def setup(self, **info) -> None:
+        self.finished = r.load_finished(self.sweep_uri)  # also after a restore: this object was unpickled
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._write(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        if m.TEST_ACC_UPRIGHT in (trial.last_result or {}):
+            result = {key: value for key, value in trial.last_result.items() if key not in _TUNE_KEYS}
+            r.record_finished(self.sweep_uri, trial.trial_id, result)
+            self.finished[trial.trial_id] = result
+        self._write(trials)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._write(trials)
+
+    def on_experiment_end(self, trials: list[Trial], **info) -> None:
+        self._write(trials)
+
+    def _write(self, trials: list[Trial]) -> None:
+        rows, angles = [], []
+        for trial in trials:
+            settings = {**self.base, **trial.config.get("cell", {}), **trial.config.get("search", {})}
+            result = self.finished.get(trial.trial_id) or trial.last_result or {}
+            status = "finished" if trial.trial_id in self.finished else _STATUS.get(trial.status, "pending")
+            rows.append(r.trial_row(
+                trial.trial_id, str(trial), self.cells.get(r.cell_key(trial.config.get("cell", {}))), settings,
+                self._exact_of(trial.trial_id, settings), status, _reason(trial) if status == "failed" else None,
+                trial.num_failures, result))
+            angles.extend(r.angle_rows(trial.trial_id, result) if status == "finished" else [])
+        r.write_tables(self.sweep_uri, rows, angles)
+
+    def _exact_of(self, trial_id: str, settings: dict[str, Any]) -> bool | None:
+        if trial_id not in self._exact:
+            try:
+                self._exact[trial_id] = static_exact(RunConfig.model_validate(settings))
+            except (UserError, ValueError):
+                self._exact[trial_id] = None  # a searched value the model cannot take: the trial fails and says so
+        return self._exact[trial_id]
+
+
+# Keys Tune adds to every result; a finished trial's record keeps only what the trial reported.
+_TUNE_KEYS = frozenset({"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
+                        "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
+                        "time_since_restore", "iterations_since_restore", "experiment_tag", "should_checkpoint"})
+
+
+def _reason(trial: Trial) -> str:
+    """The exception that ended ``trial``, in one line (the user's exception, not Ray's wrapper)."""
+    try:
+        error = trial.get_pickled_error()
+    except Exception:  # an unreadable pickle must not stop the table being written
+        error = None
+    cause = getattr(error, "cause", None) or error
+    if cause is not None:
+        text = f"{type(cause).__name__}: {cause}"
+    elif trial.error_file and Path(trial.error_file).is_file():
+        text = Path(trial.error_file).read_text()
+    else:
+        return "unknown error"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if cause is not None else lines[-1]
+
+
+def run_trial(config: dict[str, Any], base: dict[str, Any], finished: dict[str, dict]) -> None:
+    """The Tune function trainable: one cell (plus the searched values) trained by ``run_one`` in the trial's
+    working directory, which Tune syncs to storage."""
+    context = tune.get_context()
+    if context.get_trial_id() in finished:
+        # Finished and recorded by a driver that was killed before Tune saved its own state: replay, don't train.
+        tune.report(finished[context.get_trial_id()])
+        return
+    settings = RunConfig.model_validate({**base, **config["cell"], **config.get("search", {}),
+                                         "run_name": context.get_trial_name()})
+    checkpoint = tune.get_checkpoint()
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as checkpoint_dir:
+        resume_from = Path(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
+        results = run_one(settings, Path.cwd(), callbacks=[EpochReport()], enable_progress_bar=False,
+                          resume_from=resume_from)
+    tune.report(r.final_result(results, settings.epochs))
+
+
+def trial_dirname(trial) -> str:
+    """``<trial id>-<the cell's values>``, e.g. ``3f2a1_00004-p4-29-c4-1``: readable and unique."""
+    cell = trial.config.get("cell", {})
+    values = "-".join(str(value) for value in cell.values())
+    safe = "".join(ch if ch.isalnum() or ch in "._" else "-" for ch in values)[:80]
+    return f"{trial.trial_id}-{safe}" if safe else trial.trial_id
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    path: str
+    counts: dict[str, int]
+
+
+def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1) -> SweepOutcome:
+    """Run (or with ``resume`` continue) ``sweep`` on the Ray instance this process is connected to."""
+    spec = sweep.spec
+    storage = r.storage_uri(spec.storage)
+    path = f"{storage.rstrip('/')}/{spec.name}"
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=sweep.spec.base_settings(), finished=r.load_finished(path)),
+        spec.resources.to_tune())
+    if tune.Tuner.can_restore(path):
+        if not resume:
+            raise UserError(f"name: a sweep called {spec.name!r} already exists at {path}; pass --resume to "
+                            "continue it, or change its name or --storage")
+        tuner = tune.Tuner.restore(path, trainable, resume_errored=True, param_space=_param_space(sweep))
+    else:
+        if resume:
+            log.warning("nothing to resume at %s: starting the sweep", path)
+        tuner = tune.Tuner(trainable, param_space=_param_space(sweep), tune_config=_tune_config(sweep),
+                           run_config=_run_config(sweep, storage, verbose))
+    grid = tuner.fit()
+    counts = r.read_results(path)["status"].value_counts().to_dict()
+    log.info("sweep %s: %s (%d errors reported by Tune)", spec.name, counts, grid.num_errors)
+    return SweepOutcome(path, counts)
+
+
+def _param_space(sweep: Sweep) -> dict[str, Any]:
+    if sweep.spec.search:
+        return {}  # the searcher hands out cells and sampled values
+    return {"cell": tune.grid_search([cell.overrides for cell in sweep.cells])}
+
+
+def _tune_config(sweep: Sweep) -> tune.TuneConfig:
+    spec = sweep.spec
+    search_alg = scheduler = None
+    if spec.search:
+        from equisweep.pipeline.search import PerCellSearch
+
+        search_alg = PerCellSearch([cell.overrides for cell in sweep.cells], spec.search)
+    if spec.scheduler:
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(time_attr=m.EPOCH, max_t=max(cell.config.epochs for cell in sweep.cells),
+                                  grace_period=spec.scheduler.grace_period,
+                                  reduction_factor=spec.scheduler.reduction_factor)
+    return tune.TuneConfig(metric=m.VAL_ACC, mode="max", search_alg=search_alg, scheduler=scheduler,
+                           num_samples=spec.search.num_samples * len(sweep.cells) if spec.search else 1,
+                           max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
+                           trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname)
+
+
+def _run_config(sweep: Sweep, storage: str, verbose: int) -> tune.RunConfig:
+    spec = sweep.spec
+    cells = {r.cell_key(cell.overrides): cell.index for cell in sweep.cells}
+    return tune.RunConfig(
+        name=spec.name, storage_path=storage, verbose=verbose,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: what a retry resumes from
+        sync_config=tune.SyncConfig(sync_artifacts=True),  # metrics.json, best.ckpt and W&B files reach storage
+        callbacks=[ResultsTable(f"{storage.rstrip('/')}/{spec.name}", spec.base_settings(), cells)])
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``; ``RAY_ADDRESS`` when
+    unset, as under ``ray job submit``), or start an embedded one on loopback. Reuses a connection."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
+                 configure_logging=False, log_to_driver=False)
+        return
+    _check_reachable(address)
+    try:
+        ray.init(address=address, configure_logging=False, log_to_driver=False)
+    except ConnectionError as err:
+        raise UserError(f"address: cannot connect to a Ray cluster at {address!r} ({str(err).splitlines()[0]}); "
+                        "start one with `ray start --head` or fix --address") from None
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, in one line, where ``ray.init`` would wait a minute on an address nothing listens at."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if parsed.hostname is None or parsed.port is None:
+        raise UserError(f"address: {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(f"address: cannot reach a Ray cluster at {address!r} ({err.strerror or err}); start one "
+                        "with `ray start --head` or fix --address") from None
