@@ -199,7 +199,7 @@ def _run_config(sweep: Sweep, storage: str, verbose: int) -> tune.RunConfig:
     return tune.RunConfig(
         name=spec.name, storage_path=storage, verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest: what a retry resumes from
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest is what a retry resumes from
         sync_config=tune.SyncConfig(sync_artifacts=True),  # metrics.json, best.ckpt and W&B files reach storage
         callbacks=[ResultsTable(f"{storage.rstrip('/')}/{spec.name}", spec.base_settings(), cells)])
 
