@@ -128,8 +128,9 @@ def sweep(
     if dry_run:
         typer.echo(plan.trial_table())
         return
-    from equisweep.pipeline.sweep import connect, run_sweep  # Ray and Lightning load only to run
+    from equisweep.pipeline.sweep import check_resumable, connect, run_sweep  # Ray and Lightning load only to run
 
+    check_resumable(plan, resume)
     connect(address, num_cpus)
     with contextlib.redirect_stdout(sys.stderr):  # Tune's progress table goes to stderr with the logs
         outcome = run_sweep(plan, resume=resume)

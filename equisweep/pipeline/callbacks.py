@@ -39,19 +39,3 @@ class RecalibrateBatchNorm(Callback):
             m.momentum = momentum
         pl_module.train(was_training)
 
-
-class StopOnNonFiniteLoss(Callback):
-    """Raise as soon as the training loss is NaN or infinite, so a diverged run fails with its reason instead of
-    training on and testing a broken network. Checks every ``every`` steps: each check waits for the device."""
-
-    def __init__(self, every: int = 10) -> None:
-        self.every = every
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
-        if batch_idx % self.every:
-            return
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss).item():
-            raise FloatingPointError(f"training loss is {loss.item()} at epoch {trainer.current_epoch}, step "
-                                     f"{trainer.global_step}; lower lr or check the data")

@@ -24,7 +24,7 @@ from equisweep.datamodules import build_datamodule
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.models import build_model
 from equisweep.pipeline import metrics as m
-from equisweep.pipeline.callbacks import RecalibrateBatchNorm, StopOnNonFiniteLoss
+from equisweep.pipeline.callbacks import RecalibrateBatchNorm
 from equisweep.pipeline.config import RunConfig
 from equisweep.pipeline.module import EquivarianceClassifier
 
@@ -89,7 +89,7 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
     logger = _wandb_logger(config, out_dir)
     if not config.deterministic:
         torch.backends.cudnn.benchmark = True
-    own = [RecalibrateBatchNorm(config.bn_calibration_batches), StopOnNonFiniteLoss(), checkpoint]
+    own = [RecalibrateBatchNorm(config.bn_calibration_batches), checkpoint]
     trainer = pl.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=1,
                          precision=config.precision, deterministic=config.deterministic,
                          logger=logger if logger is not None else False, callbacks=[*own, *callbacks],

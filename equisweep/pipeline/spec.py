@@ -33,22 +33,6 @@ NOT_SWEEPABLE = frozenset({"wandb", "run_name"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class IntRange(BaseModel):
-    """``{range: [start, stop]}``: the integers start, ..., stop - 1 (100 seeds without listing them)."""
-
-    model_config = ConfigDict(extra="forbid")
-    range: tuple[int, int]
-
-    @model_validator(mode="after")
-    def _non_empty(self) -> IntRange:
-        if self.range[1] <= self.range[0]:
-            raise ValueError(f"range [{self.range[0]}, {self.range[1]}] is empty; stop must exceed start")
-        return self
-
-    def values(self) -> list[int]:
-        return list(range(*self.range))
-
-
 class Distribution(BaseModel):
     """One hyperparameter's search space: exactly one of uniform, loguniform, randint (bounds) or choice."""
 
@@ -133,7 +117,7 @@ class SweepSpec(RunConfig):
 
     name: str
     variants: list[dict[str, Any]] | None = None
-    grid: dict[str, list[Any] | IntRange] | None = None
+    grid: dict[str, Any] | None = None
     search: SearchSpec | None = None
     scheduler: SchedulerSpec | None = None
     resources: Resources = Field(default_factory=Resources)
@@ -150,18 +134,14 @@ class SweepSpec(RunConfig):
 
     @field_validator("grid")
     @classmethod
-    def _grid(cls, value: dict[str, list[Any] | IntRange] | None) -> dict[str, list[Any]] | None:
+    def _grid(cls, value: dict[str, Any] | None) -> dict[str, list[Any]] | None:
         if value is None:
             return None
         if not value:
             raise ValueError("the grid is empty; give at least one axis, e.g. seed: [0, 1, 2], or leave grid out")
-        axes = {}
-        for key, values in value.items():
+        for key in value:
             _check_run_key(key, "grid")
-            axes[key] = values.values() if isinstance(values, IntRange) else values
-            if not axes[key]:
-                raise ValueError(f"axis {key!r} has no values; give at least one")
-        return axes
+        return {key: _axis_values(key, values) for key, values in value.items()}
 
     @field_validator("variants")
     @classmethod
@@ -179,6 +159,23 @@ class SweepSpec(RunConfig):
         base["wandb"]["group"] = self.wandb.group or self.name
         base["data_dir"] = str(Path(base["data_dir"]).absolute())  # trials run in their own working directories
         return base
+
+
+def _axis_values(key: str, values: Any) -> list[Any]:
+    """A grid axis: a list, or ``{range: [start, stop]}`` for the integers start, ..., stop - 1 (100 seeds
+    without listing them)."""
+    if isinstance(values, dict) and set(values) == {"range"}:
+        bounds = values["range"]
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int) for b in bounds)):
+            raise ValueError(f"axis {key!r}: range takes two integers [start, stop], got {bounds!r}")
+        if bounds[1] <= bounds[0]:
+            raise ValueError(f"axis {key!r}: range {bounds} is empty; stop must exceed start")
+        return list(range(*bounds))
+    if not isinstance(values, list):
+        raise ValueError(f"axis {key!r}: give a list of values or {{range: [start, stop]}}, got {values!r}")
+    if not values:
+        raise ValueError(f"axis {key!r} has no values; give at least one")
+    return values
 
 
 def _check_run_key(key: str, where: str) -> None:
@@ -269,7 +266,11 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
                 config = RunConfig.model_validate({**base, **overrides})
             except ValidationError as err:
                 raise UserError(f"{describe_validation_error(err)} (in the cell {where})") from None
-            cells.append(Cell(len(cells), overrides, config, static_exact(config)))
+            try:
+                exact = static_exact(config)
+            except UserError as err:
+                raise UserError(f"{err} (in the cell {where})") from None
+            cells.append(Cell(len(cells), overrides, config, exact))
     return tuple(cells)
 
 

@@ -144,27 +144,36 @@ class SweepOutcome:
     counts: dict[str, int]
 
 
+def sweep_uri(sweep: Sweep) -> str:
+    """``<storage>/<name>``: where the sweep's trials, state and result tables live."""
+    return f"{r.storage_uri(sweep.spec.storage).rstrip('/')}/{sweep.spec.name}"
+
+
+def check_resumable(sweep: Sweep, resume: bool) -> bool:
+    """Whether a sweep of this name exists at its storage; one that exists must be resumed, not overwritten."""
+    exists = tune.Tuner.can_restore(sweep_uri(sweep))
+    if exists and not resume:
+        raise UserError(f"name: a sweep called {sweep.spec.name!r} already exists at {sweep_uri(sweep)}; pass "
+                        "--resume to continue it, or change its name or --storage")
+    if resume and not exists:
+        log.warning("nothing to resume at %s: starting the sweep", sweep_uri(sweep))
+    return exists
+
+
 def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1) -> SweepOutcome:
     """Run (or with ``resume`` continue) ``sweep`` on the Ray instance this process is connected to."""
-    spec = sweep.spec
-    storage = r.storage_uri(spec.storage)
-    path = f"{storage.rstrip('/')}/{spec.name}"
+    path = sweep_uri(sweep)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=sweep.spec.base_settings(), finished=r.load_finished(path)),
-        spec.resources.to_tune())
-    if tune.Tuner.can_restore(path):
-        if not resume:
-            raise UserError(f"name: a sweep called {spec.name!r} already exists at {path}; pass --resume to "
-                            "continue it, or change its name or --storage")
+        sweep.spec.resources.to_tune())
+    if check_resumable(sweep, resume):
         tuner = tune.Tuner.restore(path, trainable, resume_errored=True, param_space=_param_space(sweep))
     else:
-        if resume:
-            log.warning("nothing to resume at %s: starting the sweep", path)
         tuner = tune.Tuner(trainable, param_space=_param_space(sweep), tune_config=_tune_config(sweep),
-                           run_config=_run_config(sweep, storage, verbose))
+                           run_config=_run_config(sweep, verbose))
     grid = tuner.fit()
     counts = r.read_results(path)["status"].value_counts().to_dict()
-    log.info("sweep %s: %s (%d errors reported by Tune)", spec.name, counts, grid.num_errors)
+    log.info("sweep %s: %s (%d errors reported by Tune)", sweep.spec.name, counts, grid.num_errors)
     return SweepOutcome(path, counts)
 
 
@@ -193,15 +202,15 @@ def _tune_config(sweep: Sweep) -> tune.TuneConfig:
                            trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname)
 
 
-def _run_config(sweep: Sweep, storage: str, verbose: int) -> tune.RunConfig:
+def _run_config(sweep: Sweep, verbose: int) -> tune.RunConfig:
     spec = sweep.spec
     cells = {r.cell_key(cell.overrides): cell.index for cell in sweep.cells}
     return tune.RunConfig(
-        name=spec.name, storage_path=storage, verbose=verbose,
+        name=spec.name, storage_path=r.storage_uri(spec.storage), verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest is what a retry resumes from
         sync_config=tune.SyncConfig(sync_artifacts=True),  # metrics.json, best.ckpt and W&B files reach storage
-        callbacks=[ResultsTable(f"{storage.rstrip('/')}/{spec.name}", spec.base_settings(), cells)])
+        callbacks=[ResultsTable(sweep_uri(sweep), spec.base_settings(), cells)])
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:

@@ -1,0 +1,87 @@
+"""Sweep specs: validation in one line per mistake, expansion into cells, the static exact flag."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from equisweep.errors import UserError
+from equisweep.pipeline.spec import load_sweep
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load(tmp_path: Path, **spec):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", **spec}, sort_keys=False))
+    return load_sweep(path)
+
+
+def test_variants_times_grid_with_ranges(tmp_path):
+    sweep = _load(tmp_path, variants=[{"group": "p4", "input_size": 27}, {"group": "z2", "input_size": 28}],
+                  grid={"train_symmetry": ["none", "gaussian(45, 20)"], "seed": {"range": [3, 6]}})
+    assert sweep.num_trials == len(sweep.cells) == 2 * 2 * 3
+    first = sweep.cells[0]
+    assert first.overrides == {"group": "p4", "input_size": 27, "train_symmetry": "none", "seed": 3}
+    assert (first.config.group, first.config.input_size, first.exact) == ("p4", 27, False)
+    assert {cell.config.seed for cell in sweep.cells} == {3, 4, 5}
+    assert sweep.cells[3].config.train_symmetry == "gaussian(45,20)"  # normalised by the regime parser
+    assert all(cell.config.wandb.group == "t" for cell in sweep.cells)  # W&B group defaults to the sweep name
+    assert sweep.varying_keys == ["group", "input_size", "train_symmetry", "seed"]
+
+
+def test_search_multiplies_trials_and_the_table_lists_each(tmp_path):
+    sweep = _load(tmp_path, grid={"input_size": [28, 29]},
+                  search={"num_samples": 3, "space": {"lr": {"loguniform": [1e-4, 1e-2]},
+                                                      "batch_size": {"choice": [8, 16]}}})
+    assert sweep.num_trials == 6
+    lines = sweep.trial_table().splitlines()
+    assert lines[-1] == "6 trials" and len(lines) == 1 + 6 + 1
+    assert "lr~loguniform[0.0001, 0.01]" in lines[1] and lines[1].split()[1:3] == ["28", "yes"]
+
+
+def test_paper_preset_marks_exact_and_approximate_arms():
+    sweep = load_sweep(REPO / "sweeps" / "paper_rotmnist.yaml")
+    assert sweep.num_trials == 1600
+    exact = {(c.config.group, c.config.input_size): c.exact for c in sweep.cells}
+    assert exact == {("p4", 27): False, ("p4", 28): True, ("p4", 29): False, ("z2", 28): True}
+
+
+def test_cli_overrides_merge_into_the_spec(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "wandb": {"project": "p"}}))
+    sweep = load_sweep(path, {"storage": "s3://bucket/x", "wandb": {"mode": "disabled"}})
+    assert sweep.spec.storage == "s3://bucket/x"
+    assert (sweep.spec.wandb.project, sweep.spec.wandb.mode) == ("p", "disabled")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"epochs": 2, "lrr": 0.1}, "lrr: unknown key"),
+    ({"epochs": "many"}, "epochs: Input should be a valid integer"),
+    ({"grid": {}}, "grid: Value error, the grid is empty"),
+    ({"grid": {"seed": []}}, "axis 'seed' has no values"),
+    ({"grid": {"group": ["p5"]}}, "group: unknown group"),
+    ({"grid": {"colour": ["red"]}}, "'colour' is not a run setting"),
+    ({"grid": {"wandb": [{}]}}, "'wandb' cannot vary across trials"),
+    ({"model": "resnet45"}, "model: unknown model 'resnet45'"),
+    ({"dataset": "imagenet"}, "dataset: unknown dataset 'imagenet'"),
+    ({"train_symmetry": "spin"}, "train_symmetry"),
+    ({"grid": {"input_size": [28, 3]}}, "input_size: 3 is too small for p4cnn"),
+    ({"resources": {"cpu": -0.5}}, "resources.cpu: Input should be greater than 0"),
+    ({"resources": {"gpu": 2}}, "resources.gpu: Input should be less than or equal to 1"),
+    ({"search": {"num_samples": 2, "space": {}}}, "search.space"),
+    ({"search": {"num_samples": 2, "space": {"lr": {"loguniform": [0, 1]}}}}, "bounds must be positive"),
+    ({"grid": {"seed": {"range": [5, 5]}}}, "range [5, 5] is empty"),
+    ({"grid": {"seed": 3}}, "give a list of values"),
+    ({"name": "my sweep"}, "name: Value error, use letters"),
+])
+def test_bad_specs_fail_in_one_line_naming_the_field(tmp_path, spec, message):
+    with pytest.raises(UserError) as err:
+        _load(tmp_path, **spec)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_cell_names_itself_when_only_the_combination_is_wrong(tmp_path):
+    with pytest.raises(UserError, match=r"group: 'c8' needs backend: e2cnn .*\(in the cell group=c8\)$"):
+        _load(tmp_path, grid={"group": ["p4", "c8"]})
