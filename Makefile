@@ -11,19 +11,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Until the sweep pipeline lands: the exactness report of the paper's models at their exact and approximate
-# sizes, then the p4cnn trained for one epoch on real MNIST digits at 28 (exact) and 29 (approximate).
-DEMO_TRAIN := --dataset mnist5k --model p4cnn --group p4 --epochs 1 --batch-size 8 --lr 0.003 --dropout 0
-
+# The quick sweep on an embedded local Ray: exact vs approximate P4CNN and a plain CNN on real MNIST digits,
+# W&B offline. --resume makes a second `make demo` continue (or just reprint) the same sweep.
 demo: $(STAMP)
-	$(BIN)/equisweep check p4cnn --group p4 --input-size 27 --measure
-	$(BIN)/equisweep check p4cnn --group p4 --input-size 28 --measure
-	$(BIN)/equisweep check resnet44 --group p4m --input-size 32
-	$(BIN)/equisweep check resnet44 --group p4m --input-size 33
-	$(BIN)/equisweep check resnet18 --group p4 --input-size 224
-	$(BIN)/equisweep check resnet18 --group p4 --input-size 225
-	$(BIN)/equisweep train $(DEMO_TRAIN) --input-size 28 --out runs/demo/p4cnn-28
-	$(BIN)/equisweep train $(DEMO_TRAIN) --input-size 29 --out runs/demo/p4cnn-29
+	$(BIN)/equisweep sweep sweeps/quick.yaml --resume
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,3 +29,4 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_gconv
 	$(BIN)/python -m benchmarks.bench_data
+	$(BIN)/python -m benchmarks.bench_sweep

@@ -55,6 +55,7 @@ def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, An
     row.update({key: value for key, value in settings.items() if value is None or isinstance(value, str | int | float)})
     row[m.EXACT] = exact
     row.update({key: result.get(key) for key in SCALAR_METRICS})
+    row["trial_seconds"] = result.get("time_total_s")  # the trial's wall time under Tune: its compute cost
     row.update({f"{LAYER_ERROR_PREFIX}{layer}": value
                 for layer, value in (result.get(m.EQ_ERROR_BY_LAYER) or {}).items()})
     return row

@@ -91,7 +91,7 @@ class ResultsTable(tune.Callback):
 
 # Keys Tune adds to every result; a finished trial's record keeps only what the trial reported.
 _TUNE_KEYS = frozenset({"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
-                        "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
+                        "time_this_iter_s", "pid", "hostname", "node_ip", "config",
                         "time_since_restore", "iterations_since_restore", "experiment_tag", "should_checkpoint"})
 
 
