@@ -1,7 +1,17 @@
-"""Training: the LightningModule, the validated run settings, and one run from settings to metrics."""
+"""Training, sweeps and the report: the LightningModule, the validated run settings, one run from settings to
+metrics, the Ray Tune sweep, and the report that reads its tables.
 
-from equisweep.pipeline.config import RunConfig, load_run_config
-from equisweep.pipeline.module import EquivarianceClassifier
-from equisweep.pipeline.run import run_one
+Names load on first use, so the report and ``equisweep sweep --status`` never import torch or Lightning.
+"""
 
-__all__ = ["EquivarianceClassifier", "RunConfig", "load_run_config", "run_one"]
+import importlib
+
+_EXPORTS = {"EquivarianceClassifier": "module", "RunConfig": "config", "load_run_config": "config",
+            "run_one": "run"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'equisweep.pipeline' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"equisweep.pipeline.{_EXPORTS[name]}"), name)

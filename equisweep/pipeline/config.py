@@ -6,7 +6,6 @@ names the field, so the CLI can exit 2 before anything is trained or written.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,9 +28,9 @@ class WandbConfig(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
     def resolved_mode(self) -> str:
-        if self.mode != "auto":
-            return self.mode
-        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        from equisweep.pipeline.tracking import resolve_mode
+
+        return resolve_mode(self.mode)
 
 
 class RunConfig(BaseModel):

@@ -52,7 +52,11 @@ def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, An
     """One row of ``results.parquet``: identity, every scalar run setting, ``exact``, status and metrics."""
     row: dict[str, Any] = {"trial_id": trial_id, "trial_name": name, "cell": cell, "status": status, "error": error,
                            "attempts": attempts}
-    row.update({key: value for key, value in settings.items() if value is None or isinstance(value, str | int | float)})
+    for key, value in settings.items():
+        if isinstance(value, dict):  # wandb: {project, entity, group, mode} -> wandb_project, ...
+            row.update({f"{key}_{sub}": v for sub, v in value.items() if v is None or isinstance(v, str | int | float)})
+        elif value is None or isinstance(value, str | int | float):
+            row[key] = value
     row[m.EXACT] = exact
     row.update({key: result.get(key) for key in SCALAR_METRICS})
     row["trial_seconds"] = result.get("time_total_s")  # the trial's wall time under Tune: its compute cost

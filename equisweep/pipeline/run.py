@@ -27,6 +27,7 @@ from equisweep.pipeline import metrics as m
 from equisweep.pipeline.callbacks import RecalibrateBatchNorm
 from equisweep.pipeline.config import RunConfig
 from equisweep.pipeline.module import EquivarianceClassifier
+from equisweep.pipeline.tracking import flat_summary
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def _log_angles_to_wandb(logger: WandbLogger, results: dict) -> None:
     logger.experiment.log({"test_acc_by_angle_table": table,
                            "test_acc_by_angle_plot": wandb.plot.line(table, "angle", "accuracy",
                                                                      title="test accuracy by rotation angle")})
-    logger.experiment.summary.update({k: v for k, v in results.items() if not isinstance(v, dict)})
+    logger.experiment.summary.update(flat_summary(results))
 
 
 def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),

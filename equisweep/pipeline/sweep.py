@@ -28,11 +28,18 @@ _STATUS = {Trial.RUNNING: "running", Trial.TERMINATED: "stopped", Trial.ERROR: "
 
 
 class EpochReport(TuneReportCheckpointCallback):
-    """After each validation: ``val_acc``, ``train_loss`` and the epoch (ASHA's clock), with a Lightning checkpoint
-    of the whole trainer state (what a retried trial resumes from)."""
+    """After each validation but the last: ``val_acc``, ``train_loss`` and the epoch (ASHA's clock), with a
+    Lightning checkpoint of the whole trainer state (what a retried trial resumes from).
+
+    The last epoch is reported once, by the trial's final result with the test metrics: a scheduler stops a trial
+    that reaches its last epoch, and would otherwise stop it before it is tested."""
 
     def __init__(self) -> None:
         super().__init__(metrics=[m.VAL_ACC, m.TRAIN_LOSS], filename=CHECKPOINT_FILE)
+
+    def _handle(self, trainer, pl_module) -> None:
+        if trainer.current_epoch + 1 < trainer.max_epochs:
+            super()._handle(trainer, pl_module)
 
     def _get_report_dict(self, trainer, pl_module):
         report = super()._get_report_dict(trainer, pl_module)

@@ -165,3 +165,17 @@ def test_bad_command_lines_exit_2_before_anything_starts(tmp_path, args, message
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("equisweep: error: ")
     assert message in lines[0] and result.stdout == ""
     assert not (tmp_path / "store").exists()
+
+
+def test_asha_stops_hopeless_trials_on_the_epoch_clock(tmp_path, ray_local):
+    # Sequential trials: the first sets the bar at epoch 1; near-zero learning rates fall below it and stop there.
+    sweep = load_sweep(_spec(tmp_path, "asha", group="z2", epochs=2, max_concurrent=1,
+                             scheduler={"grace_period": 1, "reduction_factor": 2},
+                             variants=[{"lr": 3e-3}, {"lr": 1e-7}, {"lr": 1e-7, "seed": 1}]))
+    outcome = run_sweep(sweep, verbose=0)
+
+    table = read_results(outcome.path)
+    assert table["status"].tolist() == ["finished", "stopped", "stopped"]
+    assert table["epoch"].tolist() == [2, 1, 1]
+    assert table["test_acc_upright"].notna().tolist() == [True, False, False]
+    assert (table["wandb_group"] == "asha").all()
