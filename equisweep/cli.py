@@ -1,5 +1,5 @@
-"""Command line: ``equisweep check | train | sweep``. Each command parses, calls one library function and formats
-its result.
+"""Command line: ``equisweep check | train | sweep | report``. Each command parses, calls one library function
+and formats its result.
 
 stdout carries only the result (a table, or with ``--json`` exactly one JSON object); a user error becomes one
 stderr line and exit code 2; any other exception is a bug and keeps its traceback.
@@ -136,6 +136,25 @@ def sweep(
         outcome = run_sweep(plan, resume=resume)
     typer.echo(status_text(outcome.path))
     typer.echo(f"results: {outcome.path}/results.parquet")
+
+
+@app.command()
+def report(
+    sweep_dir: str = typer.Argument(..., help="the sweep's directory, <storage>/<name> (a path or URI)"),
+    out: Path | None = typer.Option(None, "--out", help="report directory (default: SWEEP_DIR/report)"),
+    formats: str = typer.Option("md,html", "--format", help="md, html or md,html"),
+    source: str = typer.Option("local", "--source", help="local (the Parquet files) | wandb (the sweep's runs)"),
+    wandb_project: str | None = typer.Option(None, "--wandb-project", help="for --source wandb and the summary run"),
+    wandb_entity: str | None = typer.Option(None, "--wandb-entity"),
+    wandb_mode: str | None = typer.Option(None, "--wandb-mode", help="auto | online | offline | disabled"),
+) -> None:
+    """Write the report of a sweep (also while it runs): verdict table, figures, summary; print the verdicts."""
+    from equisweep.pipeline.report import build_report
+
+    with contextlib.redirect_stdout(sys.stderr):  # W&B chatter stays off stdout
+        result = build_report(sweep_dir, out, tuple(f.strip() for f in formats.split(",") if f.strip()), source,
+                              wandb_project, wandb_entity, wandb_mode)
+    typer.echo(result.terminal())
 
 
 def _measure(net: torch.nn.Module, group: Group, input_size: int, in_channels: int) -> dict:

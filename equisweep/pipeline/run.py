@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from equisweep.datamodules import build_datamodule
 from equisweep.exactness import check_exactness, equivariance_error
+from equisweep.files import write_atomically
 from equisweep.models import build_model
 from equisweep.pipeline import metrics as m
 from equisweep.pipeline.callbacks import RecalibrateBatchNorm
@@ -30,12 +30,6 @@ from equisweep.pipeline.module import EquivarianceClassifier
 from equisweep.pipeline.tracking import flat_summary
 
 log = logging.getLogger(__name__)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _wandb_logger(config: RunConfig, out_dir: Path) -> WandbLogger | None:

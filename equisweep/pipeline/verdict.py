@@ -206,22 +206,35 @@ def by_size(results: pd.DataFrame, *, exclude_groups: Iterable[str] = EXCLUDED_G
                                        "std", "n"])
 
 
-def to_markdown(verdicts: Verdicts) -> str:
-    """A pipe table: condition columns, metric, exact and approximate mean ± std (n), diff [CI] and p (adjusted)
-    in accuracy points, verdict. Hand-formatted (no ``tabulate``)."""
+def display_table(verdicts: Verdicts) -> pd.DataFrame:
+    """The verdict table as the report shows it (strings): condition columns, metric, exact and approximate
+    mean ± std (n), diff [CI] and p (adjusted) in accuracy points, verdict."""
     level = f"{verdicts.confidence * 100:g}%"
     header = [*verdicts.conditions, "metric", "exact mean ± std (n)", "approx mean ± std (n)",
               f"diff [{level} CI] (points)", "p (adj.)", "verdict"]
-    lines = [_md_row(header), _md_row(["---"] * len(verdicts.conditions) + ["---"] + ["---:"] * 4 + ["---"])]
+    rows = []
     for row in verdicts.table.itertuples(index=False):
         cells = [_format_value(value) for value in row[:len(verdicts.conditions)]]
         diff = f"{_points(row.diff, signed=True)}"
         if not math.isnan(row.ci_low):
             diff += f" [{_points(row.ci_low, signed=True)}, {_points(row.ci_high, signed=True)}]"
-        lines.append(_md_row([*cells, row.label, _arm(row.exact_mean, row.exact_std, row.exact_n),
-                              _arm(row.approx_mean, row.approx_std, row.approx_n), diff, _p(row.p_adjusted),
-                              row.verdict]))
+        rows.append([*cells, row.label, _arm(row.exact_mean, row.exact_std, row.exact_n),
+                     _arm(row.approx_mean, row.approx_std, row.approx_n), diff, _p(row.p_adjusted), row.verdict])
+    return pd.DataFrame(rows, columns=header)
+
+
+def markdown_table(frame: pd.DataFrame, right: Iterable[str] = ()) -> str:
+    """A pipe table of ``frame`` (hand-formatted, no ``tabulate``); columns in ``right`` align right."""
+    right = set(right)
+    lines = [_md_row(list(frame.columns)), _md_row(["---:" if c in right else "---" for c in frame.columns])]
+    lines += [_md_row([_format_value(v) for v in row]) for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def to_markdown(verdicts: Verdicts) -> str:
+    """The verdict table as Markdown (numbers right-aligned)."""
+    table = display_table(verdicts)
+    return markdown_table(table, right=table.columns[len(verdicts.conditions) + 1:-1])
 
 
 def summary_paragraph(verdicts: Verdicts) -> str:

@@ -1,0 +1,612 @@
+"""The report's figures, drawn from a sweep's tables (``results.parquet``, ``angles.parquet``, a verdict table).
+
+Every function takes DataFrames and returns a ``matplotlib.figure.Figure`` built directly (no pyplot, so no global
+figure registry: safe in threads, nothing leaks); ``save_figure`` writes it as PNG and SVG. Only finished trials
+are drawn. Nothing here imports training code: matplotlib, numpy and pandas only (the package's light modules
+for names).
+
+Conventions shared by the figures:
+
+- An *arm* is one model of the study: ``(group, input_size, exact)`` plus every other setting that varies across
+  cells (not ``seed``, not the training regime, not a searched hyperparameter), labelled e.g. ``p4 28 exact``,
+  ``p4 29 approx``, ``z2 28`` (a trivial group is neither exact nor approximate), then ``key=value`` for the others.
+  Each arm keeps its colour in every figure; exact arms are solid, approximate dashed, trivial-group arms dotted.
+- A cell that holds several trials of an Optuna search is represented by its trial with the best ``val_acc``.
+- Training regimes (``train_symmetry``) are ordered none, flip, Gaussian (by std, then mean), c4, d4, uniform.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import Normalize, to_rgba
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from equisweep.errors import UserError
+from equisweep.pipeline import metrics as m
+from equisweep.pipeline.results import LAYER_ERROR_PREFIX, SCALAR_METRICS
+
+REGIME = "train_symmetry"
+ACCURACY_METRICS = (m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT, m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES)
+METRIC_LABELS = {m.TEST_ACC_UPRIGHT: "upright", m.TEST_ACC_ORBIT: "orbit", m.TEST_ACC_MEAN_ANGLES: "mean over angles",
+                 m.TEST_ACC_MIN_ANGLES: "min over angles", m.VAL_ACC: "validation"}
+TRAINING_ANGLES = "training angles"
+OVERLAY_GID = "training-angles"  # the gid of every training-angle overlay artist
+BAND_GID = "band"  # the gid of every ± one std band
+DENSITY_HEIGHT = 0.35  # the tallest training-angle density reaches this fraction of its panel
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
+           "#bcbd22")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_NOT_SETTINGS = frozenset({"trial_id", "trial_name", "cell", "status", "error", "attempts", m.EXACT, "trial_seconds",
+                           *SCALAR_METRICS})
+_GAUSSIAN = re.compile(r"^gaussian\((-?[0-9.]+),([0-9.]+)\)$")
+_TRIVIAL_GROUPS = frozenset({"z2", "c1"})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def gaussian_params(regime: str) -> tuple[float, float] | None:
+    """``"gaussian(45,20)"`` -> ``(45.0, 20.0)`` (mean, std in degrees); any other regime -> None."""
+    match = _GAUSSIAN.match(str(regime).strip().lower().replace(" ", ""))
+    return (float(match.group(1)), float(match.group(2))) if match else None
+
+
+def regime_order(regime: str) -> tuple:
+    """Sort key: none, flip, Gaussian (by std, then mean), c4, d4, uniform, then anything else by name."""
+    params = gaussian_params(regime)
+    if params is not None:
+        return (2, params[1], params[0], "")
+    rank = {"none": 0, "flip": 1, "c4": 3, "d4": 4, "uniform": 5}.get(str(regime), 6)
+    return (rank, 0.0, 0.0, str(regime))
+
+
+def wrapped_normal_pdf(angles: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Density (per degree) of a normal(mean, std) angle folded onto [0, 360)."""
+    angles = np.asarray(angles, dtype=float)
+    if std <= 0:
+        return np.zeros_like(angles)
+    turns = max(2, math.ceil(6 * std / 360) + 1)
+    k = np.arange(-turns, turns + 1)[:, None]
+    z = (angles[None, :] - mean + 360.0 * k) / std
+    return np.exp(-0.5 * z**2).sum(axis=0) / (std * math.sqrt(2 * math.pi))
+
+
+def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
+    """The finished trials, one per cell: a cell searched by Optuna keeps its trial with the best ``val_acc``."""
+    table = results[results["status"] == "finished"] if "status" in results else results
+    if "cell" not in table or table["cell"].isna().all() or not table["cell"].dropna().duplicated().any():
+        return table.copy()
+    has_cell = table["cell"].notna()
+    ranked = table[has_cell].assign(_rank=table[has_cell][m.VAL_ACC].fillna(-np.inf) if m.VAL_ACC in table else 0.0)
+    best = ranked.sort_values("_rank", ascending=False, kind="stable").drop_duplicates("cell").drop(columns="_rank")
+    kept = set(best.index) | set(table.index[~has_cell])
+    return table.loc[[index for index in table.index if index in kept]].copy()
+
+
+def setting_columns(results: pd.DataFrame) -> list[str]:
+    """The run-setting columns of a results table: everything but identity, status, verdict and metrics."""
+    return [c for c in results.columns if c not in _NOT_SETTINGS and not str(c).startswith(LAYER_ERROR_PREFIX)]
+
+
+def arm_columns(results: pd.DataFrame) -> list[str]:
+    """What defines an arm: group, input size, exact, then every other setting that varies across cells and is
+    constant inside each cell (so a searched hyperparameter is not one), except seed and the regime."""
+    base = [c for c in ("group", "input_size", m.EXACT) if c in results]
+    extra = []
+    for column in setting_columns(results):
+        if column in ("group", "input_size", "seed", REGIME) or results[column].nunique(dropna=False) < 2:
+            continue
+        if "cell" in results and results["cell"].notna().any():
+            per_cell = results[results["cell"].notna()].groupby("cell")[column].nunique(dropna=False)
+            if (per_cell > 1).any():
+                continue
+        extra.append(column)
+    return base + extra
+
+
+def _is_trivial(group: Any) -> bool:
+    return str(group).strip().lower() in _TRIVIAL_GROUPS
+
+
+def _group_order(group: Any) -> tuple:
+    name = str(group).lower()
+    named = {"z2": 0, "c1": 0, "p4": 1, "c4": 1, "p4m": 2, "d4": 2}
+    if name in named:
+        return (named[name], 0, name)
+    match = re.match(r"^([cd])(\d+)$", name)
+    return (3 + (match.group(1) == "d"), int(match.group(2)), name) if match else (5, 0, name)
+
+
+def _sortable(value: Any) -> tuple:
+    if _missing(value):
+        return (2, 0, "")
+    if isinstance(value, bool | np.bool_):
+        return (0, -int(value), "")  # exact before approximate
+    if isinstance(value, int | float | np.integer | np.floating):
+        return (0, float(value), "")
+    return (1, 0, str(value))
+
+
+def _arm_key(columns: Sequence[str], row: pd.Series | tuple) -> tuple:
+    return tuple(row[c] for c in columns) if isinstance(row, pd.Series) else tuple(row)
+
+
+def _arm_sort(columns: Sequence[str], key: tuple) -> tuple:
+    return tuple(_group_order(v) if c == "group" else regime_order(v) if c == REGIME else _sortable(v)
+                 for c, v in zip(columns, key))
+
+
+def _exactness(value: Any) -> bool | None:
+    if _missing(value):
+        return None
+    return bool(value)
+
+
+def arm_label(columns: Sequence[str], key: tuple, with_group: bool = True) -> str:
+    """``p4 28 exact``, ``p4 29 approx``, ``z2 28``; other arm settings follow as ``key=value``."""
+    values = dict(zip(columns, key))
+    parts = []
+    if with_group and "group" in values:
+        parts.append(str(values["group"]))
+    if "input_size" in values:
+        parts.append(str(values["input_size"]))
+    exact = _exactness(values.get(m.EXACT))
+    if exact is not None and not _is_trivial(values.get("group")):
+        parts.append("exact" if exact else "approx")
+    parts += [f"{c}={_fmt(values[c])}" for c in columns if c not in ("group", "input_size", m.EXACT)]
+    return " ".join(parts) or "all trials"
+
+
+def _linestyle(columns: Sequence[str], key: tuple) -> str:
+    values = dict(zip(columns, key))
+    if _is_trivial(values.get("group")):
+        return ":"
+    return "--" if _exactness(values.get(m.EXACT)) is False else "-"
+
+
+def _arms(table: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
+    keys = {_arm_key(columns, k if isinstance(k, tuple) else (k,))
+            for k in table.groupby(list(columns), dropna=False).groups} if columns else {()}
+    return sorted(keys, key=lambda k: _arm_sort(columns, k))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _missing(a) or _missing(b):
+        return _missing(a) and _missing(b)
+    return bool(a == b)
+
+
+def _select(table: pd.DataFrame, columns: Sequence[str], key: tuple) -> pd.DataFrame:
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in zip(columns, key):
+        mask &= np.array([_same(v, value) for v in table[column]], dtype=bool)
+    return table[mask]
+
+
+def _grid(n: int) -> tuple[int, int]:
+    """Rows and columns for ``n`` panels: one row up to 3, then 2, 3 or 4 columns."""
+    ncols = n if n <= 3 else 2 if n == 4 else 3 if n <= 6 or n == 9 else 4
+    return math.ceil(n / ncols), ncols
+
+
+def _panels(fig: Figure, n: int, width: float, height: float, sharey: bool = True) -> list:
+    nrows, ncols = _grid(n)
+    fig.set_size_inches(width * ncols + 0.6, height * nrows + 0.9)
+    axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    for i, ax in enumerate(axes[:n]):
+        if sharey and i % ncols:
+            ax.tick_params(labelleft=True)  # shared limits, but every panel keeps its numbers
+    return list(axes[:n])
+
+
+def _require(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in table]
+    if missing:
+        raise UserError(f"{what}: the table has no column {missing[0]!r} (columns: {', '.join(map(str, table))})")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. accuracy by test angle
+
+
+def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequence[str] | None = None,
+                      percent: bool = True, close_circle: bool = True) -> Figure:
+    """Test accuracy against test angle, one panel per training regime, one curve per arm.
+
+    Each curve is the mean over seeds with a shaded band of ± one standard deviation (none where an angle has a
+    single seed). x runs 0..360 degrees with ticks every 45; with ``close_circle`` the 0-degree value is repeated
+    at 360. Gaussian regimes get their training-angle density (wrapped onto [0, 360)) as a light area scaled to
+    the panel (the narrowest Gaussian of the figure reaches ``DENSITY_HEIGHT`` of the panel, the others in
+    proportion), uniform a flat one, c4/d4 marks at the quarter turns. ``arms`` overrides ``arm_columns``.
+    """
+    _require(results, ["trial_id", REGIME], "results")
+    _require(angles, ["trial_id", "angle", "accuracy"], "angles")
+    table = finished_trials(results)
+    columns = list(arms) if arms is not None else arm_columns(table)
+    _require(table, columns, "results")
+    data = angles[["trial_id", "angle", "accuracy"]].merge(table[["trial_id", REGIME, *columns]], on="trial_id")
+    data = data.dropna(subset=["angle", "accuracy"])
+    if data.empty:
+        raise UserError("accuracy_by_angle: no finished trial has test accuracies by angle yet")
+    data["angle"] = np.mod(data["angle"].astype(float), 360.0)
+    scale = 100.0 if percent else 1.0
+
+    regimes = sorted(data[REGIME].unique(), key=regime_order)
+    all_arms = _arms(data, columns)
+    colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(all_arms)}
+    labels = {key: arm_label(columns, key) for key in all_arms}
+    peaks = [wrapped_normal_pdf(np.array([p[0]]), *p)[0] for r in regimes if (p := gaussian_params(r))]
+    density_scale = DENSITY_HEIGHT / max(peaks) if peaks else DENSITY_HEIGHT * 360.0 * 0.25
+
+    fig = Figure(layout="constrained")
+    axes = _panels(fig, len(regimes), 4.2, 3.1)
+    overlay = False
+    for ax, regime in zip(axes, regimes):
+        in_regime = data[data[REGIME] == regime]
+        for key in all_arms:
+            arm = _select(in_regime, columns, key)
+            if arm.empty:
+                continue
+            stats = arm.groupby("angle")["accuracy"].agg(["mean", "std", "count"]).sort_index()
+            x = stats.index.to_numpy(dtype=float)
+            mean, std = stats["mean"].to_numpy() * scale, stats["std"].to_numpy() * scale
+            count = stats["count"].to_numpy()
+            if close_circle and len(x) > 1 and x[0] == 0.0:
+                x, mean, std, count = (np.append(x, 360.0), np.append(mean, mean[0]), np.append(std, std[0]),
+                                       np.append(count, count[0]))
+            ax.plot(x, mean, color=colours[key], linestyle=_linestyle(columns, key), linewidth=1.6,
+                    marker="o" if len(x) <= 12 else None, markersize=3, label=labels[key], gid=f"arm:{labels[key]}")
+            spread = count > 1
+            if spread.any():
+                ax.fill_between(x, mean - std, mean + std, where=spread, interpolate=False, color=colours[key],
+                                alpha=0.18, linewidth=0, gid=BAND_GID, label=f"_band {labels[key]}")
+        overlay |= _training_angles(ax, regime, density_scale)
+        ax.set_title(f"trained: {regime}", fontsize=10)
+        ax.set_xlim(0, 360)
+        ax.set_xticks(np.arange(0, 361, 45))
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("test rotation (degrees)", fontsize=9)
+        ax.set_ylabel("test accuracy (%)" if percent else "test accuracy (fraction)", fontsize=9)
+        ax.grid(alpha=0.25, linewidth=0.6)
+    low = max(0.0, min(ax.get_ylim()[0] for ax in axes))
+    axes[0].set_ylim(low, min(axes[0].get_ylim()[1], 1.02 * scale))
+
+    handles: list = [Line2D([], [], color=colours[k], linestyle=_linestyle(columns, k), linewidth=1.6, label=labels[k])
+                     for k in all_arms]
+    if overlay:
+        handles.append(Patch(facecolor="0.6", alpha=0.35, label=TRAINING_ANGLES))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=9, frameon=False)
+    return fig
+
+
+def _training_angles(ax, regime: str, density_scale: float) -> bool:
+    """Draw what ``regime`` trains on, in axes-fraction height so the accuracy scale is untouched; True if drawn."""
+    style = {"color": "0.55", "alpha": 0.3, "linewidth": 0, "gid": OVERLAY_GID, "label": f"_{TRAINING_ANGLES}",
+             "zorder": 0}
+    params = gaussian_params(regime)
+    where = ax.get_xaxis_transform()  # x in degrees, y in fractions of the panel
+    if params is not None:
+        x = np.linspace(0.0, 360.0, 721)
+        ax.fill_between(x, 0.0, wrapped_normal_pdf(x, *params) * density_scale, transform=where, **style)
+        return True
+    if regime == "uniform":
+        ax.fill_between([0.0, 360.0], 0.0, [density_scale / 360.0] * 2, transform=where, **style)
+        return True
+    if regime in ("c4", "d4"):
+        ax.vlines([0.0, 90.0, 180.0, 270.0, 360.0], 0.0, DENSITY_HEIGHT, transform=where,
+                  colors="0.55", alpha=0.5, linewidth=3, gid=OVERLAY_GID, label=f"_{TRAINING_ANGLES}", zorder=0)
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. approximate minus exact
+
+
+def _metric_rank(label: str) -> int:
+    text = str(label).lower()
+    for rank, word in enumerate(("upright", "orbit", "mean", "min")):
+        if word in text:
+            return rank
+    return 4
+
+
+def gap_map(table: pd.DataFrame, conditions: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
+            alpha: float = 0.05, title: str | None = None) -> Figure:
+    """Heatmap of approximate minus exact accuracy, in points: rows are conditions, columns metrics.
+
+    ``table`` is a verdict table with the ``conditions`` columns (by default every column before ``metric``),
+    ``metric``, ``diff`` (approx − exact, a fraction), ``p_adjusted`` (NaN when untested) and ``verdict``. Each
+    cell shows ``diff`` in points (``+1.2``), with ``*`` when ``p_adjusted < alpha``; the diverging colours are
+    centred at 0 (blue: approximate better, red: exact better); a combination missing from the table is grey.
+    """
+    _require(table, ["metric", "diff"], "gap_map")
+    if conditions is None:
+        conditions = list(table.columns[:list(table.columns).index("metric")])
+    conditions = list(conditions)
+    _require(table, conditions, "gap_map")
+    if table.empty:
+        raise UserError("gap_map: the verdict table is empty")
+    if table.duplicated([*conditions, "metric"]).any():
+        raise UserError(f"gap_map: several rows per ({', '.join([*conditions, 'metric'])}); pass every condition "
+                        "column that tells them apart as conditions=[...]")
+    if metrics is None:
+        seen = list(dict.fromkeys(table["metric"]))
+        metrics = sorted(seen, key=lambda label: (_metric_rank(label), seen.index(label)))
+    metrics = list(metrics)
+    rows = _condition_rows(table, conditions)
+    values = np.full((len(rows), len(metrics)), np.nan)
+    marks = np.zeros_like(values, dtype=bool)
+    p_values = table["p_adjusted"] if "p_adjusted" in table else pd.Series(np.nan, index=table.index)
+    for record, p in zip(table.to_dict("records"), p_values):
+        row_key = tuple(record[c] for c in conditions) if conditions else ()
+        if record["metric"] not in metrics or row_key not in rows:
+            continue
+        i, j = rows.index(row_key), metrics.index(record["metric"])
+        values[i, j] = 100.0 * float(record["diff"])
+        marks[i, j] = bool(pd.notna(p) and float(p) < alpha)
+
+    fig = Figure(layout="constrained", figsize=(2.6 + 1.25 * len(metrics), 1.3 + 0.42 * len(rows)))
+    ax = fig.add_subplot()
+    _heatmap(fig, ax, values, marks, [_row_label(conditions, r) for r in rows],
+             [METRIC_LABELS.get(str(label), str(label)) for label in metrics])
+    ax.set_ylabel(" × ".join(conditions), fontsize=9)
+    ax.set_title(title or f"approximate − exact (accuracy points); * p_adjusted < {alpha:g}", fontsize=10)
+    return fig
+
+
+def _condition_rows(table: pd.DataFrame, conditions: Sequence[str]) -> list[tuple]:
+    rows = list(dict.fromkeys(tuple(r) for r in table[list(conditions)].itertuples(index=False))) if conditions \
+        else [()]
+
+    def key(row: tuple) -> tuple:
+        return tuple(regime_order(v) if c == REGIME else _group_order(v) if c == "group" else _sortable(v)
+                     for c, v in zip(conditions, row))
+
+    return sorted(rows, key=key)
+
+
+def _row_label(conditions: Sequence[str], row: tuple) -> str:
+    parts = [str(v) if c in (REGIME, "group") or isinstance(v, str) else f"{c}={_fmt(v)}"
+             for c, v in zip(conditions, row)]
+    return ", ".join(parts) or "all"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
+
+
+def _heatmap(fig: Figure, ax, values: np.ndarray, marks: np.ndarray, row_labels: list[str],
+             column_labels: list[str]) -> None:
+    finite = np.abs(values[np.isfinite(values)])
+    limit = max(float(finite.max()) if finite.size else 0.0, 0.5)
+    cmap = _diverging()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=Normalize(-limit, limit), aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        if not np.isfinite(value):
+            continue
+        text = f"{value:+.1f}{'*' if marks[i, j] else ''}"
+        colour = "white" if abs(value) > 0.6 * limit else "black"
+        ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour, gid="gap-value")
+    ax.set_xticks(range(len(column_labels)), column_labels, fontsize=9)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=9)
+    ax.tick_params(length=0)
+    ax.set_xticks(np.arange(-0.5, len(column_labels)), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(row_labels)), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    colorbar = fig.colorbar(image, ax=ax, shrink=0.9)
+    colorbar.set_label("approx − exact (points)", fontsize=9)
+
+
+def _diverging():
+    return colormaps["RdBu"].with_extremes(bad=to_rgba("0.85"))
+
+
+def gap_by(results: pd.DataFrame, axis: str = "gaussian_std", metrics: Sequence[str] | None = None,
+           percent: bool = True) -> Figure:
+    """Approximate minus exact accuracy against one swept axis, one panel per metric, one line per stratum.
+
+    ``axis`` is ``"gaussian_std"`` or ``"gaussian_mean"`` (read from Gaussian regimes; other regimes are left
+    out), ``"input_size"`` (each approximate size against the exact arm of the same group and regime, pooled
+    over its sizes) or any other results column (approximate against exact at each of its values). A stratum is a
+    non-trivial group with the remaining arm settings (and the regime, or for Gaussian axes the other Gaussian
+    parameter). Points are differences of means over seeds; error bars are ± one standard error of that
+    difference where both sides have several seeds.
+    """
+    table = finished_trials(results)
+    _require(table, ["group", m.EXACT], "results")
+    metrics = [c for c in (metrics or ACCURACY_METRICS) if c in table and table[c].notna().any()]
+    if not metrics:
+        raise UserError("gap_by: the results have none of the metrics asked for")
+    table = table[[not _is_trivial(g) and _exactness(e) is not None for g, e in zip(table["group"], table[m.EXACT])]]
+    table = table.assign(**{m.EXACT: [bool(e) for e in table[m.EXACT]]})
+    if axis in ("gaussian_std", "gaussian_mean"):
+        _require(table, [REGIME], "results")
+        params = [gaussian_params(r) for r in table[REGIME]]
+        table = table.assign(gaussian_mean=[p[0] if p else np.nan for p in params],
+                             gaussian_std=[p[1] if p else np.nan for p in params]).dropna(subset=[axis])
+        other = "gaussian_mean" if axis == "gaussian_std" else "gaussian_std"
+    else:
+        _require(table, [axis], "results")
+        other = REGIME if REGIME in table else None
+    arm_cols = [c for c in arm_columns(table) if c not in (m.EXACT, "input_size", axis, REGIME)]
+    strata_cols = arm_cols + ([other] if other else [])
+    strata_cols = [c for c in dict.fromkeys(strata_cols) if c in table]
+    if table.empty:
+        raise UserError(f"gap_by: no finished trials of a non-trivial group vary {axis!r}")
+    scale = 100.0 if percent else 1.0
+
+    fig = Figure(layout="constrained")
+    axes = _panels(fig, len(metrics), 3.8, 3.0, sharey=False)
+    strata = _arms(table, strata_cols)
+    colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(strata)}
+    markers = {key: MARKERS[(i // len(PALETTE)) % len(MARKERS)] for i, key in enumerate(strata)}
+    handles = {}
+    for ax, metric in zip(axes, metrics):
+        for key in strata:
+            rows = _select(table, strata_cols, key)
+            xs, ys, errs = _gaps(rows, axis, metric)
+            if not xs:
+                continue
+            label = _row_label(strata_cols, key)
+            ax.errorbar(xs, np.array(ys) * scale, yerr=np.array(errs) * scale, color=colours[key], marker=markers[key],
+                        markersize=4, capsize=3, linewidth=1.4, label=label)
+            handles[label] = Line2D([], [], color=colours[key], marker=markers[key], label=label)
+        ax.axhline(0.0, color="0.3", linewidth=0.8, zorder=0)
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, -scale / 100), max(high, scale / 100))  # at least ± one point: noise stays small
+        ticks = sorted(table[axis].dropna().unique())
+        if len(ticks) <= 12:
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=10)
+        ax.set_xlabel(axis.replace("_", " ") + (" (degrees)" if axis.startswith("gaussian") else ""), fontsize=9)
+        ax.set_ylabel("approx − exact (points)" if percent else "approx − exact", fontsize=9)
+        ax.grid(alpha=0.25, linewidth=0.6)
+    if handles:
+        fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=min(len(handles), 4),
+                   fontsize=9, frameon=False)
+    return fig
+
+
+def _gaps(rows: pd.DataFrame, axis: str, metric: str) -> tuple[list[float], list[float], list[float]]:
+    def summary(values: pd.Series) -> tuple[float, float, int]:
+        values = values.dropna()
+        return float(values.mean()), float(values.var(ddof=1)) if len(values) > 1 else np.nan, len(values)
+
+    xs, ys, errs = [], [], []
+    exact_all = rows[rows[m.EXACT]]
+    for value in sorted(rows[axis].dropna().unique(), key=_sortable):
+        at = rows[rows[axis] == value]
+        approx = at[~at[m.EXACT]][metric]
+        exact = exact_all[metric] if axis == "input_size" else at[at[m.EXACT]][metric]
+        if approx.notna().sum() == 0 or exact.notna().sum() == 0:
+            continue
+        (ma, va, na), (me, ve, ne) = summary(approx), summary(exact)
+        xs.append(float(value))
+        ys.append(ma - me)
+        errs.append(math.sqrt(va / na + ve / ne) if na > 1 and ne > 1 else 0.0)
+    return xs, ys, errs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. measured equivariance error per layer
+
+
+def layer_errors(results: pd.DataFrame, hue: str = "regime", floor: float = 1e-8, include_trivial: bool = True
+                 ) -> Figure:
+    """Measured relative equivariance error per layer, one panel per group (per model and group when the model
+    varies), a trivial group (z2, judged against p4's quarter turns) in its own panel after the others.
+
+    x: the ``eq_error/<layer>`` columns in table order (network order), leaving out layers a panel's model lacks;
+    y: relative error on a log scale, values below ``floor`` drawn at it (a dotted line marks it). Each series is
+    the mean over seeds with min..max error bars. ``hue="regime"``: one series per (arm, regime), coloured by
+    regime, marker by arm, exact solid and approximate dashed; ``hue="arm"``: regimes pooled, coloured by arm as
+    in ``accuracy_by_angle``. Series are nudged sideways a little so their bars do not hide each other.
+    """
+    if hue not in ("regime", "arm"):
+        raise UserError(f"layer_errors: hue must be 'regime' or 'arm', got {hue!r}")
+    table = finished_trials(results)
+    layers = [c for c in table.columns if str(c).startswith(LAYER_ERROR_PREFIX)]
+    if not layers or table.empty or table[layers].isna().all().all():
+        raise UserError("layer_errors: no finished trial has per-layer equivariance errors (eq_error/<layer>)")
+    _require(table, ["group"], "results")
+    columns = arm_columns(table)
+    all_arms = _arms(table, columns)
+    arm_colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(all_arms)}
+    by_regime = hue == "regime" and REGIME in table
+    regimes = sorted(table[REGIME].unique(), key=regime_order) if by_regime else [None]
+    regime_colours = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(regimes)}
+    panel_cols = ["model", "group"] if "model" in columns else ["group"]
+    panels = _arms(table, panel_cols)
+    panels = sorted((p for p in panels if include_trivial or not _is_trivial(p[-1])),
+                    key=lambda p: (_is_trivial(p[-1]), _arm_sort(panel_cols, p)))
+    if not panels:
+        raise UserError("layer_errors: only trivial-group trials, and include_trivial is off")
+    inner_cols = [c for c in columns if c not in panel_cols]
+    style_keys = _arms(table, inner_cols)
+    markers = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(style_keys)}
+
+    fig = Figure(layout="constrained")
+    width = max(3.6, 0.45 * len(layers) + 1.2)
+    axes = _panels(fig, len(panels), width, 3.2)
+    legend: dict[str, Any] = {}
+    for ax, panel in zip(axes, panels):
+        in_panel = _select(table, panel_cols, panel)
+        present = [c for c in layers if in_panel[c].notna().any()]
+        series = [(key, regime) for key in all_arms for regime in regimes
+                  if not _select(in_panel if regime is None else in_panel[in_panel[REGIME] == regime], columns,
+                                 key).empty]
+        for n, (key, regime) in enumerate(series):
+            rows = _select(in_panel if regime is None else in_panel[in_panel[REGIME] == regime], columns, key)
+            values = rows[present].to_numpy(dtype=float)
+            mean = np.clip(np.nanmean(values, axis=0), floor, None)
+            low = np.clip(np.nanmin(values, axis=0), floor, None)
+            high = np.clip(np.nanmax(values, axis=0), floor, None)
+            x = np.arange(len(present)) + 0.25 * ((n + 0.5) / len(series) - 0.5)
+            inner = _arm_key(inner_cols, tuple(dict(zip(columns, key))[c] for c in inner_cols))
+            arm_text = arm_label(columns, key)
+            colour = regime_colours[regime] if by_regime else arm_colours[key]
+            label = f"{arm_text} · {regime}" if by_regime else arm_text
+            ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=colour, marker=markers[inner], markersize=4,
+                        linestyle=_linestyle(columns, key), linewidth=1.3, capsize=2, label=label)
+            if by_regime:
+                legend.setdefault(f"regime {regime}", Line2D([], [], color=colour, linewidth=2.5,
+                                                             label=f"trained: {regime}"))
+                legend.setdefault(f"arm {arm_text}", Line2D([], [], color="0.25", marker=markers[inner],
+                                                            linestyle=_linestyle(columns, key), label=arm_text))
+            else:
+                legend.setdefault(label, Line2D([], [], color=colour, marker=markers[inner],
+                                                linestyle=_linestyle(columns, key), label=label))
+        ax.set_yscale("log")
+        ax.axhline(floor, color="0.5", linestyle=":", linewidth=0.8, zorder=0)
+        ax.set_ylim(bottom=floor / 2)
+        ax.set_xticks(range(len(present)), [c[len(LAYER_ERROR_PREFIX):] for c in present],
+                      rotation=45 if len(present) > 4 else 0, ha="right" if len(present) > 4 else "center",
+                      fontsize=8)
+        name = " ".join(str(v) for v in panel)
+        ax.set_title(f"{name} (vs p4 quarter turns)" if _is_trivial(panel[-1]) else name, fontsize=10)
+        ax.set_ylabel("relative equivariance error", fontsize=9)
+        ax.grid(alpha=0.25, linewidth=0.6, which="major")
+    ordered = [h for k, h in legend.items() if k.startswith("regime ")] + \
+              [h for k, h in legend.items() if not k.startswith("regime ")]
+    fig.legend(handles=ordered, loc="outside lower center", ncols=min(len(ordered), 4), fontsize=9, frameon=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# saving
+
+
+def save_figure(fig: Figure, out_dir: str | Path, name: str, dpi: int = 150,
+                formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Write ``fig`` as ``out_dir/name.png`` (``dpi``) and ``out_dir/name.svg`` (no date stamp), creating
+    ``out_dir``; returns the paths written."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise UserError(f"save_figure: name must be a plain file stem like 'accuracy_by_angle', got {name!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        metadata = {"Date": None} if fmt == "svg" else None
+        fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
+        paths.append(path)
+    return paths

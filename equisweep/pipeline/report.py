@@ -1,0 +1,221 @@
+"""``equisweep report``: a sweep's two tables in, a self-contained report out.
+
+It reads only ``results.parquet`` and ``angles.parquet`` (or the same tables rebuilt from W&B runs), so it works
+on any sweep the spec allows and while a sweep still runs, and imports nothing used for training. It writes
+``report.md``, ``report.html`` (figures embedded), ``verdict.csv`` and ``figures/<name>.png|.svg``, and logs the
+figures and the verdict table to W&B as one summary run of the sweep.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from equisweep.errors import UserError
+from equisweep.files import write_atomically
+from equisweep.pipeline import figures as fig
+from equisweep.pipeline import tracking
+from equisweep.pipeline.results import LAYER_ERROR_PREFIX, read_angles, read_results, storage_uri
+from equisweep.pipeline.verdict import (
+    NOT_CONDITIONS,
+    Verdicts,
+    display_table,
+    markdown_table,
+    summary_paragraph,
+    to_markdown,
+    verdict_table,
+)
+
+FORMATS = ("md", "html")
+_FIGURE_TEXT = {
+    "accuracy_by_angle": ("Accuracy over test rotation angle",
+                          "Mean test accuracy over seeds at each rotation angle, with a band of ± one std; one panel "
+                          "per training regime, exact nets solid, approximate ones dashed. Shaded: the density of "
+                          "training angles for Gaussian regimes."),
+    "gap_map": ("Gap map", "Approximate minus exact accuracy in points, per condition and metric; * marks a "
+                "difference significant after the Holm correction."),
+    "gap_by_input_size": ("Gap by input size", "Approximate minus exact accuracy in points for each approximate "
+                          "input size."),
+    "gap_by_gaussian_std": ("Gap by the spread of training angles", "Approximate minus exact accuracy in points "
+                            "against the std of the Gaussian training regime."),
+    "layer_errors": ("Equivariance error per layer", "Measured relative equivariance error of each layer after "
+                     "training (mean over seeds), exact against approximate: where the approximate net learned "
+                     "to break its symmetry."),
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    out_dir: Path
+    files: list[Path]
+    verdicts: Verdicts
+    figures: dict[str, list[Path]]
+
+    def terminal(self) -> str:
+        """What the command prints: where the report is, and the verdict table."""
+        return "\n".join([f"report: {self.out_dir / 'report.md'}", "", to_markdown(self.verdicts)])
+
+
+def build_report(sweep_dir: str, out_dir: Path | None = None, formats: tuple[str, ...] = FORMATS,
+                 source: str = "local", wandb_project: str | None = None, wandb_entity: str | None = None,
+                 wandb_mode: str | None = None) -> Report:
+    """Read the sweep at ``sweep_dir`` (``source="wandb"``: its runs from the W&B API) and write the report."""
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise UserError(f"format: choose from {', '.join(FORMATS)} (comma-separated), got {','.join(formats)}")
+    name = Path(sweep_dir.rstrip("/")).name
+    results, angles = _tables(sweep_dir, name, source, wandb_project, wandb_entity)
+    if not (results["status"] == "finished").any():
+        raise UserError(f"sweep_dir: no finished trial in {sweep_dir} yet; wait for one, or see why with "
+                        f"`equisweep sweep --status {sweep_dir}`")
+    out_dir = Path(out_dir or Path(storage_uri(sweep_dir)) / "report").absolute()
+    verdicts = verdict_table(results)
+    figures = _figures(results, angles, verdicts, out_dir / "figures")
+    sections = _sections(name, results, verdicts, figures)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [write_atomically(out_dir / "verdict.csv", verdicts.table.to_csv(index=False))]
+    if "md" in formats:
+        files.append(write_atomically(out_dir / "report.md", _markdown(name, sections, out_dir)))
+    if "html" in formats:
+        files.append(write_atomically(out_dir / "report.html", _html(name, sections)))
+    wandb = _column_value(results, "wandb")
+    tracking.log_report(out_dir, name, {key: paths[0] for key, paths in figures.items()}, display_table(verdicts),
+                        wandb_project or wandb.get("project") or "equisweep", wandb_entity or wandb.get("entity"),
+                        wandb_mode or wandb.get("mode") or "auto")
+    return Report(out_dir, files, verdicts, figures)
+
+
+def _tables(sweep_dir: str, name: str, source: str, project: str | None,
+            entity: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if source == "local":
+        return read_results(sweep_dir), read_angles(sweep_dir)
+    if source == "wandb":
+        return tracking.fetch_tables(project or "equisweep", group=name, entity=entity)
+    raise UserError(f"source: choose local or wandb, got {source!r}")
+
+
+def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, out: Path) -> dict[str, list[Path]]:
+    """Each figure the data supports, saved as PNG and SVG."""
+    drawn = {"accuracy_by_angle": fig.accuracy_by_angle(results, angles)}
+    if not verdicts.table.empty:
+        drawn["gap_map"] = fig.gap_map(verdicts.table, conditions=verdicts.conditions)
+    finished = results[results["status"] == "finished"]
+    approx_sizes = finished.loc[finished["exact"] == False, "input_size"].nunique()  # noqa: E712 (a column)
+    if not verdicts.table.empty and approx_sizes > 1:
+        drawn["gap_by_input_size"] = fig.gap_by(results, axis="input_size")
+    gaussians = [r for r in finished["train_symmetry"].unique() if fig.gaussian_params(r)]
+    if not verdicts.table.empty and len({fig.gaussian_params(r)[1] for r in gaussians}) > 1:
+        drawn["gap_by_gaussian_std"] = fig.gap_by(results, axis="gaussian_std")
+    if any(column.startswith(LAYER_ERROR_PREFIX) for column in results.columns):
+        drawn["layer_errors"] = fig.layer_errors(results)
+    return {name: fig.save_figure(figure, out, name) for name, figure in drawn.items()}
+
+
+# A section is (title, blocks); a block is ("p", text), ("table", (frame, right-aligned columns)) or ("figure", name).
+Section = tuple[str, list[tuple[str, object]]]
+
+
+def _sections(name: str, results: pd.DataFrame, verdicts: Verdicts, figures: dict[str, list[Path]]) -> list[Section]:
+    shown = display_table(verdicts)
+    sections: list[Section] = [
+        ("Summary", [("p", summary_paragraph(verdicts))]),
+        ("Verdict", [("p", f"Approximate (relaxed by input size) against exact networks, per condition and metric. "
+                      f"Accuracies in points; diff is approximate minus exact with its {verdicts.confidence:.0%} "
+                      f"confidence interval (Welch); p is Welch's t-test over seeds after the Holm correction "
+                      f"across the table; a verdict needs p < {verdicts.alpha:g}."),
+                     ("table", (shown, shown.columns[len(verdicts.conditions) + 1:-1]))]),
+    ]
+    for key, paths in figures.items():
+        title, caption = _FIGURE_TEXT[key]
+        sections.append((title, [("figure", (paths, caption))]))
+    sections.append(("Sweep", _sweep_blocks(name, results)))
+    return sections
+
+
+def _sweep_blocks(name: str, results: pd.DataFrame) -> list[tuple[str, object]]:
+    """The sweep's config (shared and varying settings), trial counts, failures and compute time."""
+    counts = results["status"].value_counts()
+    settings = [c for c in results.columns if c not in NOT_CONDITIONS and not c.startswith(LAYER_ERROR_PREFIX)]
+    settings += ["input_size", "seed"]
+    varying = {c: sorted(results[c].dropna().astype(str).unique()) for c in settings if results[c].nunique() > 1}
+    shared = {c: results[c].iloc[0] for c in settings if c not in varying and results[c].notna().any()}
+    finished = results[results["status"] == "finished"]
+    hours = finished.get("trial_seconds", pd.Series(dtype=float)).sum() / 3600
+    train_hours = finished["train_seconds"].sum() / 3600
+    blocks: list[tuple[str, object]] = [
+        ("p", f"Sweep {name}: {len(results)} trials, "
+              + ", ".join(f"{count} {status}" for status, count in counts.items())
+              + f". Total compute of the finished trials: {hours:.2f} h of trial time ({train_hours:.2f} h training)."),
+        ("table", (pd.DataFrame({"varying setting": list(varying),
+                                 "values": [", ".join(v) for v in varying.values()]}), ())),
+        ("table", (pd.DataFrame({"shared setting": list(shared), "value": [str(v) for v in shared.values()]}), ())),
+    ]
+    failed = results[results["status"] == "failed"]
+    if len(failed):
+        blocks.append(("p", f"{len(failed)} failed trials, with their reasons:"))
+        blocks.append(("table", (failed[["trial_name", "error"]].rename(columns={"trial_name": "trial"}), ())))
+    return blocks
+
+
+def _markdown(name: str, sections: list[Section], out_dir: Path) -> str:
+    lines = [f"# {name}: when does relaxed equivariance win?", ""]
+    for title, blocks in sections:
+        lines += [f"## {title}", ""]
+        for kind, content in blocks:
+            if kind == "p":
+                lines += [str(content), ""]
+            elif kind == "table":
+                frame, right = content
+                lines += [markdown_table(frame, right=right), ""]
+            else:
+                paths, caption = content
+                lines += [f"![{paths[0].stem}]({paths[0].relative_to(out_dir)})", "", f"*{caption}* "
+                          f"([SVG]({paths[1].relative_to(out_dir)}))", ""]
+    return "\n".join(lines)
+
+
+_CSS = """body{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
+figcaption{color:#555;font-size:13px}"""
+
+
+def _html(name: str, sections: list[Section]) -> str:
+    body = [f"<h1>{html.escape(name)}: when does relaxed equivariance win?</h1>"]
+    for title, blocks in sections:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        for kind, content in blocks:
+            if kind == "p":
+                body.append(f"<p>{html.escape(str(content))}</p>")
+            elif kind == "table":
+                frame, right = content
+                body.append(_html_table(frame, set(right)))
+            else:
+                paths, caption = content
+                data = base64.b64encode(paths[0].read_bytes()).decode()
+                body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)} report</title>'
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _html_table(frame: pd.DataFrame, right: set[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cells = "".join(f'<td{" class=num" if c in right else ""}>{html.escape(str(v))}</td>'
+                        for c, v in zip(frame.columns, row))
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _column_value(results: pd.DataFrame, prefix: str) -> dict[str, str]:
+    """``wandb_project`` etc. of the first trial as ``{"project": ...}`` (W&B settings are shared by a sweep)."""
+    return {c.removeprefix(f"{prefix}_"): results[c].iloc[0] for c in results.columns
+            if c.startswith(f"{prefix}_") and results[c].notna().any()}
+
+
