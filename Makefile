@@ -11,10 +11,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# The quick sweep on an embedded local Ray: exact vs approximate P4CNN and a plain CNN on real MNIST digits,
-# W&B offline. --resume makes a second `make demo` continue (or just reprint) the same sweep.
+# The quick sweep on an embedded local Ray (real MNIST digits, W&B offline), then its report. --resume makes a
+# second `make demo` continue the same sweep, or just report it again when it is complete.
+SWEEP_STORAGE ?= runs/sweeps
+
 demo: $(STAMP)
-	$(BIN)/equisweep sweep sweeps/quick.yaml --resume
+	$(BIN)/equisweep sweep sweeps/quick.yaml --resume --storage $(SWEEP_STORAGE)
+	$(BIN)/equisweep report $(SWEEP_STORAGE)/quick
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,129 @@
+"""The README's main command, end to end: `make demo` runs the quick sweep on real MNIST digits and reports it.
+
+Only the storage differs (SWEEP_STORAGE, a temporary directory). The report's numbers are recomputed here from
+the Parquet files, and its HTML page is rendered in headless Chromium.
+"""
+
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from equisweep.pipeline.results import read_angles, read_results
+from tests.helpers import read_wandb_run
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = ["## Summary", "## Verdict", "## Accuracy over test rotation angle", "## Gap map",
+            "## Equivariance error per layer", "## Sweep"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "WANDB_MODE": "offline"}  # as on a fresh machine without a W&B key
+    result = subprocess.run(["make", "--no-print-directory", "demo", f"SWEEP_STORAGE={storage}"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return storage / "quick", result
+
+
+def test_the_sweep_finishes_every_trial(demo):
+    sweep_dir, result = demo
+    table = read_results(str(sweep_dir))
+    assert len(table) == 12 and (table["status"] == "finished").all()
+    assert "quick: 12 trials, 12 finished" in result.stdout
+    assert set(zip(table["group"], table["input_size"], table["exact"])) == {
+        ("p4", 28, True), ("p4", 29, False), ("z2", 28, True)}
+    p4 = table[table["group"] == "p4"]
+    assert (p4["test_acc_upright"] > 0.8).all()  # two epochs of real digits
+    assert (p4.loc[p4["exact"], "eq_error"] < 1e-4).all() and (p4.loc[~p4["exact"], "eq_error"] > 1e-3).all()
+
+
+def test_the_report_prints_its_path_and_verdicts(demo):
+    sweep_dir, result = demo
+    assert f"report: {sweep_dir / 'report' / 'report.md'}" in result.stdout
+    assert "| train_symmetry | metric | exact mean ± std (n)" in result.stdout
+    text = (sweep_dir / "report" / "report.md").read_text()
+    positions = [text.index(section) for section in SECTIONS]
+    assert positions == sorted(positions)
+    assert "Sweep quick: 12 trials, 12 finished" in text
+
+
+def test_report_numbers_equal_those_recomputed_from_parquet(demo):
+    sweep_dir, _ = demo
+    results, angles = read_results(str(sweep_dir)), read_angles(str(sweep_dir))
+    verdict = pd.read_csv(sweep_dir / "report" / "verdict.csv")
+    text = (sweep_dir / "report" / "report.md").read_text()
+    p4 = results[results["group"] == "p4"]
+    assert len(verdict) == 2 * 4  # regimes none, c4 x four metrics
+    p_values = []
+    for row in verdict.itertuples():
+        cell = p4[p4["train_symmetry"] == row.train_symmetry]
+        exact, approx = cell.loc[cell["exact"], row.metric], cell.loc[~cell["exact"], row.metric]
+        assert (row.exact_n, row.approx_n) == (2, 2)
+        assert row.exact_mean == pytest.approx(exact.mean()) and row.approx_mean == pytest.approx(approx.mean())
+        assert row.exact_std == pytest.approx(exact.std(ddof=1))
+        assert row.diff == pytest.approx(approx.mean() - exact.mean())
+        expected = stats.ttest_ind(approx, exact, equal_var=False).pvalue
+        if math.isnan(expected):
+            assert math.isnan(row.p_value)
+        else:
+            assert row.p_value == pytest.approx(expected)
+            p_values.append(row.p_value)
+        shown = f"| {row.train_symmetry} | {row.label} | {exact.mean() * 100:.2f} "
+        assert shown in text
+    assert len(p_values) >= 4
+    # the mean over angles in the table is the mean of each trial's per-angle accuracies
+    per_trial = angles.groupby("trial_id")["accuracy"].mean()
+    assert per_trial.to_dict() == pytest.approx(results.set_index("trial_id")["test_acc_mean_angles"].to_dict())
+
+
+def test_figures_are_valid_png_and_svg(demo):
+    sweep_dir, _ = demo
+    figures = sweep_dir / "report" / "figures"
+    for name in ("accuracy_by_angle", "gap_map", "layer_errors"):
+        assert (figures / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert ElementTree.parse(figures / f"{name}.svg").getroot().tag == "{http://www.w3.org/2000/svg}svg"
+
+
+def test_the_report_is_logged_to_wandb_as_a_summary_run(demo):
+    sweep_dir, _ = demo
+    run_files = list((sweep_dir / "report" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 1
+    logged = read_wandb_run(run_files[0])
+    assert logged["group"] == "quick"
+    assert {"accuracy_by_angle", "gap_map", "layer_errors", "verdict"} <= {k.split("/")[0] for k in
+                                                                           logged["history_keys"]}
+
+
+def test_the_html_page_renders_in_headless_chromium(demo, tmp_path):
+    sweep_dir, _ = demo
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is needed to render the report: apt-get install chromium (.ci/run installs it)"
+    page = (sweep_dir / "report" / "report.html").read_text()
+    # A probe appended to a copy of the page records how many embedded figures decoded.
+    probe = ("<script>document.body.dataset.decoded = [...document.images]"
+             ".filter(i => i.complete && i.naturalWidth > 0).length;</script></body>")
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", probe))
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    decoded = re.search(r'data-decoded="(\d+)"', dom.stdout)
+    assert decoded and int(decoded.group(1)) == page.count("<img") >= 3
+    assert "Uncaught" not in dom.stderr
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run([*flags, f"--screenshot={screenshot}", "--window-size=1200,3000",
+                           (sweep_dir / "report" / "report.html").as_uri()], capture_output=True, text=True,
+                          timeout=120)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 50_000
