@@ -141,7 +141,8 @@ def sweep(
 @app.command()
 def report(
     sweep_dir: str = typer.Argument(..., help="the sweep's directory, <storage>/<name> (a path or URI)"),
-    out: Path | None = typer.Option(None, "--out", help="report directory (default: SWEEP_DIR/report)"),
+    out: Path | None = typer.Option(None, "--out",
+                                    help="report directory (default: SWEEP_DIR/report; reports/NAME for a URI)"),
     formats: str = typer.Option("md,html", "--format", help="md, html or md,html"),
     source: str = typer.Option("local", "--source", help="local (the Parquet files) | wandb (the sweep's runs)"),
     wandb_project: str | None = typer.Option(None, "--wandb-project", help="for --source wandb and the summary run"),

@@ -72,7 +72,9 @@ def build_report(sweep_dir: str, out_dir: Path | None = None, formats: tuple[str
     if not (results["status"] == "finished").any():
         raise UserError(f"sweep_dir: no finished trial in {sweep_dir} yet; wait for one, or see why with "
                         f"`equisweep sweep --status {sweep_dir}`")
-    out_dir = Path(out_dir or Path(storage_uri(sweep_dir)) / "report").absolute()
+    if out_dir is None:  # next to the tables, or for a sweep in a bucket, ./reports/<name>
+        out_dir = Path("reports") / name if "://" in sweep_dir else Path(storage_uri(sweep_dir)) / "report"
+    out_dir = Path(out_dir).absolute()
     verdicts = verdict_table(results)
     figures = _figures(results, angles, verdicts, out_dir / "figures")
     sections = _sections(name, results, verdicts, figures)
