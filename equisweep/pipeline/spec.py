@@ -213,20 +213,18 @@ class Sweep:
         return [key for key in keys if len({repr(cell.overrides.get(key)) for cell in self.cells}) > 1]
 
     def trial_table(self) -> str:
-        """One line per trial (cell settings, the static ``exact`` flag, the searched space) and ``N trials``."""
+        """One line per trial, ``<index>  key=value ...  exact=yes|no`` (the varying settings, the static verdict,
+        the searched space), aligned; last, ``N trials``."""
         keys = self.varying_keys or ["model", "group", "input_size"]
-        searched = ""
+        searched = []
         if self.spec.search:
-            searched = "  search " + " ".join(f"{k}~{d.describe()}" for k, d in self.spec.search.space.items())
-        rows = [["trial", *keys, "exact"]]
+            searched = [f"search {' '.join(f'{k}~{d.describe()}' for k, d in self.spec.search.space.items())}"]
         samples = self.spec.search.num_samples if self.spec.search else 1
-        for cell in self.cells:
-            values = [str(getattr(cell.config, key)) for key in keys]
-            for sample in range(samples):
-                rows.append([str(cell.index * samples + sample), *values, "yes" if cell.exact else "no"])
+        rows = [[str(cell.index * samples + sample), *(f"{key}={getattr(cell.config, key)}" for key in keys),
+                 f"exact={'yes' if cell.exact else 'no'}", *searched]
+                for cell in self.cells for sample in range(samples)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() + (searched if i else "")
-                 for i, row in enumerate(rows)]
+        lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
         return "\n".join([*lines, f"{self.num_trials} trials"])
 
 

@@ -36,8 +36,10 @@ def test_search_multiplies_trials_and_the_table_lists_each(tmp_path):
                                                       "batch_size": {"choice": [8, 16]}}})
     assert sweep.num_trials == 6
     lines = sweep.trial_table().splitlines()
-    assert lines[-1] == "6 trials" and len(lines) == 1 + 6 + 1
-    assert "lr~loguniform[0.0001, 0.01]" in lines[1] and lines[1].split()[1:3] == ["28", "yes"]
+    assert lines[-1] == "6 trials" and len(lines) == 6 + 1
+    assert lines[0].split() == ["0", "input_size=28", "exact=yes", "search", "lr~loguniform[0.0001,", "0.01]",
+                                "batch_size~choice[8,", "16]"]
+    assert lines[5].split()[:3] == ["5", "input_size=29", "exact=no"]
 
 
 def test_paper_preset_marks_exact_and_approximate_arms():

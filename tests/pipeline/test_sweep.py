@@ -143,11 +143,12 @@ def test_dry_run_lists_the_paper_grid_with_exact_flags():
                             capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[-1] == "1600 trials" and len(lines) == 1 + 1600 + 1
+    assert lines[-1] == "1600 trials" and len(lines) == 1600 + 1
     flags = {}
-    for line in lines[1:-1]:
-        _, group, size, *_, exact = line.split()
-        flags.setdefault((group, int(size)), set()).add(exact)
+    for line in lines[:-1]:
+        _, *settings = line.split()
+        values = dict(setting.split("=") for setting in settings)
+        flags.setdefault((values["group"], int(values["input_size"])), set()).add(values["exact"])
     assert flags == {("p4", 27): {"no"}, ("p4", 28): {"yes"}, ("p4", 29): {"no"}, ("z2", 28): {"yes"}}
 
 
