@@ -136,6 +136,9 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
         assert after.loc[trial_id, "train_seconds"] == row["train_seconds"]
         assert after.loc[trial_id, "test_acc_upright"] == row["test_acc_upright"]
     assert len(read_angles(str(sweep_dir))) == 4 * 3
+    status = subprocess.run([sys.executable, "-m", "equisweep", "sweep", "--status", str(sweep_dir)],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and status.stdout.startswith("resume: 4 trials, 4 finished, 0 running")
 
 
 def test_dry_run_lists_the_paper_grid_with_exact_flags():
