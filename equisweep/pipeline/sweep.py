@@ -59,7 +59,7 @@ class ResultsTable(tune.Callback):
         self.finished = r.load_finished(self.sweep_uri)  # also after a restore: this object was unpickled
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
-        self._write(trials)
+        self._write(trials, starting=trial.trial_id)  # Tune marks it RUNNING only after this call
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         if m.TEST_ACC_UPRIGHT in (trial.last_result or {}):
@@ -74,12 +74,13 @@ class ResultsTable(tune.Callback):
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
         self._write(trials)
 
-    def _write(self, trials: list[Trial]) -> None:
+    def _write(self, trials: list[Trial], starting: str | None = None) -> None:
         rows, angles = [], []
         for trial in trials:
             settings = {**self.base, **trial.config.get("cell", {}), **trial.config.get("search", {})}
             result = self.finished.get(trial.trial_id) or trial.last_result or {}
             status = "finished" if trial.trial_id in self.finished else _STATUS.get(trial.status, "pending")
+            status = "running" if trial.trial_id == starting else status
             rows.append(r.trial_row(
                 trial.trial_id, str(trial), self.cells.get(r.cell_key(trial.config.get("cell", {}))), settings,
                 self._exact_of(trial.trial_id, settings), status, _reason(trial) if status == "failed" else None,
