@@ -1,3 +1,13 @@
+"""A sweep on Ray Tune: every trial runs ``run_one`` (the code behind ``equisweep train``) as a function trainable.
+
+Fixed arguments are bound with ``tune.with_parameters`` and resources with ``tune.with_resources``; the objective
+(``val_acc``, max) goes in the tune config, name and storage in the run config. Lightning meets Tune in one object,
+``EpochReport``, which reports after each validation with a Lightning checkpoint to retry from. The experiment
+name is the sweep's, so ``resume=True`` restores it (``Tuner.restore``): finished trials stay finished, errored
+ones resume from their last checkpoint. ``ResultsTable`` rewrites the Parquet tables (``results.py``) as trials
+start, finish and fail, and records every finished result, which a resumed trial replays instead of training.
+"""
+
 from __future__ import annotations
 
 import contextlib
