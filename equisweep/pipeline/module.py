@@ -62,7 +62,7 @@ class EquivarianceClassifier(pl.LightningModule):
         g = reference_group(orbit_group or getattr(backbone, "group", P4))
         self.save_hyperparameters(ignore=["backbone"])
         self.hparams.update(eval_angles=eval_angles, orbit_group=g.name)
-        self.backbone = backbone.to(memory_format=torch.channels_last) if channels_last else backbone
+        self.backbone = _to_channels_last(backbone) if channels_last else backbone
         self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32).reshape(-1),
                              persistent=False)
         self.upright = View(0.0)
@@ -133,3 +133,13 @@ class EquivarianceClassifier(pl.LightningModule):
         else:
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _to_channels_last(net: nn.Module) -> nn.Module:
+    """Put every 4-D parameter and buffer in channels-last layout. ``Module.to(memory_format=...)`` refuses the 5-D
+    filter banks of group convolutions (their expanded 4-D filters are built on the fly)."""
+    with torch.no_grad():
+        for tensor in [*net.parameters(), *net.buffers()]:
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return net

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -48,3 +49,17 @@ def test_checkpoint_loads_with_weights_only_and_restores_the_module(tmp_path):
     restored.eval()
     module.eval()
     assert torch.equal(restored(x), module(x))
+
+
+@pytest.mark.parametrize("group", ["z2", "p4", "p4m"])
+def test_channels_last_gives_the_same_logits(group):
+    torch.manual_seed(0)
+    net = build_model("p4cnn", group=group).eval()
+    x = torch.randn(4, 1, 28, 28)
+    expected = net(x)
+    module = EquivarianceClassifier(net, 10, channels_last=True).eval()
+    conv_weights = [p for p in module.backbone.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+    torch.testing.assert_close(module(x), expected, rtol=1e-4, atol=1e-5)
+    module.train()(x).sum().backward()  # and it trains: every filter bank gets a finite gradient
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.parameters() if p.requires_grad)
