@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,10 @@ def check_resumable(sweep: Sweep, resume: bool) -> bool:
     return exists
 
 
-def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1) -> SweepOutcome:
-    """Run (or with ``resume`` continue) ``sweep`` on the Ray instance this process is connected to."""
+def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1,
+              callbacks: Sequence[tune.Callback] = ()) -> SweepOutcome:
+    """Run (or with ``resume`` continue) ``sweep`` on the Ray instance this process is connected to; ``callbacks``
+    are more Tune callbacks for the driver (a new sweep only: a restored one keeps those it started with)."""
     path = sweep_uri(sweep)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=sweep.spec.base_settings(), finished=r.load_finished(path)),
@@ -188,7 +191,7 @@ def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1) -> SweepOutc
         tuner = tune.Tuner.restore(path, trainable, resume_errored=True, param_space=_param_space(sweep))
     else:
         tuner = tune.Tuner(trainable, param_space=_param_space(sweep), tune_config=_tune_config(sweep),
-                           run_config=_run_config(sweep, verbose))
+                           run_config=_run_config(sweep, verbose, callbacks))
     grid = tuner.fit()
     counts = r.read_results(path)["status"].value_counts().to_dict()
     log.info("sweep %s: %s (%d errors reported by Tune)", sweep.spec.name, counts, grid.num_errors)
@@ -220,7 +223,7 @@ def _tune_config(sweep: Sweep) -> tune.TuneConfig:
                            trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname)
 
 
-def _run_config(sweep: Sweep, verbose: int) -> tune.RunConfig:
+def _run_config(sweep: Sweep, verbose: int, callbacks: Sequence[tune.Callback]) -> tune.RunConfig:
     spec = sweep.spec
     cells = {r.cell_key(cell.overrides): cell.index for cell in sweep.cells}
     return tune.RunConfig(
@@ -228,7 +231,7 @@ def _run_config(sweep: Sweep, verbose: int) -> tune.RunConfig:
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest is what a retry resumes from
         sync_config=tune.SyncConfig(sync_artifacts=True),  # metrics.json, best.ckpt and W&B files reach storage
-        callbacks=[ResultsTable(sweep_uri(sweep), spec.base_settings(), cells)])
+        callbacks=[ResultsTable(sweep_uri(sweep), spec.base_settings(), cells), *callbacks])
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
