@@ -7,7 +7,7 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
 - **Arms.** Within one condition the *exact* arm holds the trials whose static ``exact`` flag is true, the
   *approximate* arm those where it is false. Several approximate input sizes (e.g. 27 and 29 around an exact 28)
   pool into one approximate arm, as do several exact ones; the sizes are listed in ``exact_sizes``/``approx_sizes``
-  and ``by_size`` gives the per-size numbers.
+  and the gap by input size is a figure of the report.
 - **Excluded groups.** The trivial group ``z2`` (and any group the caller adds to ``exclude_groups``) never enters a
   comparison: a Z2 CNN is not rotation-equivariant at any size, and its ``exact`` flag is computed as if it were P4,
   so "exact" and "approximate" mean nothing for it. Its trials are dropped before anything else, so ``group`` is a
@@ -182,28 +182,6 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
         running = max(running, min(1.0, (count - rank) * p[index]))
         adjusted[index] = running
     return adjusted
-
-
-def by_size(results: pd.DataFrame, *, exclude_groups: Iterable[str] = EXCLUDED_GROUPS,
-            ignore: Iterable[str] = ()) -> pd.DataFrame:
-    """The arms broken down by input size: one row per condition x input size x report metric, with
-    ``<condition columns>..., condition, input_size, exact, metric, label, mean, std, n`` (same trials and
-    conditions as ``verdict_table``; descriptive only, no tests)."""
-    frame = _comparable(results, exclude_groups)
-    conditions = condition_columns(frame, exclude_groups=(), ignore=ignore)
-    metrics = [metric for metric in REPORT_METRICS if metric in frame.columns]
-    rows = []
-    for key, group in _by_condition(frame, conditions):
-        for size, arm in group.groupby("input_size", sort=True) if "input_size" in group.columns else []:
-            for metric in metrics:
-                values = arm[metric].to_numpy(float)
-                values = values[~np.isnan(values)]
-                rows.append({**dict(zip(conditions, key)), "condition": _condition_label(conditions, key),
-                             "input_size": size, "exact": bool(arm[m.EXACT].iloc[0]), "metric": metric,
-                             "label": REPORT_METRICS[metric], "mean": _mean(values), "std": _std(values),
-                             "n": len(values)})
-    return pd.DataFrame(rows, columns=[*conditions, "condition", "input_size", "exact", "metric", "label", "mean",
-                                       "std", "n"])
 
 
 def display_table(verdicts: Verdicts) -> pd.DataFrame:
