@@ -565,7 +565,9 @@ def layer_errors(results: pd.DataFrame, hue: str = "regime", floor: float = 1e-8
             arm_text = arm_label(columns, key)
             colour = regime_colours[regime] if by_regime else arm_colours[key]
             label = f"{arm_text} · {regime}" if by_regime else arm_text
-            ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=colour, marker=markers[inner], markersize=4,
+            # the mean of equal values can round past their min or max: clip the bars at zero length
+            bars = np.clip([mean - low, high - mean], 0, None)
+            ax.errorbar(x, mean, yerr=bars, color=colour, marker=markers[inner], markersize=4,
                         linestyle=_linestyle(columns, key), linewidth=1.3, capsize=2, label=label)
             if by_regime:
                 legend.setdefault(f"regime {regime}", Line2D([], [], color=colour, linewidth=2.5,

@@ -26,11 +26,11 @@ def _result(rng: np.random.Generator, upright: float, exact: bool) -> dict:
             m.EQ_ERROR_BY_LAYER: {"block1": 1e-7, "block2": 1e-7 if exact else 0.3, "output": 1e-7 if exact else 0.1}}
 
 
-def _trials(seeds: int, statuses=()):
+def _trials(seeds: int, regimes=("none", "c4"), sizes=((28, True), (29, False))):
     rng = np.random.default_rng(0)
     trials = []
-    for regime in ("none", "c4"):
-        for size, exact in ((28, True), (29, False)):
+    for regime in regimes:
+        for size, exact in sizes:
             for seed in range(seeds):
                 settings = {"model": "p4cnn", "group": "p4", "input_size": size, "train_symmetry": regime,
                             "seed": seed, "wandb": {"project": "equisweep-test", "mode": "disabled"}}
@@ -63,6 +63,17 @@ def test_report_has_every_section_and_file(tmp_path):
     html = (report.out_dir / "report.html").read_text()
     assert html.count("<img") == len(report.figures) == 3 and "data:image/png;base64," in html
     assert "exact wins" in report.terminal() and str(report.out_dir / "report.md") in report.terminal()
+
+
+def test_gaps_along_input_size_and_gaussian_std_when_the_sweep_varies_them(tmp_path):
+    trials = _trials(seeds=3, regimes=("gaussian(45,20)", "gaussian(45,40)"),
+                     sizes=((27, False), (28, True), (29, False)))
+    report = build_report(_write_sweep(tmp_path / "gaussians", trials), formats=("html",))
+    assert set(report.figures) == {"accuracy_by_angle", "gap_map", "gap_by_input_size", "gap_by_gaussian_std",
+                                   "layer_errors"}
+    html = (report.out_dir / "report.html").read_text()
+    assert html.count("<img") == 5 and "Gap by the spread of training angles" in html
+    assert all(path.is_file() for paths in report.figures.values() for path in paths)
 
 
 def test_one_seed_reports_means_without_tests(tmp_path):
