@@ -116,7 +116,8 @@ def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups:
     searched = _searched(frame, varying)
     conditions = [column for column in varying if column not in searched]
     if searched:
-        notes.append(f"{', '.join(searched)} vary inside grid cells (searched hyperparameters): trials are pooled "
+        verb = "varies" if len(searched) == 1 else "vary"
+        notes.append(f"{', '.join(searched)} {verb} inside grid cells (searched hyperparameters): trials are pooled "
                      "over them, so each arm's spread includes the search, not only seed noise.")
     metrics = [metric for metric in REPORT_METRICS if metric in frame.columns]
     missing = [REPORT_METRICS[metric] for metric in REPORT_METRICS if metric not in frame.columns]
