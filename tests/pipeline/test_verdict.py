@@ -195,7 +195,7 @@ def test_searched_hyperparameters_are_pooled_not_compared():
     verdicts = v.verdict_table(pd.DataFrame(rows))
     assert verdicts.conditions == [] and set(verdicts.table["condition"]) == {"all trials"}
     assert (verdicts.table["exact_n"] == 4).all()
-    assert any(note.startswith("lr vary inside grid cells") for note in verdicts.notes)
+    assert any(note.startswith("lr varies inside grid cells") for note in verdicts.notes)
 
 
 def test_a_condition_with_one_arm_only_is_skipped(results):
