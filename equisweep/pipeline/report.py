@@ -117,7 +117,8 @@ def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, ou
     return {name: fig.save_figure(figure, out, name) for name, figure in drawn.items()}
 
 
-# A section is (title, blocks); a block is ("p", text), ("table", (frame, right-aligned columns)) or ("figure", name).
+# A section is (title, blocks); a block is ("p", text), ("table", (frame, right-aligned columns)) or
+# ("figure", (the PNG and SVG paths, caption)).
 Section = tuple[str, list[tuple[str, object]]]
 
 
