@@ -33,12 +33,12 @@ from matplotlib.patches import Patch
 
 from equisweep.errors import UserError
 from equisweep.pipeline import metrics as m
-from equisweep.pipeline.results import LAYER_ERROR_PREFIX, SCALAR_METRICS
+from equisweep.pipeline.results import LAYER_ERROR_PREFIX
+from equisweep.pipeline.verdict import EXCLUDED_GROUPS, NOT_SETTINGS, REPORT_METRICS
 
 REGIME = "train_symmetry"
-ACCURACY_METRICS = (m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT, m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES)
-METRIC_LABELS = {m.TEST_ACC_UPRIGHT: "upright", m.TEST_ACC_ORBIT: "orbit", m.TEST_ACC_MEAN_ANGLES: "mean over angles",
-                 m.TEST_ACC_MIN_ANGLES: "min over angles", m.VAL_ACC: "validation"}
+ACCURACY_METRICS = tuple(REPORT_METRICS)
+METRIC_LABELS = {**REPORT_METRICS, m.VAL_ACC: "validation"}
 TRAINING_ANGLES = "training angles"
 OVERLAY_GID = "training-angles"  # the gid of every training-angle overlay artist
 BAND_GID = "band"  # the gid of every ± one std band
@@ -46,10 +46,7 @@ DENSITY_HEIGHT = 0.35  # the tallest training-angle density reaches this fractio
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-_NOT_SETTINGS = frozenset({"trial_id", "trial_name", "cell", "status", "error", "attempts", m.EXACT, "trial_seconds",
-                           *SCALAR_METRICS})
 _GAUSSIAN = re.compile(r"^gaussian\((-?[0-9.]+),([0-9.]+)\)$")
-_TRIVIAL_GROUPS = frozenset({"z2", "c1"})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -96,7 +93,7 @@ def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
 
 def setting_columns(results: pd.DataFrame) -> list[str]:
     """The run-setting columns of a results table: everything but identity, status, verdict and metrics."""
-    return [c for c in results.columns if c not in _NOT_SETTINGS and not str(c).startswith(LAYER_ERROR_PREFIX)]
+    return [c for c in results.columns if c not in NOT_SETTINGS and not str(c).startswith(LAYER_ERROR_PREFIX)]
 
 
 def arm_columns(results: pd.DataFrame) -> list[str]:
@@ -116,7 +113,7 @@ def arm_columns(results: pd.DataFrame) -> list[str]:
 
 
 def _is_trivial(group: Any) -> bool:
-    return str(group).strip().lower() in _TRIVIAL_GROUPS
+    return str(group).strip().lower() in EXCLUDED_GROUPS
 
 
 def _group_order(group: Any) -> tuple:

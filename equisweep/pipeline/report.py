@@ -21,7 +21,7 @@ from equisweep.pipeline import figures as fig
 from equisweep.pipeline import tracking
 from equisweep.pipeline.results import LAYER_ERROR_PREFIX, read_angles, read_results, storage_uri
 from equisweep.pipeline.verdict import (
-    NOT_CONDITIONS,
+    NOT_SETTINGS,
     Verdicts,
     display_table,
     markdown_table,
@@ -142,8 +142,7 @@ def _sections(name: str, results: pd.DataFrame, verdicts: Verdicts, figures: dic
 def _sweep_blocks(name: str, results: pd.DataFrame) -> list[tuple[str, object]]:
     """The sweep's config (shared and varying settings), trial counts, failures and compute time."""
     counts = results["status"].value_counts()
-    settings = [c for c in results.columns if c not in NOT_CONDITIONS and not c.startswith(LAYER_ERROR_PREFIX)]
-    settings += ["input_size", "seed"]
+    settings = [c for c in results.columns if c not in NOT_SETTINGS and not c.startswith(LAYER_ERROR_PREFIX)]
     varying = {c: sorted(results[c].dropna().astype(str).unique()) for c in settings if results[c].nunique() > 1}
     shared = {c: results[c].iloc[0] for c in settings if c not in varying and results[c].notna().any()}
     finished = results[results["status"] == "finished"]

@@ -49,6 +49,7 @@ import pandas as pd
 from scipy import stats
 
 from equisweep.pipeline import metrics as m
+from equisweep.pipeline.results import SCALAR_METRICS
 
 REPORT_METRICS: Mapping[str, str] = MappingProxyType({
     m.TEST_ACC_UPRIGHT: "upright",
@@ -56,16 +57,15 @@ REPORT_METRICS: Mapping[str, str] = MappingProxyType({
     m.TEST_ACC_MEAN_ANGLES: "mean over angles",
     m.TEST_ACC_MIN_ANGLES: "min over angles",
 })
-EXCLUDED_GROUPS = ("z2",)
+EXCLUDED_GROUPS = ("z2", "c1")  # trivial groups: the native and the e2cnn spelling
 APPROX_WINS, EXACT_WINS, TIE, NOT_TESTED = "approx wins", "exact wins", "tie", "n/a"
 ALL_TRIALS = "all trials"  # the condition label when no setting varies
 
 _IDENTITY = frozenset({"trial_id", "trial_name", "cell", "status", "error", "attempts", "run_name", "data_dir",
                        "trial_seconds"})
-_METRICS = frozenset({m.VAL_ACC, m.TRAIN_LOSS, m.TRAIN_ACC, m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT,
-                      m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES, m.EQ_ERROR, m.PARAMS, m.TRAIN_SECONDS,
-                      m.BEST_EPOCH, m.EPOCH, m.BEST_CHECKPOINT})
-NOT_CONDITIONS = _IDENTITY | _METRICS | {"input_size", "seed", m.EXACT}
+_METRICS = frozenset({*SCALAR_METRICS, m.TRAIN_ACC, m.BEST_CHECKPOINT})
+NOT_SETTINGS = _IDENTITY | _METRICS | {m.EXACT}  # with eq_error/<layer>: every column of a row that is no setting
+NOT_CONDITIONS = NOT_SETTINGS | {"input_size", "seed"}
 _STAT_COLUMNS = ["exact_mean", "exact_std", "exact_n", "approx_mean", "approx_std", "approx_n", "diff", "ci_low",
                  "ci_high", "p_value", "p_adjusted", "verdict", "note"]
 
