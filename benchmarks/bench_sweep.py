@@ -83,8 +83,8 @@ def _inprocess_child(config_file: str, runs: int, out_file: str) -> None:
     start = time.perf_counter()
     import torch
 
-    from equisweep.pipeline.config import RunConfig
-    from equisweep.pipeline.run import run_one
+    from equisweep.pipeline.train.config import RunConfig
+    from equisweep.pipeline.train.run import run_one
 
     torch.set_num_threads(1)
     config = RunConfig.model_validate_json(Path(config_file).read_text())
@@ -121,7 +121,7 @@ def _timed_run_sweep(sweep) -> dict:
     that clocks every trial and a clock on the results-table rewrites."""
     from ray import tune
 
-    from equisweep.pipeline import sweep as sweep_mod
+    from equisweep.pipeline.sweep import driver as sweep_mod
 
     class Clock(tune.Callback):
         def __init__(self) -> None:
@@ -221,8 +221,8 @@ def main() -> None:
     import yaml
 
     from benchmarks.common import RESULTS, write_table
-    from equisweep.pipeline.spec import load_sweep
-    from equisweep.pipeline.sweep import connect
+    from equisweep.pipeline.sweep.driver import connect
+    from equisweep.pipeline.sweep.spec import load_sweep
 
     load = {"start": os.getloadavg()[0]}
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A two-node Ray cluster on ONE machine: a head node and one worker node (1 CPU each by default), addressed on
 # 127.0.0.1. It tries the cluster code paths (joining a cluster, `ray job submit`, a node dying mid-sweep) without
-# a cluster; tests/pipeline/test_cluster.py drives it.
+# a cluster; tests/pipeline/sweep/test_cluster.py drives it.
 #
 #   cluster/local_two_node.sh start         # head + worker; prints the addresses as KEY=VALUE lines
 #   cluster/local_two_node.sh status        # the addresses, ALIVE_NODES=<n>, then `ray status`

@@ -115,20 +115,20 @@ def sweep(
     num_cpus: int | None = typer.Option(None, "--num-cpus", help="CPUs of the embedded Ray (default: all)"),
 ) -> None:
     """Run a sweep spec on Ray Tune; results land in <storage>/<name>/results.parquet and angles.parquet."""
-    from equisweep.pipeline.results import status_text
+    from equisweep.pipeline.sweep.results import status_text
 
     if status is not None:
         typer.echo(status_text(status))
         return
     if spec is None:
         raise UserError("spec: give a sweep YAML file, e.g. equisweep sweep sweeps/quick.yaml (or --status DIR)")
-    from equisweep.pipeline.spec import load_sweep
+    from equisweep.pipeline.sweep.spec import load_sweep
 
     plan = load_sweep(spec, {"storage": storage, "wandb": {"mode": wandb_mode} if wandb_mode else None})
     if dry_run:
         typer.echo(plan.trial_table())
         return
-    from equisweep.pipeline.sweep import check_resumable, connect, run_sweep  # Ray and Lightning load only to run
+    from equisweep.pipeline.sweep.driver import check_resumable, connect, run_sweep  # Ray, Lightning load only to run
 
     check_resumable(plan, resume)
     connect(address, num_cpus)
@@ -150,7 +150,7 @@ def report(
     wandb_mode: str | None = typer.Option(None, "--wandb-mode", help="auto | online | offline | disabled"),
 ) -> None:
     """Write the report of a sweep (also while it runs): verdict table, figures, summary; print the verdicts."""
-    from equisweep.pipeline.report import build_report
+    from equisweep.pipeline.report.report import build_report
 
     with contextlib.redirect_stdout(sys.stderr):  # W&B chatter stays off stdout
         result = build_report(sweep_dir, out, tuple(f.strip() for f in formats.split(",") if f.strip()), source,

@@ -31,7 +31,7 @@ def ray_local():
     """One embedded Ray (2 CPUs, loopback) shared by every in-process sweep test: ``ray.init`` costs seconds."""
     import ray
 
-    from equisweep.pipeline.sweep import connect
+    from equisweep.pipeline.sweep.driver import connect
 
     connect(None, num_cpus=2)
     yield

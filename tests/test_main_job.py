@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from equisweep.pipeline.results import read_angles, read_results
+from equisweep.pipeline.sweep.results import read_angles, read_results
 from tests.helpers import read_wandb_run
 
 pytestmark = pytest.mark.slow

@@ -1,13 +1,17 @@
-"""Training, sweeps and the report: the LightningModule, the validated run settings, one run from settings to
-metrics, the Ray Tune sweep, and the report that reads its tables.
+"""Training, sweeps and the report, one room per job, imported only downward (report -> sweep -> train):
 
-Names load on first use, so the report and ``equisweep sweep --status`` never import torch or Lightning.
+- ``train/``: one run (the LightningModule, run settings, ``run_one``, callbacks, metric names, W&B run logging),
+- ``sweep/``: many runs (sweep specs, the Ray Tune driver, Optuna per cell, the result tables),
+- ``report/``: the verdict statistics, figures, the report, and tables rebuilt from W&B runs.
+
+The names users import load on first use, so the report and ``equisweep sweep --status`` never import torch or
+Lightning.
 """
 
 import importlib
 
-_EXPORTS = {"EquivarianceClassifier": "module", "RunConfig": "config", "load_run_config": "config",
-            "run_one": "run"}
+_EXPORTS = {"EquivarianceClassifier": "train.module", "RunConfig": "train.config", "load_run_config": "train.config",
+            "run_one": "train.run"}
 __all__ = sorted(_EXPORTS)
 
 

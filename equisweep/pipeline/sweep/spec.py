@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from equisweep.errors import UserError
-from equisweep.pipeline.config import RunConfig, describe_validation_error
+from equisweep.pipeline.train.config import RunConfig, describe_validation_error
 
 RUN_KEYS = frozenset(RunConfig.model_fields)
 NOT_SWEEPABLE = frozenset({"wandb", "run_name"})

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from equisweep.pipeline.results import read_angles, read_results, status_text
-from equisweep.pipeline.spec import load_sweep
-from equisweep.pipeline.sweep import run_sweep
+from equisweep.pipeline.sweep.driver import run_sweep
+from equisweep.pipeline.sweep.results import read_angles, read_results, status_text
+from equisweep.pipeline.sweep.spec import load_sweep
 from tests.helpers import read_wandb_run
 
 pytestmark = pytest.mark.slow
@@ -143,7 +143,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
 
 def test_dry_run_lists_the_paper_grid_with_exact_flags():
     result = subprocess.run([sys.executable, "-m", "equisweep", "sweep", "sweeps/paper_rotmnist.yaml", "--dry-run"],
-                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "1600 trials" and len(lines) == 1600 + 1

@@ -1,8 +1,7 @@
-"""Weights & Biases: which mode a run logs in, a sweep's runs read back as result tables, and the report's
-summary run. Imports nothing used for training, so the report can use it.
+"""A sweep's runs read back from Weights & Biases as result tables, and the report's summary run.
 
-A run's summary holds its scalar results plus flat ``test_acc_by_angle/<angle>`` and ``eq_error/<layer>`` keys,
-so ``tables_from_runs`` rebuilds the two tables a local sweep writes (``results.py``), through the same row code.
+``tables_from_runs`` rebuilds the two tables a local sweep writes (``equisweep.pipeline.sweep.results``) from the
+runs' flat summaries (``equisweep.pipeline.train.tracking.flat_summary``), through the same row code.
 """
 
 from __future__ import annotations
@@ -15,26 +14,12 @@ from typing import Any
 import pandas as pd
 
 from equisweep.errors import UserError
-from equisweep.pipeline import metrics as m
-from equisweep.pipeline.results import LAYER_ERROR_PREFIX, angle_rows, trial_row
+from equisweep.pipeline.sweep.results import angle_rows, trial_row
+from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.metrics import ANGLE_PREFIX, LAYER_ERROR_PREFIX
+from equisweep.pipeline.train.tracking import resolve_mode
 
-ANGLE_PREFIX = f"{m.TEST_ACC_BY_ANGLE}/"
 _STATUS = {"finished": "finished", "running": "running", "failed": "failed", "crashed": "failed", "killed": "failed"}
-
-
-def resolve_mode(mode: str) -> str:
-    """``auto`` is online when an API key is set and offline otherwise; other modes stand as given."""
-    if mode != "auto":
-        return mode
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
-
-
-def flat_summary(results: dict[str, Any]) -> dict[str, Any]:
-    """A run's results as W&B summary keys: scalars as they are, per-angle and per-layer dicts flattened."""
-    summary = {key: value for key, value in results.items() if not isinstance(value, dict)}
-    summary.update({f"{ANGLE_PREFIX}{float(a)}": acc for a, acc in results[m.TEST_ACC_BY_ANGLE].items()})
-    summary.update({f"{LAYER_ERROR_PREFIX}{layer}": v for layer, v in results[m.EQ_ERROR_BY_LAYER].items()})
-    return summary
 
 
 def tables_from_runs(runs: Iterable[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:

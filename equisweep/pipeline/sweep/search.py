@@ -15,7 +15,7 @@ from optuna.samplers import TPESampler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from equisweep.pipeline.spec import SearchSpec
+from equisweep.pipeline.sweep.spec import SearchSpec
 
 
 class PerCellSearch(Searcher):

@@ -20,7 +20,8 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from equisweep.errors import UserError
-from equisweep.pipeline import metrics as m
+from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
 
 RESULTS_FILE = "results.parquet"
 ANGLES_FILE = "angles.parquet"
@@ -28,7 +29,7 @@ FINISHED_DIR = "finished"
 STATUSES = ("finished", "running", "pending", "stopped", "failed")  # stopped: ended early by the scheduler
 SCALAR_METRICS = (m.VAL_ACC, m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT, m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES,
                   m.EQ_ERROR, m.PARAMS, m.TRAIN_SECONDS, m.BEST_EPOCH, m.EPOCH, m.TRAIN_LOSS)
-LAYER_ERROR_PREFIX = "eq_error/"
+
 
 
 def storage_uri(storage: str) -> str:

@@ -16,3 +16,5 @@ TRAIN_SECONDS = "train_seconds"
 BEST_CHECKPOINT = "best_checkpoint"
 BEST_EPOCH = "best_epoch"
 EPOCH = "epoch"  # epochs completed: what a sweep trial reports after each validation, and ASHA's clock
+ANGLE_PREFIX = f"{TEST_ACC_BY_ANGLE}/"  # flat keys of the per-angle and per-layer dicts (W&B summaries, columns)
+LAYER_ERROR_PREFIX = f"{EQ_ERROR}/"

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from equisweep.errors import UserError
-from equisweep.pipeline import metrics as m
-from equisweep.pipeline.report import build_report
-from equisweep.pipeline.results import angle_rows, read_angles, read_results, trial_row, write_tables
-from equisweep.pipeline.tracking import flat_summary, tables_from_runs
+from equisweep.pipeline.report.report import build_report
+from equisweep.pipeline.report.wandb_runs import tables_from_runs
+from equisweep.pipeline.sweep.results import angle_rows, read_angles, read_results, trial_row, write_tables
+from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.tracking import flat_summary
 
 ANGLES = [0.0, 45.0, 90.0]
 

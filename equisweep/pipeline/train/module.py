@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from equisweep.datamodules.regimes import angle_grid, rotate
 from equisweep.groups import P4, reference_group
-from equisweep.pipeline import metrics as m
+from equisweep.pipeline.train import metrics as m
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "step", "cosine", "onecycle")

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from equisweep.errors import UserError
-from equisweep.pipeline import figures as fg
+from equisweep.pipeline.report import figures as fg
 
 REGIMES = ("none", "gaussian(45,20)")
 ARMS = (("p4", 28, True), ("p4", 29, False), ("z2", 28, True))  # the z2 net's grids are symmetric at 28
@@ -363,7 +363,7 @@ def test_figures_imports_no_training_code():
         "pkg = types.ModuleType('equisweep.pipeline')\n"
         "pkg.__path__ = [str(pathlib.Path(equisweep.__file__).parent / 'pipeline')]\n"
         "sys.modules['equisweep.pipeline'] = pkg\n"
-        "import equisweep.pipeline.figures\n"
+        "import equisweep.pipeline.report.figures\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'torch', 'lightning', 'pytorch_lightning', 'ray', 'wandb', 'optuna', 'torchvision', 'e2cnn'})\n"
         "print(heavy)\n"

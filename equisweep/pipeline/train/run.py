@@ -23,11 +23,11 @@ from equisweep.datamodules import build_datamodule
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.files import write_atomically
 from equisweep.models import build_model
-from equisweep.pipeline import metrics as m
-from equisweep.pipeline.callbacks import RecalibrateBatchNorm
-from equisweep.pipeline.config import RunConfig
-from equisweep.pipeline.module import EquivarianceClassifier
-from equisweep.pipeline.tracking import flat_summary
+from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.callbacks import RecalibrateBatchNorm
+from equisweep.pipeline.train.config import RunConfig
+from equisweep.pipeline.train.module import EquivarianceClassifier
+from equisweep.pipeline.train.tracking import flat_summary
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from equisweep.errors import UserError
-from equisweep.pipeline import metrics as m
-from equisweep.pipeline.results import LAYER_ERROR_PREFIX
-from equisweep.pipeline.verdict import EXCLUDED_GROUPS, NOT_SETTINGS, REPORT_METRICS
+from equisweep.pipeline.report.verdict import EXCLUDED_GROUPS, NOT_SETTINGS, REPORT_METRICS
+from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
 
 REGIME = "train_symmetry"
 ACCURACY_METRICS = tuple(REPORT_METRICS)

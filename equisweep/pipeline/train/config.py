@@ -28,7 +28,7 @@ class WandbConfig(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
     def resolved_mode(self) -> str:
-        from equisweep.pipeline.tracking import resolve_mode
+        from equisweep.pipeline.train.tracking import resolve_mode
 
         return resolve_mode(self.mode)
 

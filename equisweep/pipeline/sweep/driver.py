@@ -26,11 +26,11 @@ from ray.tune.experiment import Trial
 from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
 
 from equisweep.errors import UserError
-from equisweep.pipeline import metrics as m
-from equisweep.pipeline import results as r
-from equisweep.pipeline.config import RunConfig
-from equisweep.pipeline.run import run_one
-from equisweep.pipeline.spec import Sweep, static_exact
+from equisweep.pipeline.sweep import results as r
+from equisweep.pipeline.sweep.spec import Sweep, static_exact
+from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.config import RunConfig
+from equisweep.pipeline.train.run import run_one
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def _tune_config(sweep: Sweep) -> tune.TuneConfig:
     spec = sweep.spec
     search_alg = scheduler = None
     if spec.search:
-        from equisweep.pipeline.search import PerCellSearch
+        from equisweep.pipeline.sweep.search import PerCellSearch
 
         search_alg = PerCellSearch([cell.overrides for cell in sweep.cells], spec.search)
     if spec.scheduler:

@@ -17,10 +17,9 @@ import pandas as pd
 
 from equisweep.errors import UserError
 from equisweep.files import write_atomically
-from equisweep.pipeline import figures as fig
-from equisweep.pipeline import tracking
-from equisweep.pipeline.results import LAYER_ERROR_PREFIX, read_angles, read_results, storage_uri
-from equisweep.pipeline.verdict import (
+from equisweep.pipeline.report import figures as fig
+from equisweep.pipeline.report import wandb_runs
+from equisweep.pipeline.report.verdict import (
     NOT_SETTINGS,
     Verdicts,
     display_table,
@@ -29,6 +28,8 @@ from equisweep.pipeline.verdict import (
     to_markdown,
     verdict_table,
 )
+from equisweep.pipeline.sweep.results import read_angles, read_results, storage_uri
+from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
 
 FORMATS = ("md", "html")
 _FIGURE_TEXT = {
@@ -85,7 +86,7 @@ def build_report(sweep_dir: str, out_dir: Path | None = None, formats: tuple[str
     if "html" in formats:
         files.append(write_atomically(out_dir / "report.html", _html(name, sections)))
     wandb = _column_value(results, "wandb")
-    tracking.log_report(out_dir, name, {key: paths[0] for key, paths in figures.items()}, display_table(verdicts),
+    wandb_runs.log_report(out_dir, name, {key: paths[0] for key, paths in figures.items()}, display_table(verdicts),
                         wandb_project or wandb.get("project") or "equisweep", wandb_entity or wandb.get("entity"),
                         wandb_mode or wandb.get("mode") or "auto")
     return Report(out_dir, files, verdicts, figures)
@@ -96,7 +97,7 @@ def _tables(sweep_dir: str, name: str, source: str, project: str | None,
     if source == "local":
         return read_results(sweep_dir), read_angles(sweep_dir)
     if source == "wandb":
-        return tracking.fetch_tables(project or "equisweep", group=name, entity=entity)
+        return wandb_runs.fetch_tables(project or "equisweep", group=name, entity=entity)
     raise UserError(f"source: choose local or wandb, got {source!r}")
 
 

@@ -27,11 +27,11 @@ import yaml
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from equisweep.errors import UserError
-from equisweep.pipeline import results as r
+from equisweep.pipeline.sweep import results as r
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "cluster" / "local_two_node.sh"
 PYTHON = sys.executable
 RAY = str(Path(sys.executable).parent / "ray")  # the ray of this venv, also what the script runs

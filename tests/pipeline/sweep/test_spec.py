@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from equisweep.errors import UserError
-from equisweep.pipeline.spec import load_sweep
+from equisweep.pipeline.sweep.spec import load_sweep
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _load(tmp_path: Path, **spec):

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from equisweep.models import build_model
 from equisweep.pipeline import EquivarianceClassifier
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "own_datamodule.py"
+EXAMPLE = Path(__file__).parents[3] / "examples" / "own_datamodule.py"
 
 
 def test_example_with_a_users_own_datamodule_and_plain_trainer():

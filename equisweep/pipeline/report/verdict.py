@@ -1,7 +1,7 @@
 """Exact versus approximate, condition by condition: does the network that is only approximately equivariant at its
 input size beat the exactly equivariant one, and by how much beyond seed noise?
 
-The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.pipeline.results``). The rules:
+The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.pipeline.sweep.results``). The rules:
 
 - **Only finished trials count**; failed, running, pending and stopped trials are left out (and counted in a note).
 - **Arms.** Within one condition the *exact* arm holds the trials whose static ``exact`` flag is true, the
@@ -48,8 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from equisweep.pipeline import metrics as m
-from equisweep.pipeline.results import SCALAR_METRICS
+from equisweep.pipeline.sweep.results import SCALAR_METRICS
+from equisweep.pipeline.train import metrics as m
 
 REPORT_METRICS: Mapping[str, str] = MappingProxyType({
     m.TEST_ACC_UPRIGHT: "upright",

@@ -1,0 +1,1 @@
+"""Many runs: sweep specs, the Ray Tune driver, Optuna per grid cell, and the result tables."""
