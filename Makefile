@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test test-fast lint bench
+.PHONY: demo test test-fast lint bench chromium
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -19,9 +19,16 @@ demo: $(STAMP)
 	$(BIN)/equisweep sweep sweeps/quick.yaml --resume --storage $(SWEEP_STORAGE)
 	$(BIN)/equisweep report $(SWEEP_STORAGE)/quick
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The report test renders the HTML page in headless Chromium (Debian's package), installed here when missing.
+chromium:
+	@command -v chromium >/dev/null || { \
+	    sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	    $$sudo apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { $$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }; }
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow" -x
