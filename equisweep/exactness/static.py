@@ -4,13 +4,18 @@ The rule (one axis): a window op with kernel k, stride s and padding p on n pixe
 i·s - p, i = 0..m-1; the set of windows is mirror-symmetric about the centre iff the last window ends exactly on
 the padded border, ``(n + 2p - k) % s == 0``. A network is exactly equivariant under the pixel-grid group iff
 this holds at every subsampling op, at the size that op really sees, on every path, with symmetric padding and
-(for 90-degree rotations) square maps and square ops.
+(for 90-degree rotations) square maps and ops alike on both axes: a quarter turn swaps the axes, so padding
+(1, 2) breaks even a stride-1 conv, and ``F.pad`` must pad the rows as it pads the columns.
 
 ``check_exactness`` traces the real model: it runs it on meta tensors (no compute; a zero input on the model's
 device if some layer cannot run on meta) and intercepts every ``conv2d``, ``max_pool2d``, ``avg_pool2d`` and
 ``pad`` call with a ``TorchFunctionMode``, naming each call after the innermost module that made it. So it sees
 group convs, torchvision and e2cnn layers, residual shortcuts and functional padding alike, with no tables.
 Adaptive and global pools are not listed: their windows are symmetric at every size.
+
+Layers relaxed by construction (``relaxed_by_construction = True``: relaxed, rpp and partial group convs) are found
+by walking the modules: for them ``exact`` is still the grid verdict, which holds only while their relaxed
+parameters are tied (``relaxed``, and a note naming any layer that has moved off tied).
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ def symmetric_grid(n: int, k: int, s: int, p: int = 0, p_after: int | None = Non
 
 @dataclass(frozen=True)
 class LayerCheck:
-    """One subsampling (or asymmetric-padding) op as the trace met it; sizes and params per axis (H, W)."""
+    """One subsampling or padding-breaking op as the trace met it; sizes and params per axis (H, W)."""
 
     name: str
     kind: str  # conv | max_pool | avg_pool | pad
@@ -88,6 +93,7 @@ class ExactnessReport:
     layers: tuple[LayerCheck, ...]
     nearest_exact_sizes: tuple[int, ...]
     notes: tuple[str, ...] = field(default=())
+    relaxed: bool = False  # some layer is relaxed by construction: ``exact`` holds only while it is tied
 
     @property
     def breaking_layers(self) -> tuple[LayerCheck, ...]:
@@ -102,6 +108,8 @@ class ExactnessReport:
     def to_table(self) -> str:
         size = self.input_size if isinstance(self.input_size, int) else "x".join(map(str, self.input_size))
         verdict = "EXACT" if self.exact else "APPROXIMATE"
+        if self.exact and self.relaxed:
+            verdict = "EXACT only while tied"
         lines = [f"{self.model} ({self.group}) at {size}: {verdict}"]
         header = f"{'name':<32} {'kind':<9} {'kernel':>6} {'stride':>6} {'padding':>8} {'in_size':>9}  exact"
         lines += ["", header, "-" * len(header)]
@@ -179,7 +187,8 @@ class _Tracer(TorchFunctionMode):
         if name == "pad":
             pad = list(a["pad"])[:4] + [0] * max(0, 4 - len(a["pad"]))
             left, right, top, bottom = pad
-            if (left, top) != (right, bottom):
+            # A quarter turn swaps the axes, so under rotations the two axes must be padded alike too.
+            if (left, top) != (right, bottom) or (self.needs_square and (top, bottom) != (left, right)):
                 self.ops.append(LayerCheck(layer, "pad", (1, 1), (1, 1), (top, bottom, left, right), n, False))
             return
         if name == "conv2d":
@@ -206,10 +215,12 @@ class _Tracer(TorchFunctionMode):
         per_axis = [symmetric_grid(size, e, s, before, after, ceil_mode, kind, count_include_pad)
                     for size, (before, after), e, s in zip(n, pads, extent, stride)]
         symmetric_pads = all(before == after for before, after in pads)
-        if max(stride) == 1 and all(per_axis) and symmetric_pads:
-            return  # stride 1 with symmetric padding: always exact, not worth a row
-        square_ok = not self.needs_square or (n[0] == n[1] and kernel[0] == kernel[1] and stride[0] == stride[1]
-                                              and pads[0] == pads[1])
+        # A quarter turn swaps the axes: both must have the same window geometry, even at stride 1.
+        axes_alike = kernel[0] == kernel[1] and dilation[0] == dilation[1] and stride[0] == stride[1] \
+            and pads[0] == pads[1]
+        if max(stride) == 1 and all(per_axis) and symmetric_pads and (axes_alike or not self.needs_square):
+            return  # stride 1, padded alike on both sides and (for rotations) on both axes: exact, not worth a row
+        square_ok = not self.needs_square or (n[0] == n[1] and axes_alike)
         padding = (*pads[0], *pads[1])
         self.ops.append(LayerCheck(layer, kind, kernel, stride, padding, n, all(per_axis) and square_ok))
 
@@ -309,6 +320,18 @@ def smallest_valid_size(model: nn.Module, start: int = 1, limit: int = 4096) -> 
     return None
 
 
+def _relaxed_note(model: nn.Module) -> str | None:
+    """The note for a model with layers relaxed by construction; None when it has none."""
+    departures = {name: module.departure() for name, module in model.named_modules()
+                  if getattr(module, "relaxed_by_construction", False)}
+    if not departures:
+        return None
+    untied = [name for name, value in departures.items() if value > 0]
+    state = f"untied now: {', '.join(untied)}" if untied else "all tied now"
+    return (f"relaxed by construction: exact only while its relaxed parameters are tied "
+            f"({len(departures)} relaxed layers; {state})")
+
+
 def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: str | Group | None = None,
                     model_name: str | None = None, nearest: bool = True) -> ExactnessReport:
     """Trace ``model`` at ``input_size`` and report, layer by layer, whether it is exactly ``group``-equivariant.
@@ -344,6 +367,9 @@ def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: 
         nearest = False  # no size makes it exact
     sizes = _nearest_exact_sizes(model, max(size), in_channels, needs_square) if nearest else ()
     requested = get_group(group if group is not None else getattr(model, "group", g)).name
+    relaxed_note = _relaxed_note(model)
+    if relaxed_note:
+        notes.append(relaxed_note)
     return ExactnessReport(name, requested, input_size if isinstance(input_size, int) else size, exact,
-                           tuple(tracer.ops), sizes, tuple(notes))
+                           tuple(tracer.ops), sizes, tuple(notes), relaxed=relaxed_note is not None)
 

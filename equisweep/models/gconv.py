@@ -50,16 +50,26 @@ class _GroupConvBase(nn.Module):
             bound = 1 / math.sqrt(self.weight[0].numel())
             nn.init.uniform_(self.bias, -bound, bound)
 
+    def expand(self, weight: Tensor) -> Tensor:
+        """Move base filters [..., C_in, |G_in|, k, k] by every element: [..., |G|, C_in·|G_in|·k·k] (one gather)."""
+        return weight.flatten(-4)[..., self.filter_index]
+
     def filter_bank(self) -> Tensor:
         """The expanded bank [C_out·|G|, C_in·|G_in|, k, k]; output slot h holds the filter moved by h."""
-        c_out, k = self.out_channels, self.kernel_size
-        bank = self.weight.reshape(c_out, -1)[:, self.filter_index]  # [C_out, |G|, C_in·|G_in|·k·k]
-        return bank.reshape(c_out * self.group.order, -1, k, k)
+        bank = self.expand(self.weight)  # [C_out, |G|, C_in·|G_in|·k·k]
+        return bank.reshape(self.out_channels * self.group.order, -1, self.kernel_size, self.kernel_size)
+
+    def slot_bias(self) -> Tensor | None:
+        """The bias of every output slot [C_out·|G|]: one value per channel, shared over the group axis."""
+        return None if self.bias is None else self.bias.repeat_interleave(self.group.order)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.convolve(x, self.filter_bank(), self.slot_bias())
+
+    def convolve(self, x: Tensor, bank: Tensor, bias: Tensor | None) -> Tensor:
+        """The layer's one ``F.conv2d`` with an expanded ``bank`` [C_out·|G|, C_in·|G_in|, k, k]."""
         x4 = self._as_planes(x)  # [B, C_in·|G_in|, H, W]
-        bias = None if self.bias is None else self.bias.repeat_interleave(self.group.order)
-        y = F.conv2d(x4, self.filter_bank(), bias, self.stride, self.padding)
+        y = F.conv2d(x4, bank, bias, self.stride, self.padding)
         return y.view(y.shape[0], self.out_channels, self.group.order, *y.shape[-2:])  # [B, C_out, |G|, H', W']
 
     def _as_planes(self, x: Tensor) -> Tensor:

@@ -20,6 +20,8 @@ class ClassifierHead(nn.Module):
     ``flatten``: mean over the plane, then a linear layer on all C·|G| features, so rotating the input permutes
     the features the linear layer sees: equivariant features, a head that is not invariant.
     Z2 maps [B, C, H, W] have no group axis and both kinds reduce to mean-then-linear.
+    ``keep`` [|G|] (0/1) limits both to the kept group slots: the coset max runs over them only, and the
+    flatten head sees dropped slots as zero features.
     """
 
     def __init__(self, kind: Literal["coset", "flatten"], channels: int, group_order: int, num_classes: int,
@@ -33,11 +35,12 @@ class ClassifierHead(nn.Module):
         features = channels * group_order if kind == "flatten" else channels
         self.linear = nn.Linear(features, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
         if x.dim() == 4:  # Z2 map [B, C, H, W]
             return self.linear(self.spatial(x))
         if self.kind == "flatten":
-            return self.linear(self.spatial(x).flatten(1))  # [B, C·|G|]
+            features = self.spatial(x) if keep is None else self.spatial(x) * keep  # [B, C, |G|]
+            return self.linear(features.flatten(1))  # [B, C·|G|]
         if self.pool_group_first:
-            return self.linear(self.spatial(self.group_pool(x)))
-        return self.linear(self.group_pool(self.spatial(x)))  # [B, C, |G|] -> [B, C]
+            return self.linear(self.spatial(self.group_pool(x, keep)))
+        return self.linear(self.group_pool(self.spatial(x), keep))  # [B, C, |G|] -> [B, C]

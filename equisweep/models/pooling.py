@@ -39,6 +39,7 @@ class GroupPool(nn.Module):
 
     in [B, C, |G|, ...] -> out [B, C, ...]. The output no longer carries the regular representation: a group
     element acts on it through the plane only (or not at all once the plane is pooled too). No subsampling.
+    ``keep`` [|G|] (0/1, identity kept) restricts the reduction to the kept slots (partial equivariance).
     """
 
     def __init__(self, kind: Literal["max", "mean"] = "max") -> None:
@@ -47,8 +48,13 @@ class GroupPool(nn.Module):
             raise ValueError(f"kind must be 'max' or 'mean', got {kind!r}")
         self.kind = kind
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x.amax(dim=2) if self.kind == "max" else x.mean(dim=2)
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        if keep is None:
+            return x.amax(dim=2) if self.kind == "max" else x.mean(dim=2)
+        keep = keep.view(-1, *[1] * (x.dim() - 3))  # [|G|, 1, ...] against [B, C, |G|, ...]
+        if self.kind == "max":
+            return x.masked_fill(keep == 0, float("-inf")).amax(dim=2)
+        return (x * keep).sum(dim=2) / keep.sum()
 
     def extra_repr(self) -> str:
         return self.kind

@@ -10,7 +10,7 @@ from torch import nn
 
 from equisweep.errors import UserError
 from equisweep.exactness import check_exactness, equivariance_error, symmetric_grid
-from equisweep.models import GroupConv, LiftingConv, SpatialPool, build_model
+from equisweep.models import GlobalAvgPool, GroupConv, GroupPool, LiftingConv, SpatialPool, build_model
 
 
 @pytest.mark.parametrize(("n", "k", "s", "p", "expected"), [
@@ -61,6 +61,42 @@ def test_asymmetric_functional_padding_breaks_exactness():
     assert check_exactness(_Padded((1, 1, 1, 1)), 31).exact
 
 
+class _Pad(nn.Module):
+    """``F.pad`` with (left, right, top, bottom), as a layer."""
+
+    def __init__(self, pad: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x):
+        return F.pad(x, self.pad)
+
+
+def _lift_padded(group: str, pad: tuple[int, int, int, int], conv_padding: tuple[int, int]) -> nn.Module:
+    """Padding, a stride-1 lifting conv, then invariant pooling: the logits are exact iff the padding is."""
+    lift = LiftingConv(1, 4, 3, group)
+    lift.padding = conv_padding  # the layer takes one int; F.conv2d takes a pair (rows, columns)
+    return nn.Sequential(_Pad(pad), lift, nn.ReLU(), GroupConv(4, 4, 3, group, padding=1), GlobalAvgPool(),
+                         GroupPool("max")).double()
+
+
+@pytest.mark.parametrize(("pad", "conv_padding", "kind"), [
+    ((1, 1, 2, 2), (1, 1), "pad"),  # F.pad(x, (1, 1, 2, 2)): columns by 1, rows by 2
+    ((0, 0, 0, 0), (1, 2), "conv"),  # a stride-1 conv with padding=(1, 2)
+])
+def test_padding_that_differs_between_the_axes_breaks_quarter_turns_only(pad, conv_padding, kind):
+    x = torch.randn(2, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for group in ("p4", "p4m"):  # a quarter turn swaps the axes: each axis symmetric is not enough
+        model = _lift_padded(group, pad, conv_padding)
+        report = check_exactness(model, 28, group=group, nearest=False)
+        assert not report.exact and [layer.kind for layer in report.breaking_layers] == [kind]
+        assert equivariance_error(model, x, group, layers=[])["output"]["max"] > 1e-3
+    for group in ("d1", "d2", "c2"):  # mirrors and half turns keep each axis in place
+        model = _lift_padded(group, pad, conv_padding)
+        assert check_exactness(model, 28, group=group, nearest=False).exact
+        assert equivariance_error(model, x, group, layers=[])["output"]["max"] < 1e-10
+
+
 def test_ceil_mode_pool():
     model = nn.Sequential(LiftingConv(1, 2, 3, "p4", padding=1), SpatialPool("max", 2, ceil_mode=True))
     assert check_exactness(model, 28).exact and not check_exactness(model, 27).exact
@@ -98,20 +134,25 @@ def test_trace_leaves_the_model_as_it_was():
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-# Property: for random stacks of convs and pools, the static verdict equals the measured one.
-layer = st.tuples(st.sampled_from(["conv", "max", "avg"]), st.integers(1, 5), st.integers(1, 3),
-                  st.integers(0, 2), st.booleans())
+# Property: for random stacks of convs, pools and pads, the static verdict equals the measured one. Rows and
+# columns get their own padding, so the stacks include ops padded differently on the two axes.
+layer = st.tuples(st.sampled_from(["conv", "max", "avg", "pad"]), st.integers(1, 5), st.integers(1, 3),
+                  st.integers(0, 2), st.integers(0, 2), st.booleans())
 
 
-def _stack(spec: list[tuple[str, int, int, int, bool]]) -> nn.Module:
+def _stack(spec: list[tuple[str, int, int, int, int, bool]]) -> nn.Module:
     """Random layers; padding stays below the kernel so every conv window holds real pixels (a window of pure
     padding outputs the bias wherever it sits, which makes even a broken grid look exact)."""
     modules: list[nn.Module] = [LiftingConv(1, 3, 3, "p4m", padding=1)]
-    for kind, k, s, p, ceil in spec:
+    for kind, k, s, rows, columns, ceil in spec:
         if kind == "conv":
-            modules.append(GroupConv(3, 3, k, "p4m", stride=s, padding=min(p, k - 1)))
+            conv = GroupConv(3, 3, k, "p4m", stride=s)
+            conv.padding = (min(rows, k - 1), min(columns, k - 1))  # the layer takes one int; F.conv2d a pair
+            modules.append(conv)
+        elif kind == "pad":
+            modules.append(_Pad((columns, columns, rows, rows)))
         else:
-            modules.append(SpatialPool(kind, k, s, min(p, k // 2), ceil_mode=ceil))
+            modules.append(SpatialPool(kind, k, s, (min(rows, k // 2), min(columns, k // 2)), ceil_mode=ceil))
     return nn.Sequential(*modules).double()
 
 
@@ -131,11 +172,15 @@ def test_static_verdict_agrees_with_measured_error(spec, n):
     # every map at least 2x2 and not constant.
     with torch.no_grad():
         maps = [y := x] + [y := module(y) for module in model]
-    assume(all(y.shape[-1] >= 2 and bool((y.amax((-2, -1)) > y.amin((-2, -1))).any()) for y in maps))
-    # Every layer counts: a final global max can hide a broken grid on one input, a broken layer cannot.
-    errors = equivariance_error(model, x, "p4m", layers=[name for name, _ in model.named_children()])
-    measured = max(layer["max"] for layer in errors.values())
-    assert report.exact == (measured < 1e-6), (report.to_table(), errors)
+    assume(all(min(y.shape[-2:]) >= 2 and bool((y.amax((-2, -1)) > y.amin((-2, -1))).any()) for y in maps))
+    if any(y.shape[-2] != y.shape[-1] for y in maps):
+        # A quarter turn maps an HxW map to WxH: a layer with a non-square output cannot commute with it.
+        measured = float("inf")
+    else:
+        # Every layer counts: a final global max can hide a broken grid on one input, a broken layer cannot.
+        errors = equivariance_error(model, x, "p4m", layers=[name for name, _ in model.named_children()])
+        measured = max(layer["max"] for layer in errors.values())
+    assert report.exact == (measured < 1e-6), (report.to_table(), spec)
 
 
 @pytest.mark.parametrize("group", ["c8", "d8"])

@@ -1,0 +1,96 @@
+"""Cost of relaxed equivariance: forward+backward (train mode) of each relaxed layer and of whole P4CNN and
+ResNet-44 models against the exact ones, in the same run.
+
+Targets: ``relaxed`` (2 banks) and ``rpp`` within 1.3x of exact, ``partial`` within 1.2x.
+The variants of a case run round-robin, one step each per round, so that a machine whose load drifts slows
+them alike: a ratio is the median over rounds of the ratio within a round, ``exact_ms`` the median exact time.
+On a CPU the clock is the process's CPU time on one thread (``--threads``), not wall time: on a shared machine
+other processes stretch wall time, and idle threads spinning at a barrier inflate CPU time, by far more than the
+few percent this measures.
+Run: ``python -m benchmarks.bench_relaxed`` (under a minute on a CPU with the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from benchmarks.common import device_line, write_table
+from equisweep.groups import get_group
+from equisweep.models import GroupConv, LiftingConv, build_model
+from equisweep.models.partial_gconv import PartialGroupConv, PartialLiftingConv
+from equisweep.models.relaxed_gconv import RelaxedGroupConv, RelaxedLiftingConv
+from equisweep.models.rpp_gconv import RPPGroupConv, RPPLiftingConv
+
+METHODS = ("relaxed", "rpp", "partial")
+LAYERS = {"none": (LiftingConv, GroupConv), "relaxed": (RelaxedLiftingConv, RelaxedGroupConv),
+          "rpp": (RPPLiftingConv, RPPGroupConv), "partial": (PartialLiftingConv, PartialGroupConv)}
+
+
+def _fwd_bwd(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        module.zero_grad(set_to_none=True)
+        module(x).sum().backward()
+    return run
+
+
+def _elapsed_ms(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type != "cuda":
+        start = time.process_time()
+        fn()
+        return (time.process_time() - start) * 1e3
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _compare(case: str, modules: dict[str, nn.Module], x: torch.Tensor, device: torch.device,
+             repeats: int, warmup: int = 1) -> dict:
+    steps = {method: _fwd_bwd(module.to(device).train(), x) for method, module in modules.items()}
+    rounds = [{method: _elapsed_ms(step, device) for method, step in steps.items()} for _ in range(warmup + repeats)]
+    rounds = rounds[warmup:]
+    row = {"case": case, "exact_ms": statistics.median(r["none"] for r in rounds)}
+    row.update({f"{method}/exact": statistics.median(r[method] / r["none"] for r in rounds) for method in METHODS})
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--model-batch", type=int, default=8)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows, c = [], args.channels
+    for group in ("p4", "p4m"):
+        order = get_group(group).order
+        image = torch.randn(args.batch, c, 28, 28, device=device)
+        fmap = torch.randn(args.batch, c, order, 28, 28, device=device)
+        for which, x in (("lift", image), ("gconv", fmap)):
+            modules = {method: types[which == "gconv"](c, c, 3, group, padding=1) for method, types in LAYERS.items()}
+            rows.append(_compare(f"{which} {group} 28x28", modules, x, device, args.repeats))
+    for name, size in (("p4cnn", 28), ("resnet44", 33)):
+        x = torch.randn(args.model_batch, 1, size, size, device=device)
+        modules = {method: build_model(name, group="p4", relaxation=method) for method in LAYERS}
+        rows.append(_compare(f"{name} p4 {size}x{size}", modules, x, device, args.repeats))
+    clock = "wall" if device.type == "cuda" else "cpu-time"
+    header = (f"{device_line(device)} clock={clock} layers: batch={args.batch} channels={c} kernel=3; models: "
+              f"batch={args.model_batch} default width; fwd+bwd, relaxed with 2 banks")
+    columns = ["case", "exact_ms", *(f"{method}/exact" for method in METHODS)]
+    print(write_table("bench_relaxed", header, rows, columns, [18, 10, 15, 11, 15]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Partial group convolution: each layer learns which group elements its output keeps.
+
+Romero & Lohit, "Learning Partial Equivariances from Data", NeurIPS 2022 (arXiv 2110.10211), in its form for a
+discrete group: one keep-logit per non-identity element (the identity is always kept).
+
+* Training: each element is kept with a relaxed Bernoulli sample (Gumbel-sigmoid at ``temperature``) that is
+  hard-thresholded at 0.5 with a straight-through gradient, ``hard − soft.detach() + soft``.
+* Evaluation: deterministic, an element is kept iff its keep-probability sigmoid(logit) exceeds 0.5.
+
+Placement of the mask: it multiplies the output slots of the filter bank and of the bias, so a dropped slot of
+the conv output is exactly zero while shapes stay static, and there is still one ``F.conv2d``. The norm and
+ReLU that follow may refill a dropped slot only with a per-channel constant (the input reaches it through batch
+statistics alone), and a residual sum adds its shortcut there; the classifier head pools over the kept slots
+only (``MaskedClassifierHead``, fed by the last partial layer).
+The layer keeps the mask of its latest forward, detached, in ``last_mask`` for that head: the gradient of the
+mask flows through the filter bank.
+
+The logits start at ``logit(KEEP_INIT)``: evaluation keeps every element (exact) and training drops an element
+with probability 1 − KEEP_INIT per step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from equisweep.models.gconv import GroupConv, LiftingConv
+from equisweep.models.heads import ClassifierHead
+
+KEEP_INIT = 0.99  # initial keep-probability of every non-identity element
+TEMPERATURE = 0.5  # Gumbel-sigmoid temperature (the paper anneals from 0.5 towards 1e-4)
+
+
+class PartialMixin:
+    """Mixin over ``LiftingConv``/``GroupConv``: masks output slots by a sampled subset of the group."""
+
+    relaxed_by_construction = True
+
+    def __init__(self, *args, temperature: float = TEMPERATURE, **kwargs) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        super().__init__(*args, **kwargs)
+        self.temperature = temperature
+        self.generator: torch.Generator | None = None  # set one to make training samples reproducible
+        self.keep_logits = nn.Parameter(torch.empty(self.group.order - 1))  # one per non-identity element
+        self.last_mask: Tensor | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if hasattr(self, "keep_logits"):  # the base constructor calls this before the logits exist
+            nn.init.constant_(self.keep_logits, math.log(KEEP_INIT / (1 - KEEP_INIT)))
+
+    def keep_probabilities(self) -> Tensor:
+        """p [|G|]: the identity's 1, then sigmoid of each logit."""
+        return torch.cat([self.keep_logits.new_ones(1), torch.sigmoid(self.keep_logits)])
+
+    def sample_mask(self) -> Tensor:
+        """m [|G|] in {0, 1}: sampled with a straight-through gradient in training, thresholded in evaluation."""
+        logits = self.keep_logits
+        if self.training:
+            u = torch.rand(logits.shape, generator=self.generator, device=logits.device, dtype=logits.dtype)
+            soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.temperature)  # logistic noise
+            kept = (soft > 0.5).to(soft.dtype) - soft.detach() + soft
+        else:
+            kept = (logits > 0).to(logits.dtype)  # sigmoid(logit) > 0.5
+        return torch.cat([logits.new_ones(1), kept])
+
+    def forward(self, x: Tensor) -> Tensor:
+        mask = self.sample_mask()
+        self.last_mask = mask.detach()
+        scale = mask.repeat(self.out_channels)  # [C_out·|G|]: bank rows are channel-major, slot-minor
+        bias = self.slot_bias()
+        return self.convolve(x, self.filter_bank() * scale[:, None, None, None], None if bias is None else bias * scale)
+
+    def departure(self) -> float:
+        """Fraction of group elements the evaluation mask drops; 0 while all are kept (exact)."""
+        return float((self.keep_logits.detach() <= 0).sum() / self.group.order)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, temperature={self.temperature}"
+
+
+class PartialLiftingConv(PartialMixin, LiftingConv):
+    """Partial lifting convolution Z2 -> G: in [B, C_in, H, W] -> out [B, C_out, |G|, H', W'], dropped slots 0.
+
+    g acts on the input plane and on the output by the regular representation; exactly equivariant when every
+    element is kept and (H + 2p - k) % s == 0 on a square map; otherwise only for the elements g with gS = S.
+    """
+
+
+class PartialGroupConv(PartialMixin, GroupConv):
+    """Partial group convolution G -> G: in [B, C_in, |G|, H, W] -> out [B, C_out, |G|, H', W'], dropped slots 0.
+
+    g acts on both by the regular representation; exactly equivariant when every element is kept and
+    (H + 2p - k) % s == 0 on a square map; otherwise only for the elements g with gS = S.
+    """
+
+
+class MaskedClassifierHead(ClassifierHead):
+    """A ``ClassifierHead`` whose group pooling covers only the slots that ``source`` kept in this forward.
+
+    ``source`` is the partial layer whose output reaches the head (the last one of the network); it is held
+    outside the module tree so its parameters are not registered twice.
+    """
+
+    def __init__(self, source: PartialMixin, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._source = (source,)
+
+    def forward(self, x: Tensor) -> Tensor:
+        keep = self._source[0].last_mask
+        if keep is None:
+            raise RuntimeError("MaskedClassifierHead: its partial layer has not run yet")
+        return super().forward(x, keep)
