@@ -11,13 +11,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# The quick sweep on an embedded local Ray (real MNIST digits, W&B offline), then its report. --resume makes a
-# second `make demo` continue the same sweep, or just report it again when it is complete.
+# The quick sweep on an embedded local Ray (real MNIST digits, W&B offline), then its report, logged to W&B as the
+# sweep's summary run. --resume makes a second `make demo` continue the same sweep, or just report it again.
 SWEEP_STORAGE ?= runs/sweeps
 
 demo: $(STAMP)
 	$(BIN)/equisweep sweep sweeps/quick.yaml --resume --storage $(SWEEP_STORAGE)
-	$(BIN)/equisweep report $(SWEEP_STORAGE)/quick
+	$(BIN)/equisweep report $(SWEEP_STORAGE)/quick --log-to-wandb
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .

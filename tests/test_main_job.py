@@ -22,7 +22,7 @@ from tests.helpers import read_wandb_run
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ["## Summary", "## Verdict", "## Accuracy over test rotation angle", "## Gap map",
+SECTIONS = ["## Summary", "## Metrics", "## Verdict", "## Accuracy over test rotation angle", "## Gap map",
             "## Equivariance error per layer", "## Sweep"]
 
 
@@ -42,16 +42,17 @@ def test_the_sweep_finishes_every_trial(demo):
     assert len(table) == 12 and (table["status"] == "finished").all()
     assert "quick: 12 trials, 12 finished" in result.stdout
     assert set(zip(table["group"], table["input_size"], table["exact"])) == {
-        ("p4", 28, True), ("p4", 29, False), ("z2", 28, True)}
+        ("p4", 28, True), ("p4", 29, False), ("z2", 28, None)}
     p4 = table[table["group"] == "p4"]
     assert (p4["test_acc_upright"] > 0.8).all()  # two epochs of real digits
-    assert (p4.loc[p4["exact"], "eq_error"] < 1e-4).all() and (p4.loc[~p4["exact"], "eq_error"] > 1e-3).all()
+    exact = p4["exact"].astype(bool)  # an object column: None (not applicable) on the plain CNN's rows
+    assert (p4.loc[exact, "eq_error"] < 1e-4).all() and (p4.loc[~exact, "eq_error"] > 1e-3).all()
 
 
 def test_the_report_prints_its_path_and_verdicts(demo):
     sweep_dir, result = demo
     assert f"report: {sweep_dir / 'report' / 'report.md'}" in result.stdout
-    assert "| train_symmetry | metric | exact mean ± std (n)" in result.stdout
+    assert "| train_symmetry | metric | arm | mean ± std (n) | exact arm | exact mean ± std (n) |" in result.stdout
     text = (sweep_dir / "report" / "report.md").read_text()
     positions = [text.index(section) for section in SECTIONS]
     assert positions == sorted(positions)
@@ -61,16 +62,18 @@ def test_the_report_prints_its_path_and_verdicts(demo):
 def test_report_numbers_equal_those_recomputed_from_parquet(demo):
     sweep_dir, _ = demo
     results, angles = read_results(str(sweep_dir)), read_angles(str(sweep_dir))
-    verdict = pd.read_csv(sweep_dir / "report" / "verdict.csv")
+    verdict = pd.read_csv(sweep_dir / "report" / "verdict.csv", keep_default_na=False, na_values=[""])
     text = (sweep_dir / "report" / "report.md").read_text()
-    p4 = results[results["group"] == "p4"]
-    assert len(verdict) == 2 * 4  # regimes none, c4 x four metrics
+    p4, z2 = results[results["group"] == "p4"], results[results["group"] == "z2"]
+    assert len(verdict) == 2 * 2 * 4  # regimes none, c4 x (p4 29 approx against p4 28 exact, plain CNN) x metrics
+    assert list(verdict["arm"].drop_duplicates()) == ["p4 29 approx", "plain CNN 28"]
     p_values = []
-    for row in verdict.itertuples():
+    for row in verdict[verdict["arm"] == "p4 29 approx"].itertuples():
+        assert row.exact_arm == "p4 28 exact" and row.verdict in ("approx wins", "exact wins", "inconclusive")
         cell = p4[p4["train_symmetry"] == row.train_symmetry]
-        exact, approx = cell.loc[cell["exact"], row.metric], cell.loc[~cell["exact"], row.metric]
-        assert (row.exact_n, row.approx_n) == (2, 2)
-        assert row.exact_mean == pytest.approx(exact.mean()) and row.approx_mean == pytest.approx(approx.mean())
+        exact, approx = cell.loc[cell["input_size"] == 28, row.metric], cell.loc[cell["input_size"] == 29, row.metric]
+        assert (row.exact_n, row.arm_n) == (2, 2)
+        assert row.exact_mean == pytest.approx(exact.mean()) and row.arm_mean == pytest.approx(approx.mean())
         assert row.exact_std == pytest.approx(exact.std(ddof=1))
         assert row.diff == pytest.approx(approx.mean() - exact.mean())
         expected = stats.ttest_ind(approx, exact, equal_var=False).pvalue
@@ -78,10 +81,17 @@ def test_report_numbers_equal_those_recomputed_from_parquet(demo):
             assert math.isnan(row.p_value)
         else:
             assert row.p_value == pytest.approx(expected)
+            assert row.detectable > 0 and row.seeds_needed >= 2
             p_values.append(row.p_value)
-        shown = f"| {row.train_symmetry} | {row.label} | {exact.mean() * 100:.2f} "
+        shown = (f"| {row.train_symmetry} | {row.label} | p4 29 approx | {approx.mean() * 100:.2f} ± "
+                 f"{approx.std(ddof=1) * 100:.2f} (2) | p4 28 exact | {exact.mean() * 100:.2f} ")
         assert shown in text
     assert len(p_values) >= 4
+    # the plain CNN: its accuracy per regime, exact empty (not applicable), never tested
+    for row in verdict[verdict["arm"] == "plain CNN 28"].itertuples():
+        values = z2.loc[z2["train_symmetry"] == row.train_symmetry, row.metric]
+        assert row.arm_mean == pytest.approx(values.mean()) and row.arm_n == 2
+        assert row.verdict == "reference" and math.isnan(row.p_value) and pd.isna(row.exact)
     # the mean over angles in the table is the mean of each trial's per-angle accuracies
     per_trial = angles.groupby("trial_id")["accuracy"].mean()
     assert per_trial.to_dict() == pytest.approx(results.set_index("trial_id")["test_acc_mean_angles"].to_dict())
@@ -95,10 +105,10 @@ def test_figures_are_valid_png_and_svg(demo):
         assert ElementTree.parse(figures / f"{name}.svg").getroot().tag == "{http://www.w3.org/2000/svg}svg"
 
 
-def test_the_report_is_logged_to_wandb_as_a_summary_run(demo):
-    sweep_dir, _ = demo
+def test_the_report_is_logged_to_wandb_as_the_sweeps_summary_run(demo):
+    sweep_dir, _ = demo  # `make demo` asks for it with --log-to-wandb
     run_files = list((sweep_dir / "report" / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(run_files) == 1
+    assert [run_file.name for run_file in run_files] == ["run-quick-report.wandb"]
     logged = read_wandb_run(run_files[0])
     assert logged["group"] == "quick"
     assert {"accuracy_by_angle", "gap_map", "layer_errors", "verdict"} <= {k.split("/")[0] for k in
@@ -108,7 +118,7 @@ def test_the_report_is_logged_to_wandb_as_a_summary_run(demo):
 def test_the_html_page_renders_in_headless_chromium(demo, tmp_path):
     sweep_dir, _ = demo
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Chromium is needed to render the report: apt-get install chromium (.ci/run installs it)"
+    assert chromium, "Chromium is needed to render the report: apt-get install chromium (make test installs it)"
     page = (sweep_dir / "report" / "report.html").read_text()
     # A probe appended to a copy of the page records how many embedded figures decoded.
     probe = ("<script>document.body.dataset.decoded = [...document.images]"

@@ -19,7 +19,9 @@ import pytest
 import torch
 from PIL import Image
 from scipy.io import savemat
+from typer.testing import CliRunner
 
+from equisweep.cli import app
 from equisweep.datamodules.sources import (
     SOURCES,
     DatasetNotFoundError,
@@ -295,6 +297,39 @@ def test_loaders_refuse_the_other_kind_of_source(tmp_path):
         load_tensors(get_source("pcam"), tmp_path, seed=0)
     with pytest.raises(ValueError, match="use load_tensors"):
         load_datasets(get_source("mnist5k"), tmp_path, seed=0, image_size=28)
+
+
+@pytest.fixture
+def fake_downloads(monkeypatch: pytest.MonkeyPatch, fake_checksums) -> list[str]:
+    """No network here: torchvision's download step for MNIST and CIFAR-10 writes the tiny real-format files above
+    instead (torchvision then reads and checks them as it would fetched ones). Returns the URLs it was asked for."""
+    urls: list[str] = []
+
+    def mnist(url: str, download_root: str, filename: str | None = None, md5: str | None = None) -> None:
+        urls.append(url)
+        _write_mnist(Path(download_root).parents[1])  # download_root is <data_dir>/MNIST/raw
+
+    def cifar10(url: str, download_root: str, filename: str | None = None, md5: str | None = None) -> None:
+        urls.append(url)
+        _write_cifar10(Path(download_root))
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", mnist)
+    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", cifar10)
+    return urls
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_data_download_fetches_a_dataset_once(tmp_path, fake_downloads, name):
+    data_dir = tmp_path / "shared"
+    command = ["data", "download", name, "--data-dir", str(data_dir)]
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == f"{name}: downloaded to {data_dir}\n" and fake_downloads
+    prepare(get_source(name), data_dir, download=False)  # a run with --no-download finds every split
+    asked = len(fake_downloads)
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0 and again.stdout == f"{name}: already in {data_dir}; nothing downloaded\n"
+    assert len(fake_downloads) == asked  # nothing fetched the second time
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ for names).
 Conventions shared by the figures:
 
 - An *arm* is one model of the study: ``(group, input_size, exact)`` plus every other setting that varies across
-  cells (not ``seed``, not the training regime, not a searched hyperparameter), labelled e.g. ``p4 28 exact``,
-  ``p4 29 approx``, ``z2 28`` (a trivial group is neither exact nor approximate), then ``key=value`` for the others.
-  Each arm keeps its colour in every figure; exact arms are solid, approximate dashed, trivial-group arms dotted.
+  cells (not ``seed``, not the training regime, not a searched hyperparameter), labelled as everywhere else
+  (``equisweep.pipeline.train.arms.arm_label``: ``p4 28 exact``, ``p4 29 approx``, ``plain CNN 28``), then
+  ``key=value`` for the others. ``arm_colours`` gives each arm of a sweep one colour, which it keeps in every figure;
+  exact arms are solid, approximate dashed, plain-CNN arms dotted.
 - A cell that holds several trials of an Optuna search is represented by its trial with the best ``val_acc``.
 - Training regimes (``train_symmetry``) are ordered none, flip, Gaussian (by std, then mean), c4, d4, uniform.
 """
@@ -32,40 +33,31 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from equisweep.errors import UserError
-from equisweep.pipeline.report.verdict import EXCLUDED_GROUPS, NOT_SETTINGS, REPORT_METRICS
+from equisweep.pipeline.report.verdict import (
+    NOT_SETTINGS,
+    REGIME,
+    REPORT_METRICS,
+    gaussian_params,
+    regime_order,
+    without_trivial_exactness,
+)
+from equisweep.pipeline.train import arms as arm_names
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
 
-REGIME = "train_symmetry"
 ACCURACY_METRICS = tuple(REPORT_METRICS)
 METRIC_LABELS = {**REPORT_METRICS, m.VAL_ACC: "validation"}
 TRAINING_ANGLES = "training angles"
 OVERLAY_GID = "training-angles"  # the gid of every training-angle overlay artist
 BAND_GID = "band"  # the gid of every ± one std band
-DENSITY_HEIGHT = 0.35  # the tallest training-angle density reaches this fraction of its panel
+DENSITY_AXIS = "training angles"  # the label of each small axis that shows a panel's training angles
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-_GAUSSIAN = re.compile(r"^gaussian\((-?[0-9.]+),([0-9.]+)\)$")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def gaussian_params(regime: str) -> tuple[float, float] | None:
-    """``"gaussian(45,20)"`` -> ``(45.0, 20.0)`` (mean, std in degrees); any other regime -> None."""
-    match = _GAUSSIAN.match(str(regime).strip().lower().replace(" ", ""))
-    return (float(match.group(1)), float(match.group(2))) if match else None
-
-
-def regime_order(regime: str) -> tuple:
-    """Sort key: none, flip, Gaussian (by std, then mean), c4, d4, uniform, then anything else by name."""
-    params = gaussian_params(regime)
-    if params is not None:
-        return (2, params[1], params[0], "")
-    rank = {"none": 0, "flip": 1, "c4": 3, "d4": 4, "uniform": 5}.get(str(regime), 6)
-    return (rank, 0.0, 0.0, str(regime))
 
 
 def wrapped_normal_pdf(angles: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -80,8 +72,10 @@ def wrapped_normal_pdf(angles: np.ndarray, mean: float, std: float) -> np.ndarra
 
 
 def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
-    """The finished trials, one per cell: a cell searched by Optuna keeps its trial with the best ``val_acc``."""
+    """The finished trials, one per cell: a cell searched by Optuna keeps its trial with the best ``val_acc``;
+    ``exact`` is None (not applicable) for a plain CNN, whatever an older table says."""
     table = results[results["status"] == "finished"] if "status" in results else results
+    table = without_trivial_exactness(table)
     if "cell" not in table or table["cell"].isna().all() or not table["cell"].dropna().duplicated().any():
         return table.copy()
     has_cell = table["cell"].notna()
@@ -113,7 +107,7 @@ def arm_columns(results: pd.DataFrame) -> list[str]:
 
 
 def _is_trivial(group: Any) -> bool:
-    return str(group).strip().lower() in EXCLUDED_GROUPS
+    return arm_names.is_trivial(str(group).strip().lower())
 
 
 def _group_order(group: Any) -> tuple:
@@ -150,19 +144,21 @@ def _exactness(value: Any) -> bool | None:
     return bool(value)
 
 
-def arm_label(columns: Sequence[str], key: tuple, with_group: bool = True) -> str:
-    """``p4 28 exact``, ``p4 29 approx``, ``z2 28``; other arm settings follow as ``key=value``."""
+def arm_label(columns: Sequence[str], key: tuple) -> str:
+    """``p4 28 exact``, ``p4 29 approx``, ``plain CNN 28``; other arm settings follow as ``key=value``."""
     values = dict(zip(columns, key))
-    parts = []
-    if with_group and "group" in values:
-        parts.append(str(values["group"]))
-    if "input_size" in values:
-        parts.append(str(values["input_size"]))
     exact = _exactness(values.get(m.EXACT))
-    if exact is not None and not _is_trivial(values.get("group")):
-        parts.append("exact" if exact else "approx")
-    parts += [f"{c}={_fmt(values[c])}" for c in columns if c not in ("group", "input_size", m.EXACT)]
-    return " ".join(parts) or "all trials"
+    head = arm_names.arm_label(str(values.get("group", "")), values.get("input_size", ""), exact)
+    parts = [head.strip()] + [f"{c}={_fmt(values[c])}" for c in columns if c not in ("group", "input_size", m.EXACT)]
+    return " ".join(part for part in parts if part) or "all trials"
+
+
+def arm_colours(results: pd.DataFrame) -> dict[str, str]:
+    """One colour per arm of the finished trials, keyed by its label: the same arm has the same colour in every
+    figure of a sweep, whichever subset a figure draws."""
+    table = finished_trials(results)
+    columns = arm_columns(table)
+    return {arm_label(columns, key): PALETTE[i % len(PALETTE)] for i, key in enumerate(_arms(table, columns))}
 
 
 def _linestyle(columns: Sequence[str], key: tuple) -> str:
@@ -229,9 +225,10 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
 
     Each curve is the mean over seeds with a shaded band of ± one standard deviation (none where an angle has a
     single seed). x runs 0..360 degrees with ticks every 45; with ``close_circle`` the 0-degree value is repeated
-    at 360. Gaussian regimes get their training-angle density (wrapped onto [0, 360)) as a light area scaled to
-    the panel (the narrowest Gaussian of the figure reaches ``DENSITY_HEIGHT`` of the panel, the others in
-    proportion), uniform a flat one, c4/d4 marks at the quarter turns. ``arms`` overrides ``arm_columns``.
+    at 360. Under each panel, on its own small axis (labelled ``DENSITY_AXIS``, sharing x), what the regime trains
+    on: a Gaussian's density wrapped onto [0, 360) (per degree), uniform's flat density, marks at the quarter turns
+    for c4/d4 and at 0 for none/flip, so the accuracy axis carries accuracies only. ``arms`` overrides
+    ``arm_columns``; colours follow ``arm_colours``.
     """
     _require(results, ["trial_id", REGIME], "results")
     _require(angles, ["trial_id", "angle", "accuracy"], "angles")
@@ -247,15 +244,21 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
 
     regimes = sorted(data[REGIME].unique(), key=regime_order)
     all_arms = _arms(data, columns)
-    colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(all_arms)}
     labels = {key: arm_label(columns, key) for key in all_arms}
-    peaks = [wrapped_normal_pdf(np.array([p[0]]), *p)[0] for r in regimes if (p := gaussian_params(r))]
-    density_scale = DENSITY_HEIGHT / max(peaks) if peaks else DENSITY_HEIGHT * 360.0 * 0.25
+    palette = arm_colours(results) if arms is None else {}
+    colours = {key: palette.get(labels[key], PALETTE[i % len(PALETTE)]) for i, key in enumerate(all_arms)}
 
     fig = Figure(layout="constrained")
-    axes = _panels(fig, len(regimes), 4.2, 3.1)
-    overlay = False
-    for ax, regime in zip(axes, regimes):
+    nrows, ncols = _grid(len(regimes))
+    fig.set_size_inches(4.2 * ncols + 0.6, 3.8 * nrows + 0.9)
+    grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[4, 1] * nrows)
+    axes, density_axes = [], []
+    for i in range(len(regimes)):
+        row, col = divmod(i, ncols)
+        ax = fig.add_subplot(grid[2 * row, col], sharey=axes[0] if axes else None)
+        density_axes.append(fig.add_subplot(grid[2 * row + 1, col], sharex=ax, label=DENSITY_AXIS))
+        axes.append(ax)
+    for ax, density_ax, regime in zip(axes, density_axes, regimes):
         in_regime = data[data[REGIME] == regime]
         for key in all_arms:
             arm = _select(in_regime, columns, key)
@@ -274,43 +277,42 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
             if spread.any():
                 ax.fill_between(x, mean - std, mean + std, where=spread, interpolate=False, color=colours[key],
                                 alpha=0.18, linewidth=0, gid=BAND_GID, label=f"_band {labels[key]}")
-        overlay |= _training_angles(ax, regime, density_scale)
+        _training_angles(density_ax, regime)
         ax.set_title(f"trained: {regime}", fontsize=10)
         ax.set_xlim(0, 360)
         ax.set_xticks(np.arange(0, 361, 45))
-        ax.tick_params(axis="x", labelsize=8)
-        ax.set_xlabel("test rotation (degrees)", fontsize=9)
+        ax.tick_params(axis="x", labelbottom=False)
         ax.set_ylabel("test accuracy (%)" if percent else "test accuracy (fraction)", fontsize=9)
         ax.grid(alpha=0.25, linewidth=0.6)
+        density_ax.tick_params(axis="x", labelsize=8)
+        density_ax.tick_params(axis="y", labelleft=False, left=False)
+        density_ax.set_ylim(bottom=0)
+        density_ax.set_ylabel("train", fontsize=8)
+        density_ax.set_xlabel("test rotation (degrees)", fontsize=9)
+        density_ax.grid(alpha=0.25, linewidth=0.6, axis="x")
     low = max(0.0, min(ax.get_ylim()[0] for ax in axes))
     axes[0].set_ylim(low, min(axes[0].get_ylim()[1], 1.02 * scale))
 
     handles: list = [Line2D([], [], color=colours[k], linestyle=_linestyle(columns, k), linewidth=1.6, label=labels[k])
                      for k in all_arms]
-    if overlay:
-        handles.append(Patch(facecolor="0.6", alpha=0.35, label=TRAINING_ANGLES))
+    handles.append(Patch(facecolor="0.55", alpha=0.5, label=f"{TRAINING_ANGLES} (lower axes)"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=9, frameon=False)
     return fig
 
 
-def _training_angles(ax, regime: str, density_scale: float) -> bool:
-    """Draw what ``regime`` trains on, in axes-fraction height so the accuracy scale is untouched; True if drawn."""
-    style = {"color": "0.55", "alpha": 0.3, "linewidth": 0, "gid": OVERLAY_GID, "label": f"_{TRAINING_ANGLES}",
-             "zorder": 0}
+def _training_angles(ax, regime: str) -> None:
+    """Draw on ``ax`` (its own axis) what ``regime`` trains on: a density per degree, or marks at fixed angles."""
+    style = {"color": "0.55", "alpha": 0.5, "linewidth": 0, "gid": OVERLAY_GID, "label": f"_{TRAINING_ANGLES}"}
     params = gaussian_params(regime)
-    where = ax.get_xaxis_transform()  # x in degrees, y in fractions of the panel
     if params is not None:
         x = np.linspace(0.0, 360.0, 721)
-        ax.fill_between(x, 0.0, wrapped_normal_pdf(x, *params) * density_scale, transform=where, **style)
-        return True
-    if regime == "uniform":
-        ax.fill_between([0.0, 360.0], 0.0, [density_scale / 360.0] * 2, transform=where, **style)
-        return True
-    if regime in ("c4", "d4"):
-        ax.vlines([0.0, 90.0, 180.0, 270.0, 360.0], 0.0, DENSITY_HEIGHT, transform=where,
-                  colors="0.55", alpha=0.5, linewidth=3, gid=OVERLAY_GID, label=f"_{TRAINING_ANGLES}", zorder=0)
-        return True
-    return False
+        ax.fill_between(x, 0.0, wrapped_normal_pdf(x, *params), **style)
+    elif regime == "uniform":
+        ax.fill_between([0.0, 360.0], 0.0, [1 / 360.0] * 2, **style)
+    elif regime in ("c4", "d4", "none", "flip"):
+        turns = [0.0, 90.0, 180.0, 270.0, 360.0] if regime in ("c4", "d4") else [0.0, 360.0]
+        ax.vlines(turns, 0.0, 1.0, transform=ax.get_xaxis_transform(), colors="0.55", alpha=0.7, linewidth=3,
+                  gid=OVERLAY_GID, label=f"_{TRAINING_ANGLES}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -326,62 +328,64 @@ def _metric_rank(label: str) -> int:
 
 
 def gap_map(table: pd.DataFrame, conditions: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
-            alpha: float = 0.05, title: str | None = None) -> Figure:
-    """Heatmap of approximate minus exact accuracy, in points: rows are conditions, columns metrics.
+            alpha: float = 0.05, title: str | None = None, colours: dict[str, str] | None = None) -> Figure:
+    """Heatmap of approximate minus exact accuracy, in points: rows are conditions (and arms), columns metrics.
 
     ``table`` is a verdict table with the ``conditions`` columns (by default every column before ``metric``),
-    ``metric``, ``diff`` (approx − exact, a fraction), ``p_adjusted`` (NaN when untested) and ``verdict``. Each
-    cell shows ``diff`` in points (``+1.2``), with ``*`` when ``p_adjusted < alpha``; the diverging colours are
-    centred at 0 (blue: approximate better, red: exact better); a combination missing from the table is grey.
+    ``metric``, ``diff`` (approx − exact, a fraction), optionally ``arm`` (then one row per condition and arm),
+    ``ci_low``/``ci_high``, ``p_adjusted`` (NaN when untested) and ``verdict``; reference rows (``verdict ==
+    "reference"``) are left out. Rows keep the table's order, so the map reads like the table. Each cell shows
+    ``diff`` in points (``+1.2``) with ``*`` when ``p_adjusted < alpha``, and its interval below; a cell that is
+    not significant is muted (faded colour, grey text). The diverging colours are centred at 0 (blue: approximate
+    better, red: exact better); a combination missing from the table is grey. ``colours`` (arm label -> colour,
+    see ``arm_colours``) colours each row's label as its arm.
     """
     _require(table, ["metric", "diff"], "gap_map")
     if conditions is None:
         conditions = list(table.columns[:list(table.columns).index("metric")])
     conditions = list(conditions)
     _require(table, conditions, "gap_map")
+    if "verdict" in table:
+        table = table[table["verdict"] != "reference"]
     if table.empty:
         raise UserError("gap_map: the verdict table is empty")
-    if table.duplicated([*conditions, "metric"]).any():
-        raise UserError(f"gap_map: several rows per ({', '.join([*conditions, 'metric'])}); pass every condition "
+    keys = [*conditions, "arm"] if "arm" in table and "arm" not in conditions else conditions
+    if table.duplicated([*keys, "metric"]).any():
+        raise UserError(f"gap_map: several rows per ({', '.join([*keys, 'metric'])}); pass every condition "
                         "column that tells them apart as conditions=[...]")
     if metrics is None:
         seen = list(dict.fromkeys(table["metric"]))
         metrics = sorted(seen, key=lambda label: (_metric_rank(label), seen.index(label)))
     metrics = list(metrics)
-    rows = _condition_rows(table, conditions)
+    rows = list(dict.fromkeys(tuple(r) for r in table[keys].itertuples(index=False))) if keys else [()]
     values = np.full((len(rows), len(metrics)), np.nan)
+    intervals = np.full((len(rows), len(metrics), 2), np.nan)
     marks = np.zeros_like(values, dtype=bool)
-    p_values = table["p_adjusted"] if "p_adjusted" in table else pd.Series(np.nan, index=table.index)
-    for record, p in zip(table.to_dict("records"), p_values):
-        row_key = tuple(record[c] for c in conditions) if conditions else ()
-        if record["metric"] not in metrics or row_key not in rows:
+    for record in table.to_dict("records"):
+        row_key = tuple(record[c] for c in keys)
+        if record["metric"] not in metrics:
             continue
         i, j = rows.index(row_key), metrics.index(record["metric"])
         values[i, j] = 100.0 * float(record["diff"])
+        intervals[i, j] = [100.0 * float(record.get("ci_low", np.nan)), 100.0 * float(record.get("ci_high", np.nan))]
+        p = record.get("p_adjusted", np.nan)
         marks[i, j] = bool(pd.notna(p) and float(p) < alpha)
 
-    fig = Figure(layout="constrained", figsize=(2.6 + 1.25 * len(metrics), 1.3 + 0.42 * len(rows)))
+    fig = Figure(layout="constrained", figsize=(2.8 + 1.45 * len(metrics), 1.3 + 0.62 * len(rows)))
     ax = fig.add_subplot()
-    _heatmap(fig, ax, values, marks, [_row_label(conditions, r) for r in rows],
+    _heatmap(fig, ax, values, intervals, marks, [_row_label(keys, r) for r in rows],
              [METRIC_LABELS.get(str(label), str(label)) for label in metrics])
-    ax.set_ylabel(" × ".join(conditions), fontsize=9)
-    ax.set_title(title or f"approximate − exact (accuracy points); * p_adjusted < {alpha:g}", fontsize=10)
+    if colours and "arm" in keys:
+        for tick, row in zip(ax.get_yticklabels(), rows):
+            tick.set_color(colours.get(str(row[keys.index("arm")]), "black"))
+    ax.set_ylabel(" × ".join(keys), fontsize=9)
+    ax.set_title(title or f"approximate − exact (accuracy points); * p_adjusted < {alpha:g}, others muted",
+                 fontsize=10)
     return fig
 
 
-def _condition_rows(table: pd.DataFrame, conditions: Sequence[str]) -> list[tuple]:
-    rows = list(dict.fromkeys(tuple(r) for r in table[list(conditions)].itertuples(index=False))) if conditions \
-        else [()]
-
-    def key(row: tuple) -> tuple:
-        return tuple(regime_order(v) if c == REGIME else _group_order(v) if c == "group" else _sortable(v)
-                     for c, v in zip(conditions, row))
-
-    return sorted(rows, key=key)
-
-
 def _row_label(conditions: Sequence[str], row: tuple) -> str:
-    parts = [str(v) if c in (REGIME, "group") or isinstance(v, str) else f"{c}={_fmt(v)}"
+    parts = [str(v) if c in (REGIME, "group", "arm") or isinstance(v, str) else f"{c}={_fmt(v)}"
              for c, v in zip(conditions, row)]
     return ", ".join(parts) or "all"
 
@@ -390,18 +394,25 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
 
 
-def _heatmap(fig: Figure, ax, values: np.ndarray, marks: np.ndarray, row_labels: list[str],
+MUTED = 0.35  # the opacity of a cell whose difference is not significant
+
+
+def _heatmap(fig: Figure, ax, values: np.ndarray, intervals: np.ndarray, marks: np.ndarray, row_labels: list[str],
              column_labels: list[str]) -> None:
     finite = np.abs(values[np.isfinite(values)])
     limit = max(float(finite.max()) if finite.size else 0.0, 0.5)
     cmap = _diverging()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=Normalize(-limit, limit), aspect="auto")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=Normalize(-limit, limit), aspect="auto",
+                      alpha=np.where(marks | ~np.isfinite(values), 1.0, MUTED))
     for (i, j), value in np.ndenumerate(values):
         if not np.isfinite(value):
             continue
         text = f"{value:+.1f}{'*' if marks[i, j] else ''}"
-        colour = "white" if abs(value) > 0.6 * limit else "black"
-        ax.text(j, i, text, ha="center", va="center", fontsize=9, color=colour, gid="gap-value")
+        low, high = intervals[i, j]
+        if np.isfinite(low):
+            text += f"\n[{low:+.1f}, {high:+.1f}]"
+        colour = ("white" if abs(value) > 0.6 * limit else "black") if marks[i, j] else "0.35"
+        ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour, gid="gap-value")
     ax.set_xticks(range(len(column_labels)), column_labels, fontsize=9)
     ax.set_yticks(range(len(row_labels)), row_labels, fontsize=9)
     ax.tick_params(length=0)
@@ -419,20 +430,23 @@ def _diverging():
 
 def gap_by(results: pd.DataFrame, axis: str = "gaussian_std", metrics: Sequence[str] | None = None,
            percent: bool = True) -> Figure:
-    """Approximate minus exact accuracy against one swept axis, one panel per metric, one line per stratum.
+    """Approximate minus exact accuracy against one swept axis, one panel per metric.
 
     ``axis`` is ``"gaussian_std"`` or ``"gaussian_mean"`` (read from Gaussian regimes; other regimes are left
     out), ``"input_size"`` (each approximate size against the exact arm of the same group and regime, pooled
     over its sizes) or any other results column (approximate against exact at each of its values). A stratum is a
-    non-trivial group with the remaining arm settings (and the regime, or for Gaussian axes the other Gaussian
-    parameter). Points are differences of means over seeds; error bars are ± one standard error of that
-    difference where both sides have several seeds.
+    non-trivial group with the remaining arm settings and the regime (for Gaussian axes the other Gaussian
+    parameter). Along ``input_size`` each stratum is a grey line whose points take their approximate arm's colour;
+    along any other axis each approximate arm of a stratum is a line in its arm's colour (``arm_colours``); the
+    marker tells the strata apart. Points are differences of means over seeds; error bars are ± one standard
+    error of that difference where both sides have several seeds.
     """
     table = finished_trials(results)
     _require(table, ["group", m.EXACT], "results")
     metrics = [c for c in (metrics or ACCURACY_METRICS) if c in table and table[c].notna().any()]
     if not metrics:
         raise UserError("gap_by: the results have none of the metrics asked for")
+    palette, full_columns = arm_colours(results), arm_columns(table)
     table = table[[not _is_trivial(g) and _exactness(e) is not None for g, e in zip(table["group"], table[m.EXACT])]]
     table = table.assign(**{m.EXACT: [bool(e) for e in table[m.EXACT]]})
     if axis in ("gaussian_std", "gaussian_mean"):
@@ -451,22 +465,43 @@ def gap_by(results: pd.DataFrame, axis: str = "gaussian_std", metrics: Sequence[
         raise UserError(f"gap_by: no finished trials of a non-trivial group vary {axis!r}")
     scale = 100.0 if percent else 1.0
 
+    def colour(rows: pd.DataFrame) -> str:
+        return palette.get(arm_label(full_columns, _arm_key(full_columns, rows.iloc[0])), "0.3")
+
     fig = Figure(layout="constrained")
     axes = _panels(fig, len(metrics), 3.8, 3.0, sharey=False)
     strata = _arms(table, strata_cols)
-    colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(strata)}
-    markers = {key: MARKERS[(i // len(PALETTE)) % len(MARKERS)] for i, key in enumerate(strata)}
+    markers = {key: MARKERS[i % len(MARKERS)] for i, key in enumerate(strata)}
     handles = {}
     for ax, metric in zip(axes, metrics):
         for key in strata:
             rows = _select(table, strata_cols, key)
-            xs, ys, errs = _gaps(rows, axis, metric)
-            if not xs:
+            others = {c: v for c, v in zip(strata_cols, key) if c not in full_columns}  # the arm names the rest
+            stratum = _row_label(list(others), tuple(others.values()))
+            approx = rows[~rows[m.EXACT]]
+            if axis == "input_size":
+                xs, ys, errs = _gaps(rows, axis, metric)
+                if not xs:
+                    continue
+                ax.plot(xs, np.array(ys) * scale, color="0.6", linewidth=1.2, marker=None, label=stratum)
+                for x, y, err in zip(xs, ys, errs):
+                    arm_rows = approx[approx["input_size"] == x]
+                    ax.errorbar([x], [y * scale], yerr=[err * scale], color=colour(arm_rows), marker=markers[key],
+                                markersize=5, capsize=3, linewidth=1.4, gid="gap-point")
+                    label = arm_label(full_columns, _arm_key(full_columns, arm_rows.iloc[0]))
+                    handles[label] = Line2D([], [], color=colour(arm_rows), marker="o", linestyle="", label=label)
+                handles[stratum] = Line2D([], [], color="0.6", marker=markers[key], label=stratum)
                 continue
-            label = _row_label(strata_cols, key)
-            ax.errorbar(xs, np.array(ys) * scale, yerr=np.array(errs) * scale, color=colours[key], marker=markers[key],
-                        markersize=4, capsize=3, linewidth=1.4, label=label)
-            handles[label] = Line2D([], [], color=colours[key], marker=markers[key], label=label)
+            for size in sorted(approx["input_size"].unique()):
+                arm_rows = approx[approx["input_size"] == size]
+                xs, ys, errs = _gaps(pd.concat([rows[rows[m.EXACT]], arm_rows]), axis, metric)
+                if not xs:
+                    continue
+                label = arm_label(full_columns, _arm_key(full_columns, arm_rows.iloc[0])) + (
+                    f", {stratum}" if others else "")
+                ax.errorbar(xs, np.array(ys) * scale, yerr=np.array(errs) * scale, color=colour(arm_rows),
+                            marker=markers[key], markersize=4, capsize=3, linewidth=1.4, label=label)
+                handles[label] = Line2D([], [], color=colour(arm_rows), marker=markers[key], label=label)
         ax.axhline(0.0, color="0.3", linewidth=0.8, zorder=0)
         low, high = ax.get_ylim()
         ax.set_ylim(min(low, -scale / 100), max(high, scale / 100))  # at least ± one point: noise stays small
@@ -507,19 +542,17 @@ def _gaps(rows: pd.DataFrame, axis: str, metric: str) -> tuple[list[float], list
 # 3. measured equivariance error per layer
 
 
-def layer_errors(results: pd.DataFrame, hue: str = "regime", floor: float = 1e-8, include_trivial: bool = True
+def layer_errors(results: pd.DataFrame, by_regime: bool = True, floor: float = 1e-8, include_trivial: bool = True
                  ) -> Figure:
     """Measured relative equivariance error per layer, one panel per group (per model and group when the model
-    varies), a trivial group (z2, judged against p4's quarter turns) in its own panel after the others.
+    varies), the plain CNN (judged against p4's quarter turns) in its own panel after the others.
 
     x: the ``eq_error/<layer>`` columns in table order (network order), leaving out layers a panel's model lacks;
     y: relative error on a log scale, values below ``floor`` drawn at it (a dotted line marks it). Each series is
-    the mean over seeds with min..max error bars. ``hue="regime"``: one series per (arm, regime), coloured by
-    regime, marker by arm, exact solid and approximate dashed; ``hue="arm"``: regimes pooled, coloured by arm as
-    in ``accuracy_by_angle``. Series are nudged sideways a little so their bars do not hide each other.
+    the mean over seeds with min..max error bars, coloured by its arm (``arm_colours``), exact solid, approximate
+    dashed, plain CNN dotted. ``by_regime``: one series per (arm, regime), the marker telling the regimes apart;
+    otherwise regimes pooled. Series are nudged sideways a little so their bars do not hide each other.
     """
-    if hue not in ("regime", "arm"):
-        raise UserError(f"layer_errors: hue must be 'regime' or 'arm', got {hue!r}")
     table = finished_trials(results)
     layers = [c for c in table.columns if str(c).startswith(LAYER_ERROR_PREFIX)]
     if not layers or table.empty or table[layers].isna().all().all():
@@ -527,19 +560,16 @@ def layer_errors(results: pd.DataFrame, hue: str = "regime", floor: float = 1e-8
     _require(table, ["group"], "results")
     columns = arm_columns(table)
     all_arms = _arms(table, columns)
-    arm_colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(all_arms)}
-    by_regime = hue == "regime" and REGIME in table
+    colours = arm_colours(results)
+    by_regime = by_regime and REGIME in table
     regimes = sorted(table[REGIME].unique(), key=regime_order) if by_regime else [None]
-    regime_colours = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(regimes)}
+    markers = {r: MARKERS[i % len(MARKERS)] for i, r in enumerate(regimes)}
     panel_cols = ["model", "group"] if "model" in columns else ["group"]
     panels = _arms(table, panel_cols)
     panels = sorted((p for p in panels if include_trivial or not _is_trivial(p[-1])),
                     key=lambda p: (_is_trivial(p[-1]), _arm_sort(panel_cols, p)))
     if not panels:
-        raise UserError("layer_errors: only trivial-group trials, and include_trivial is off")
-    inner_cols = [c for c in columns if c not in panel_cols]
-    style_keys = _arms(table, inner_cols)
-    markers = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(style_keys)}
+        raise UserError("layer_errors: only plain-CNN trials, and include_trivial is off")
 
     fig = Figure(layout="constrained")
     width = max(3.6, 0.45 * len(layers) + 1.2)
@@ -558,34 +588,30 @@ def layer_errors(results: pd.DataFrame, hue: str = "regime", floor: float = 1e-8
             low = np.clip(np.nanmin(values, axis=0), floor, None)
             high = np.clip(np.nanmax(values, axis=0), floor, None)
             x = np.arange(len(present)) + 0.25 * ((n + 0.5) / len(series) - 0.5)
-            inner = _arm_key(inner_cols, tuple(dict(zip(columns, key))[c] for c in inner_cols))
             arm_text = arm_label(columns, key)
-            colour = regime_colours[regime] if by_regime else arm_colours[key]
             label = f"{arm_text} · {regime}" if by_regime else arm_text
             # the mean of equal values can round past their min or max: clip the bars at zero length
             bars = np.clip([mean - low, high - mean], 0, None)
-            ax.errorbar(x, mean, yerr=bars, color=colour, marker=markers[inner], markersize=4,
+            ax.errorbar(x, mean, yerr=bars, color=colours[arm_text], marker=markers[regime], markersize=4,
                         linestyle=_linestyle(columns, key), linewidth=1.3, capsize=2, label=label)
+            legend.setdefault(f"arm {arm_text}", Line2D([], [], color=colours[arm_text], linewidth=2,
+                                                        linestyle=_linestyle(columns, key), label=arm_text))
             if by_regime:
-                legend.setdefault(f"regime {regime}", Line2D([], [], color=colour, linewidth=2.5,
-                                                             label=f"trained: {regime}"))
-                legend.setdefault(f"arm {arm_text}", Line2D([], [], color="0.25", marker=markers[inner],
-                                                            linestyle=_linestyle(columns, key), label=arm_text))
-            else:
-                legend.setdefault(label, Line2D([], [], color=colour, marker=markers[inner],
-                                                linestyle=_linestyle(columns, key), label=label))
+                legend.setdefault(f"regime {regime}", Line2D([], [], color="0.25", marker=markers[regime],
+                                                             linestyle="", label=f"trained: {regime}"))
         ax.set_yscale("log")
         ax.axhline(floor, color="0.5", linestyle=":", linewidth=0.8, zorder=0)
         ax.set_ylim(bottom=floor / 2)
         ax.set_xticks(range(len(present)), [c[len(LAYER_ERROR_PREFIX):] for c in present],
                       rotation=45 if len(present) > 4 else 0, ha="right" if len(present) > 4 else "center",
                       fontsize=8)
-        name = " ".join(str(v) for v in panel)
-        ax.set_title(f"{name} (vs p4 quarter turns)" if _is_trivial(panel[-1]) else name, fontsize=10)
+        name = " ".join(str(v) for v in panel[:-1]) + (" " if len(panel) > 1 else "")
+        ax.set_title(f"{name}plain CNN (vs p4 quarter turns)" if _is_trivial(panel[-1]) else name + str(panel[-1]),
+                     fontsize=10)
         ax.set_ylabel("relative equivariance error", fontsize=9)
         ax.grid(alpha=0.25, linewidth=0.6, which="major")
-    ordered = [h for k, h in legend.items() if k.startswith("regime ")] + \
-              [h for k, h in legend.items() if not k.startswith("regime ")]
+    ordered = [h for k, h in legend.items() if k.startswith("arm ")] + \
+              [h for k, h in legend.items() if k.startswith("regime ")]
     fig.legend(handles=ordered, loc="outside lower center", ncols=min(len(ordered), 4), fontsize=9, frameon=False)
     return fig
 

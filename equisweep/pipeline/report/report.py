@@ -2,8 +2,8 @@
 
 It reads only ``results.parquet`` and ``angles.parquet`` (or the same tables rebuilt from W&B runs), so it works
 on any sweep the spec allows and while a sweep still runs, and imports nothing used for training. It writes
-``report.md``, ``report.html`` (figures embedded), ``verdict.csv`` and ``figures/<name>.png|.svg``, and logs the
-figures and the verdict table to W&B as one summary run of the sweep.
+``report.md``, ``report.html`` (figures embedded), ``verdict.csv`` and ``figures/<name>.png|.svg``. Only when asked
+(``log_to_wandb``) does it log the figures and the verdict table to W&B, as the sweep's one summary run.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from equisweep.pipeline.report import figures as fig
 from equisweep.pipeline.report import wandb_runs
 from equisweep.pipeline.report.verdict import (
     NOT_SETTINGS,
+    POWER,
+    REGIME,
     Verdicts,
     display_table,
     markdown_table,
     summary_paragraph,
     to_markdown,
     verdict_table,
+    without_trivial_exactness,
 )
 from equisweep.pipeline.sweep.results import read_angles, read_results, storage_uri
 from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
@@ -35,18 +38,22 @@ FORMATS = ("md", "html")
 _FIGURE_TEXT = {
     "accuracy_by_angle": ("Accuracy over test rotation angle",
                           "Mean test accuracy over seeds at each rotation angle, with a band of ± one std; one panel "
-                          "per training regime, exact nets solid, approximate ones dashed. Shaded: the density of "
-                          "training angles for Gaussian regimes."),
-    "gap_map": ("Gap map", "Approximate minus exact accuracy in points, per condition and metric; * marks a "
-                "difference significant after the Holm correction."),
+                          "per training regime, one colour per arm (exact solid, approximate dashed, plain CNN "
+                          "dotted). The small axis under each panel shows the angles that regime trains on."),
+    "gap_map": ("Gap map", "Approximate minus exact accuracy in points with its 95 % interval, per condition and arm "
+                "(rows in the verdict table's order, labels in the arm's colour) and metric; starred cells differ "
+                "significantly after the Holm correction, the other cells are muted."),
     "gap_by_input_size": ("Gap by input size", "Approximate minus exact accuracy in points for each approximate "
-                          "input size."),
+                          "input size, in the arm's colour; bars: ± one standard error."),
     "gap_by_gaussian_std": ("Gap by the spread of training angles", "Approximate minus exact accuracy in points "
-                            "against the std of the Gaussian training regime."),
+                            "against the std of the Gaussian training regime, one line per approximate arm."),
     "layer_errors": ("Equivariance error per layer", "Measured relative equivariance error of each layer after "
-                     "training (mean over seeds), exact against approximate: where the approximate net learned "
-                     "to break its symmetry."),
+                     "training (mean over seeds, bars min..max), one colour per arm, one marker per training regime: "
+                     "where the approximate net learned to break its symmetry."),
 }
+# a setting that only acts under some values of another one: (the other one, the values it acts under)
+_ACTS_ONLY_UNDER = {"momentum": ("optimizer", {"sgd"}), "step_size": ("schedule", {"step"}),
+                    "gamma": ("schedule", {"step"})}
 
 
 @dataclass(frozen=True)
@@ -63,13 +70,15 @@ class Report:
 
 def build_report(sweep_dir: str, out_dir: Path | None = None, formats: tuple[str, ...] = FORMATS,
                  source: str = "local", wandb_project: str | None = None, wandb_entity: str | None = None,
-                 wandb_mode: str | None = None) -> Report:
-    """Read the sweep at ``sweep_dir`` (``source="wandb"``: its runs from the W&B API) and write the report."""
+                 wandb_mode: str | None = None, log_to_wandb: bool = False) -> Report:
+    """Read the sweep at ``sweep_dir`` (``source="wandb"``: its runs from the W&B API) and write the report;
+    with ``log_to_wandb``, log it as the sweep's summary run, replacing the previous one (no W&B otherwise)."""
     unknown = set(formats) - set(FORMATS)
     if unknown or not formats:
         raise UserError(f"format: choose from {', '.join(FORMATS)} (comma-separated), got {','.join(formats)}")
     name = Path(sweep_dir.rstrip("/")).name
     results, angles = _tables(sweep_dir, name, source, wandb_project, wandb_entity)
+    results = without_trivial_exactness(results)
     if not (results["status"] == "finished").any():
         raise UserError(f"sweep_dir: no finished trial in {sweep_dir} yet; wait for one, or see why with "
                         f"`equisweep sweep --status {sweep_dir}`")
@@ -78,17 +87,18 @@ def build_report(sweep_dir: str, out_dir: Path | None = None, formats: tuple[str
     out_dir = Path(out_dir).absolute()
     verdicts = verdict_table(results)
     figures = _figures(results, angles, verdicts, out_dir / "figures")
-    sections = _sections(name, results, verdicts, figures)
+    sections = _sections(name, results, angles, verdicts, figures)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [write_atomically(out_dir / "verdict.csv", verdicts.table.to_csv(index=False))]
     if "md" in formats:
         files.append(write_atomically(out_dir / "report.md", _markdown(name, sections, out_dir)))
     if "html" in formats:
         files.append(write_atomically(out_dir / "report.html", _html(name, sections)))
-    wandb = _column_value(results, "wandb")
-    wandb_runs.log_report(out_dir, name, {key: paths[0] for key, paths in figures.items()}, display_table(verdicts),
-                        wandb_project or wandb.get("project") or "equisweep", wandb_entity or wandb.get("entity"),
-                        wandb_mode or wandb.get("mode") or "auto")
+    if log_to_wandb:
+        wandb = _column_value(results, "wandb")
+        wandb_runs.log_report(out_dir, name, {key: paths[0] for key, paths in figures.items()},
+                              display_table(verdicts), wandb_project or wandb.get("project") or "equisweep",
+                              wandb_entity or wandb.get("entity"), wandb_mode or wandb.get("mode") or "auto")
     return Report(out_dir, files, verdicts, figures)
 
 
@@ -105,9 +115,10 @@ def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, ou
     """Each figure the data supports, saved as PNG and SVG."""
     drawn = {"accuracy_by_angle": fig.accuracy_by_angle(results, angles)}
     if not verdicts.table.empty:
-        drawn["gap_map"] = fig.gap_map(verdicts.table, conditions=verdicts.conditions)
+        drawn["gap_map"] = fig.gap_map(verdicts.table, conditions=verdicts.conditions,
+                                       colours=fig.arm_colours(results))
     finished = results[results["status"] == "finished"]
-    approx_sizes = finished.loc[finished["exact"] == False, "input_size"].nunique()  # noqa: E712 (a column)
+    approx_sizes = finished.loc[finished["exact"].astype(object).eq(False), "input_size"].nunique()
     if not verdicts.table.empty and approx_sizes > 1:
         drawn["gap_by_input_size"] = fig.gap_by(results, axis="input_size")
     gaussians = [r for r in finished["train_symmetry"].unique() if fig.gaussian_params(r)]
@@ -123,27 +134,74 @@ def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, ou
 Section = tuple[str, list[tuple[str, object]]]
 
 
-def _sections(name: str, results: pd.DataFrame, verdicts: Verdicts, figures: dict[str, list[Path]]) -> list[Section]:
+def _sections(name: str, results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts,
+              figures: dict[str, list[Path]]) -> list[Section]:
     shown = display_table(verdicts)
+    context = _context(results, verdicts)
     sections: list[Section] = [
         ("Summary", [("p", summary_paragraph(verdicts))]),
-        ("Verdict", [("p", f"Approximate (relaxed by input size) against exact networks, per condition and metric. "
-                      f"Accuracies in points; diff is approximate minus exact with its {verdicts.confidence:.0%} "
-                      f"confidence interval (Welch); p is Welch's t-test over seeds after the Holm correction "
-                      f"across the table; a verdict needs p < {verdicts.alpha:g}."),
-                     ("table", (shown, shown.columns[len(verdicts.conditions) + 1:-1]))]),
+        ("Metrics", [("p", _metric_definitions(angles))]),
+        ("Verdict", [("p", f"Each approximate arm (an equivariant network at an input size where it is only "
+                      f"approximately equivariant) against the exact arm of its condition, per metric; the plain "
+                      f"CNN as a reference row, never tested. {context}. Accuracies in points; diff is the arm "
+                      f"minus the exact arm with its {verdicts.confidence:.0%} confidence interval (Welch); p is "
+                      f"Welch's t-test over seeds after the Holm correction across the table; a winner needs p < "
+                      f"{verdicts.alpha:g}, else the row is inconclusive: no difference was shown, which does not "
+                      f"mean there is none. detectable: the smallest difference these seeds detect with "
+                      f"{POWER:.0%} power; seeds/arm for diff: the seeds per arm that would detect the observed "
+                      f"difference with {POWER:.0%} power (∞ when it is exactly 0); both at the per-test level "
+                      f"alpha over the number of tests (Holm's strictest step){_level(verdicts)}."),
+                     ("table", (shown, shown.attrs["right"]))]),
     ]
     for key, paths in figures.items():
         title, caption = _FIGURE_TEXT[key]
-        sections.append((title, [("figure", (paths, caption))]))
+        sections.append((title, [("figure", (paths, f"{caption} {context}."))]))
     sections.append(("Sweep", _sweep_blocks(name, results)))
     return sections
 
 
+def _level(verdicts: Verdicts) -> str:
+    return f", here {verdicts.level:.2g}" if verdicts.level == verdicts.level else ", here no test was possible"
+
+
+def _metric_definitions(angles: pd.DataFrame) -> str:
+    """Every metric the report shows, in plain words, once."""
+    tested = sorted(angles["angle"].dropna().unique()) if "angle" in angles else []
+    where = (f"the {len(tested)} test rotations ({', '.join(f'{a:g}°' for a in tested)})" if 0 < len(tested) <= 12
+             else f"the {len(tested)} test rotations" if tested else "the test rotations")
+    return ("upright: accuracy on the test images as they are. orbit: mean accuracy over the test images turned by "
+            "each of the group's symmetries of the pixel grid (the four quarter turns, with their mirror images for "
+            f"p4m). mean over angles and min over angles: the mean and the lowest accuracy over {where}, each image "
+            "rotated by interpolation. eq_error: measured relative equivariance error, "
+            "||g·f(x) − f(g·x)|| / ||f(x)|| for the network's output f on test images x, worst over the group's "
+            "pixel-grid symmetries g; per layer in the last figure. 0 means exactly equivariant, 1 an error as "
+            "large as the output. Accuracies are shown in points (percent); all are measured on the test set, "
+            "with the checkpoint chosen on upright validation accuracy.")
+
+
+def _context(results: pd.DataFrame, verdicts: Verdicts) -> str:
+    """Dataset, epochs and seeds per arm, as each caption states them."""
+    finished = results[results["status"] == "finished"]
+
+    def values(column: str) -> str:
+        found = sorted(finished[column].dropna().unique(), key=str) if column in finished else []
+        return ", ".join(str(v) for v in found) or "?"
+
+    per_arm = [column for column in [*fig.arm_columns(finished), REGIME, *verdicts.conditions]
+               if column in finished]
+    counts = finished.groupby(list(dict.fromkeys(per_arm)), dropna=False).size() if per_arm else pd.Series(
+        [len(finished)])
+    low, high = int(counts.min()), int(counts.max())
+    seeds = f"{low} seed{'s' if high > 1 else ''}" if low == high else f"{low}–{high} seeds"
+    return f"Dataset {values('dataset')}, {values('epochs')} epochs, {seeds} per arm"
+
+
 def _sweep_blocks(name: str, results: pd.DataFrame) -> list[tuple[str, object]]:
-    """The sweep's config (shared and varying settings), trial counts, failures and compute time."""
+    """The sweep's config (shared and varying settings that act under its optimizer and schedule), trial counts,
+    failures and compute time."""
     counts = results["status"].value_counts()
-    settings = [c for c in results.columns if c not in NOT_SETTINGS and not c.startswith(LAYER_ERROR_PREFIX)]
+    settings = [c for c in results.columns if c not in NOT_SETTINGS and not c.startswith(LAYER_ERROR_PREFIX)
+                and _acts(results, c)]
     varying = {c: sorted(results[c].dropna().astype(str).unique()) for c in settings if results[c].nunique() > 1}
     shared = {c: results[c].iloc[0] for c in settings if c not in varying and results[c].notna().any()}
     finished = results[results["status"] == "finished"]
@@ -162,6 +220,15 @@ def _sweep_blocks(name: str, results: pd.DataFrame) -> list[tuple[str, object]]:
         blocks.append(("p", f"{len(failed)} failed trials, with their reasons:"))
         blocks.append(("table", (failed[["trial_name", "error"]].rename(columns={"trial_name": "trial"}), ())))
     return blocks
+
+
+def _acts(results: pd.DataFrame, column: str) -> bool:
+    """Whether a setting does anything in this sweep: ``momentum`` only under sgd, ``step_size`` and ``gamma``
+    only under the step schedule; every other setting always."""
+    if column not in _ACTS_ONLY_UNDER:
+        return True
+    other, values = _ACTS_ONLY_UNDER[column]
+    return other not in results.columns or results[other].isin(values).any()
 
 
 def _markdown(name: str, sections: list[Section], out_dir: Path) -> str:

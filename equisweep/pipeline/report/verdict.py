@@ -1,17 +1,20 @@
-"""Exact versus approximate, condition by condition: does the network that is only approximately equivariant at its
+"""Exact versus approximate, condition by condition: does a network that is only approximately equivariant at its
 input size beat the exactly equivariant one, and by how much beyond seed noise?
 
 The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.pipeline.sweep.results``). The rules:
 
 - **Only finished trials count**; failed, running, pending and stopped trials are left out (and counted in a note).
-- **Arms.** Within one condition the *exact* arm holds the trials whose static ``exact`` flag is true, the
-  *approximate* arm those where it is false. Several approximate input sizes (e.g. 27 and 29 around an exact 28)
-  pool into one approximate arm, as do several exact ones; the sizes are listed in ``exact_sizes``/``approx_sizes``
-  and the gap by input size is a figure of the report.
-- **Excluded groups.** The trivial group ``z2`` (and any group the caller adds to ``exclude_groups``) never enters a
-  comparison: a Z2 CNN is not rotation-equivariant at any size, and its ``exact`` flag is computed as if it were P4,
-  so "exact" and "approximate" mean nothing for it. Its trials are dropped before anything else, so ``group`` is a
-  condition column only when several equivariant groups remain.
+- **Arms.** An arm is a network at one input size with its static verdict, named as everywhere else
+  (``equisweep.pipeline.train.arms.arm_label``): ``p4 28 exact``, ``p4 29 approx``, ``plain CNN 28``. Within one
+  condition, **each approximate input size is its own arm**, compared with the exact arm of that condition (with
+  several exact sizes, the one nearest in size, the smaller on a tie): 27 and 29 around an exact 28 give two rows,
+  ``p4 27 approx`` vs ``p4 28 exact`` and ``p4 29 approx`` vs ``p4 28 exact``, because pooling them would hide
+  whichever of the two behaves differently.
+- **The plain CNN.** A trivial group (``z2``, ``c1``; any group the caller adds to ``exclude_groups``) is neither
+  exact nor approximate (its ``exact`` is None; older tables say True), so it never enters a test. Its trials that
+  match a compared condition (all condition columns but ``group``) appear as **reference rows**: its accuracy, no
+  difference, no p-value, verdict ``reference``. ``group`` is a condition column only when several equivariant
+  groups remain.
 - **Conditions.** ``condition_columns`` picks the setting columns that vary across the remaining finished trials
   (``train_symmetry``, ``group``, ``model``, ``lr``, any grid axis, ...). Never a condition: ``input_size`` (it
   defines the arms), ``seed`` (the replicates), ``exact``, identity and bookkeeping columns (``trial_id``,
@@ -20,25 +23,36 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
   ``ignore``, and columns that vary *inside* one grid cell (hyperparameters an Optuna search sampled): those are
   pooled, and a note says that their spread then includes the search, not only seed noise. Cell ids are per sweep:
   to judge several sweeps' tables together, give each its own cell ids, or drop ``cell`` (which turns this rule off).
-- **Test.** Per condition and report metric: Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``) of the
-  approximate against the exact arm, and the confidence interval of ``diff = approx_mean - exact_mean`` from
-  Welch's t with Welch–Satterthwaite degrees of freedom. The p-values of all tested rows of the table are adjusted
-  together with Holm–Bonferroni; a row says ``approx wins``/``exact wins`` (by the sign of ``diff``) when its
-  adjusted p is below ``alpha``, ``tie`` otherwise. The interval is not adjusted: with many rows a 95 % interval can
-  exclude 0 while the row is still a tie.
-- **No test** (verdict ``n/a``, p and interval NaN, means still reported, the reason in ``note``) when an arm has
-  fewer than two seeds with the metric (its spread cannot be estimated), or when neither arm varies at all across
-  seeds (the t statistic is 0/0 or ±inf: a "certain" difference would only reflect an evaluation that is
-  deterministic in the seed, not evidence beyond seed noise).
-- A condition with finished trials in one arm only is skipped and listed in ``Verdicts.skipped``.
+- **Test.** Per condition, approximate arm and report metric: Welch's t-test (``scipy.stats.ttest_ind(equal_var=
+  False)``) of the approximate against the exact arm, and the confidence interval of ``diff = arm_mean -
+  exact_mean`` from Welch's t with Welch–Satterthwaite degrees of freedom. The p-values of all tested rows are
+  adjusted together with Holm–Bonferroni; a row says ``approx wins``/``exact wins`` (by the sign of ``diff``) when
+  its adjusted p is below ``alpha``, ``inconclusive`` otherwise: no difference was shown, which is not the same as
+  no difference. The interval is not adjusted: with many rows a 95 % interval can exclude 0 while the row is still
+  inconclusive.
+- **Power.** Each tested row also says what these seeds could have shown: ``detectable``, the smallest difference
+  detected with 80 % power, and ``seeds_needed``, the seeds per arm (equal arms) that would detect the observed
+  ``diff`` with 80 % power. Both use the level ``alpha / m``, m the number of tested rows: Holm's first, strictest
+  step, so they hold whatever the other rows show (conservative). Both come from the power of Welch's test itself
+  (not a normal approximation, not the pooled t-test, which overstate it with few seeds) at the arms' pooled
+  sample std: the noncentral t distribution averaged over Welch's random degrees of freedom (see ``power``).
+  ``seeds_needed`` is infinite when the observed difference is exactly 0 (no number of seeds detects it) and NaN
+  for an untested row (the spread is unknown).
+- **No test** (verdict ``inconclusive``, p, interval and power NaN, means still reported, the reason in ``note``)
+  when an arm has fewer than two seeds with the metric (its spread cannot be estimated), or when neither arm varies
+  at all across seeds (the t statistic is 0/0 or ±inf: a "certain" difference would only reflect an evaluation
+  that is deterministic in the seed, not evidence beyond seed noise).
+- A condition with finished trials in one of exact and approximate only is skipped and listed in
+  ``Verdicts.skipped``.
 
 Accuracies stay fractions in the table; ``to_markdown`` and ``summary_paragraph`` speak in accuracy points
-(fraction x 100). This module imports no training code: pandas, numpy and scipy only.
+(fraction x 100). This module imports no training code: pandas, numpy and scipy only (and the arms' names).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -46,10 +60,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, special, stats
 
 from equisweep.pipeline.sweep.results import SCALAR_METRICS
 from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.arms import TRIVIAL_GROUPS, arm_label, is_trivial
 
 REPORT_METRICS: Mapping[str, str] = MappingProxyType({
     m.TEST_ACC_UPRIGHT: "upright",
@@ -57,31 +72,40 @@ REPORT_METRICS: Mapping[str, str] = MappingProxyType({
     m.TEST_ACC_MEAN_ANGLES: "mean over angles",
     m.TEST_ACC_MIN_ANGLES: "min over angles",
 })
-EXCLUDED_GROUPS = ("z2", "c1")  # trivial groups: the native and the e2cnn spelling
-APPROX_WINS, EXACT_WINS, TIE, NOT_TESTED = "approx wins", "exact wins", "tie", "n/a"
+EXCLUDED_GROUPS = tuple(sorted(TRIVIAL_GROUPS))
+APPROX_WINS, EXACT_WINS, INCONCLUSIVE, REFERENCE = "approx wins", "exact wins", "inconclusive", "reference"
+POWER = 0.8  # the power at which ``detectable`` and ``seeds_needed`` are computed
+_NODES = 48  # Gauss–Jacobi nodes for the power's average over Welch's degrees of freedom
+_LARGE_ARM = 1000  # seeds per arm beyond which Welch's degrees of freedom are taken as 2n - 2
 ALL_TRIALS = "all trials"  # the condition label when no setting varies
+REGIME = "train_symmetry"
 
 _IDENTITY = frozenset({"trial_id", "trial_name", "cell", "status", "error", "attempts", "run_name", "data_dir",
-                       "trial_seconds"})
+                       "trial_seconds", "started_at"})
 _METRICS = frozenset({*SCALAR_METRICS, m.TRAIN_ACC, m.BEST_CHECKPOINT})
 NOT_SETTINGS = _IDENTITY | _METRICS | {m.EXACT}  # with eq_error/<layer>: every column of a row that is no setting
 NOT_CONDITIONS = NOT_SETTINGS | {"input_size", "seed"}
-_STAT_COLUMNS = ["exact_mean", "exact_std", "exact_n", "approx_mean", "approx_std", "approx_n", "diff", "ci_low",
-                 "ci_high", "p_value", "p_adjusted", "verdict", "note"]
+_ARM_COLUMNS = ["arm", "input_size", m.EXACT, "exact_arm"]
+_STAT_COLUMNS = ["arm_mean", "arm_std", "arm_n", "exact_mean", "exact_std", "exact_n", "diff", "ci_low", "ci_high",
+                 "p_value", "p_adjusted", "detectable", "seeds_needed", "verdict", "note"]
+_GAUSSIAN = re.compile(r"^gaussian\((-?[0-9.]+),([0-9.]+)\)$")
 
 
 @dataclass(frozen=True)
 class Verdicts:
     """What ``verdict_table`` returns.
 
-    ``table``: one row per condition x report metric, sorted by condition then metric, with the columns
-    ``<condition columns>..., condition, metric, label, exact_sizes, approx_sizes, exact_mean, exact_std, exact_n,
-    approx_mean, approx_std, approx_n, diff, ci_low, ci_high, p_value, p_adjusted, verdict, note``
-    (accuracies as fractions; ``condition`` is a label such as ``"train_symmetry=none, lr=0.01"``, or ``"all
-    trials"`` when nothing varies; ``metric`` is the column name and ``label`` its short name; ``note`` says why a
-    row was not tested, else it is empty).
+    ``table``: one row per condition x arm x report metric, in that order (conditions sorted, training regimes in
+    ``regime_order``; approximate arms by input size, then the plain CNN's reference rows), with the columns
+    ``<condition columns>..., condition, metric, label, arm, input_size, exact, exact_arm, arm_mean, arm_std, arm_n,
+    exact_mean, exact_std, exact_n, diff, ci_low, ci_high, p_value, p_adjusted, detectable, seeds_needed, verdict,
+    note`` (accuracies as fractions; ``condition`` is a label such as ``"train_symmetry=none, lr=0.01"``, or ``"all
+    trials"`` when nothing varies; ``metric`` is the column name and ``label`` its short name; ``arm`` is the row's
+    network, ``exact_arm`` the exact one it is compared with, empty for a reference row, whose ``exact`` is None;
+    ``note`` says why a row was not tested, else it is empty).
     ``conditions``: the condition columns, in table order. ``skipped``: one line per condition that had finished
-    trials in one arm only. ``notes``: what was left out or pooled and why. ``alpha``, ``confidence``: as asked.
+    trials of exact or approximate networks only. ``notes``: what was left out or pooled and why. ``alpha``,
+    ``confidence``: as asked; ``level``: the per-test level of the power columns (``alpha / m``, NaN without tests).
     """
 
     table: pd.DataFrame
@@ -90,6 +114,30 @@ class Verdicts:
     notes: list[str] = field(default_factory=list)
     alpha: float = 0.05
     confidence: float = 0.95
+    level: float = math.nan
+
+
+def gaussian_params(regime: str) -> tuple[float, float] | None:
+    """``"gaussian(45,20)"`` -> ``(45.0, 20.0)`` (mean, std in degrees); any other regime -> None."""
+    match = _GAUSSIAN.match(str(regime).strip().lower().replace(" ", ""))
+    return (float(match.group(1)), float(match.group(2))) if match else None
+
+
+def regime_order(regime: str) -> tuple:
+    """Sort key: none, flip, Gaussian (by std, then mean), c4, d4, uniform, then anything else by name."""
+    params = gaussian_params(regime)
+    if params is not None:
+        return (2, params[1], params[0], "")
+    rank = {"none": 0, "flip": 1, "c4": 3, "d4": 4, "uniform": 5}.get(str(regime), 6)
+    return (rank, 0.0, 0.0, str(regime))
+
+
+def without_trivial_exactness(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with ``exact`` None (not applicable) for trivial groups, whatever an older table says."""
+    if m.EXACT not in results.columns or "group" not in results.columns:
+        return results
+    exact = results[m.EXACT].astype(object)
+    return results.assign(**{m.EXACT: exact.where(~results["group"].map(is_trivial), None)})
 
 
 def condition_columns(results: pd.DataFrame, *, exclude_groups: Iterable[str] = EXCLUDED_GROUPS,
@@ -102,16 +150,20 @@ def condition_columns(results: pd.DataFrame, *, exclude_groups: Iterable[str] = 
 
 def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups: Iterable[str] = EXCLUDED_GROUPS,
                   ignore: Iterable[str] = (), confidence: float = 0.95) -> Verdicts:
-    """Exact vs approximate per condition and report metric: means, spreads, Welch's test, Holm-adjusted verdicts.
+    """Each approximate arm against the exact arm per condition and report metric: means, spreads, Welch's test,
+    Holm-adjusted verdicts, power; the plain CNN as reference rows.
 
     ``results``: a sweep's results table. ``alpha``: the level for the Holm-adjusted p-values. ``exclude_groups``:
-    groups kept out of every comparison (z2 by default). ``ignore``: setting columns to pool over instead of
-    comparing within. ``confidence``: the level of the interval of the difference.
+    groups kept out of every test (the trivial groups by default). ``ignore``: setting columns to pool over instead
+    of comparing within. ``confidence``: the level of the interval of the difference.
     """
     if not 0 < alpha < 1 or not 0 < confidence < 1:
         raise ValueError(f"alpha and confidence must lie in (0, 1), got {alpha} and {confidence}")
+    exclude_groups = set(exclude_groups)
     notes = _left_out(results, exclude_groups)
     frame = _comparable(results, exclude_groups)
+    references = _finished(results)
+    references = references[references["group"].isin(exclude_groups)] if "group" in references else references[:0]
     varying = _varying(frame, ignore)
     searched = _searched(frame, varying)
     conditions = [column for column in varying if column not in searched]
@@ -132,19 +184,35 @@ def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups:
             skipped.append(f"{label}: only {'approximate' if exact.empty else 'exact'} trials finished "
                            f"({len(group)}); nothing to compare.")
             continue
-        sizes = {"exact_sizes": _sizes(exact), "approx_sizes": _sizes(approx)}
-        for metric in metrics:
-            rows.append({**dict(zip(conditions, key)), "condition": label, "metric": metric,
-                         "label": REPORT_METRICS[metric], **sizes,
-                         **compare(exact[metric].to_numpy(float), approx[metric].to_numpy(float), confidence)})
-    table = pd.DataFrame(rows, columns=[*conditions, "condition", "metric", "label", "exact_sizes", "approx_sizes",
-                                        *_STAT_COLUMNS])
+        head = {**dict(zip(conditions, key)), "condition": label}
+        name = _group_name(group)
+        for size, arm in _by_size(approx):
+            exact_size = _nearest(size, [s for s, _ in _by_size(exact)])
+            reference = exact[exact["input_size"] == exact_size] if exact_size is not None else exact
+            arm_row = {"arm": arm_label(name, size, False), "input_size": size, m.EXACT: False,
+                       "exact_arm": arm_label(name, exact_size, True)}
+            rows += [{**head, "metric": metric, "label": REPORT_METRICS[metric], **arm_row,
+                      **compare(reference[metric].to_numpy(float), arm[metric].to_numpy(float), confidence)}
+                     for metric in metrics]
+        plain = _matching(references, conditions, key)
+        for size, arm in _by_size(plain):
+            arm_row = {"arm": arm_label(_group_name(arm), size, None), "input_size": size, m.EXACT: None,
+                       "exact_arm": ""}
+            rows += [{**head, "metric": metric, "label": REPORT_METRICS[metric], **arm_row, **_reference(arm[metric])}
+                     for metric in metrics if metric in arm.columns]
+    table = pd.DataFrame(rows, columns=[*conditions, "condition", "metric", "label", *_ARM_COLUMNS, *_STAT_COLUMNS])
+    table[m.EXACT] = table[m.EXACT].astype(object)
     table["p_adjusted"] = holm(table["p_value"].to_numpy(float))
     tested = table["p_adjusted"].notna()
+    level = alpha / int(tested.sum()) if tested.any() else math.nan
+    table.loc[tested, "detectable"] = [
+        detectable_difference(row.exact_n, row.arm_n, _pooled_std(row), level) for row in table[tested].itertuples()]
+    table.loc[tested, "seeds_needed"] = [
+        seeds_needed(row.diff, _pooled_std(row), level) for row in table[tested].itertuples()]
     significant = tested & (table["p_adjusted"] < alpha)
-    table["verdict"] = np.where(~tested, NOT_TESTED, np.where(~significant, TIE, np.where(
+    table["verdict"] = np.where(table["exact_arm"] == "", REFERENCE, np.where(~significant, INCONCLUSIVE, np.where(
         table["diff"] > 0, APPROX_WINS, EXACT_WINS)))
-    return Verdicts(table, conditions, skipped, notes, alpha, confidence)
+    return Verdicts(table, conditions, skipped, notes, alpha, confidence, level)
 
 
 def compare(exact: np.ndarray, approx: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
@@ -154,9 +222,10 @@ def compare(exact: np.ndarray, approx: np.ndarray, confidence: float = 0.95) -> 
     n1, n2 = len(exact), len(approx)
     mean1, mean2 = _mean(exact), _mean(approx)
     sd1, sd2 = _std(exact), _std(approx)
-    row = {"exact_mean": mean1, "exact_std": sd1, "exact_n": n1, "approx_mean": mean2, "approx_std": sd2,
-           "approx_n": n2, "diff": mean2 - mean1, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
-           "p_adjusted": math.nan, "verdict": NOT_TESTED, "note": ""}
+    row = {"exact_mean": mean1, "exact_std": sd1, "exact_n": n1, "arm_mean": mean2, "arm_std": sd2, "arm_n": n2,
+           "diff": mean2 - mean1, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
+           "p_adjusted": math.nan, "detectable": math.nan, "seeds_needed": math.nan, "verdict": INCONCLUSIVE,
+           "note": ""}
     if n1 < 2 or n2 < 2:
         row["note"] = _few_seeds(n1, n2)
         return row
@@ -185,21 +254,94 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return adjusted
 
 
+def power(diff: float, n1: int, n2: int, std: float, level: float) -> float:
+    """The chance that Welch's two-sided test at ``level`` detects a true difference ``diff`` between arms of
+    ``n1`` and ``n2`` seeds with a common std ``std``.
+
+    Exact for equal arms of n seeds: Welch's statistic is then the pooled t (noncentral t, 2n - 2 df), and its
+    Welch–Satterthwaite df, (n - 1) / (u² + (1 - u)²), depends only on the share u = s1² / (s1² + s2²) ~ Beta((n-1)/2,
+    (n-1)/2), which is independent of it; the power is the Beta-average of the noncentral-t tails beyond the critical
+    value at that df (Gauss–Jacobi quadrature). With few seeds the df is often near n - 1, so Welch's test has
+    clearly less power than the pooled t-test. Unequal arms count as two arms of the smaller size (conservative).
+    """
+    n = min(n1, n2)
+    shift = abs(diff) / (std * math.sqrt(2 / n))
+    if n > _LARGE_ARM:  # the df is 2n - 2 up to a negligible spread
+        shares, weights = np.array([0.5]), np.array([1.0])
+    else:
+        nodes, weights = special.roots_jacobi(_NODES, (n - 3) / 2, (n - 3) / 2)
+        shares, weights = (1 + nodes) / 2, weights / weights.sum()
+    critical = stats.t.ppf(1 - level / 2, (n - 1) / (shares**2 + (1 - shares) ** 2))
+    # the lower tail P(T < -c) as P(T' > c) with the shift negated: scipy's far-left cdf can come back NaN
+    tails = stats.nct.sf(critical, 2 * n - 2, shift) + stats.nct.sf(critical, 2 * n - 2, -shift)
+    return float(np.dot(weights, tails))
+
+
+def detectable_difference(n1: int, n2: int, std: float, level: float, target: float = POWER) -> float:
+    """The smallest difference that arms of ``n1`` and ``n2`` seeds detect with power ``target`` at ``level``."""
+    if not std > 0 or n1 < 2 or n2 < 2 or math.isnan(level):
+        return math.nan
+    high = std * math.sqrt(1 / n1 + 1 / n2)
+    while power(high, n1, n2, std, level) < target:
+        high *= 2
+    return float(optimize.brentq(lambda d: power(d, n1, n2, std, level) - target, 0.0, high, xtol=1e-12 * high))
+
+
+def seeds_needed(diff: float, std: float, level: float, target: float = POWER, most: int = 10**9) -> float:
+    """The fewest seeds per arm (both arms alike) that detect a true difference ``diff`` with power ``target`` at
+    ``level``, given the std ``std``: infinite for ``diff == 0`` (or beyond ``most``), NaN when ``std`` is unknown."""
+    if not std > 0 or math.isnan(diff) or math.isnan(level):
+        return math.nan
+    if diff == 0:
+        return math.inf
+    low, high = 1, 2  # power(low) < target <= power(high)
+    while power(diff, high, high, std, level) < target:
+        low, high = high, high * 2
+        if high > most:
+            return math.inf
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if power(diff, middle, middle, std, level) >= target else (middle, high)
+    return float(high)
+
+
+def more_seeds(verdicts: Verdicts) -> tuple[float, pd.DataFrame]:
+    """How many more seeds per arm the sweep needs so that every inconclusive tested row would detect its observed
+    difference (80 % power): the largest ``seeds_needed - min(arm_n, exact_n)`` over those rows (0 when none is
+    short, infinite when an observed difference is exactly 0), and the row that needs it."""
+    table = verdicts.table
+    rows = table[(table["verdict"] == INCONCLUSIVE) & table["p_value"].notna()]
+    if rows.empty:
+        return 0.0, rows
+    short = rows["seeds_needed"] - np.minimum(rows["arm_n"], rows["exact_n"])
+    worst = short.idxmax()
+    return max(0.0, float(short[worst])), rows.loc[[worst]]
+
+
 def display_table(verdicts: Verdicts) -> pd.DataFrame:
-    """The verdict table as the report shows it (strings): condition columns, metric, exact and approximate
-    mean ± std (n), diff [CI] and p (adjusted) in accuracy points, verdict."""
+    """The verdict table as the report shows it (strings), in table order: condition columns, metric, the arm and
+    its mean ± std (n), the exact arm and its mean ± std (n), diff [CI] and p (adjusted), the detectable difference
+    and the seeds per arm to detect ``diff`` (accuracy points), verdict. A reference row leaves the exact side empty.
+    ``attrs["right"]`` names the columns of numbers (right-aligned)."""
     level = f"{verdicts.confidence * 100:g}%"
-    header = [*verdicts.conditions, "metric", "exact mean ± std (n)", "approx mean ± std (n)",
-              f"diff [{level} CI] (points)", "p (adj.)", "verdict"]
+    numbers = ["mean ± std (n)", "exact mean ± std (n)", f"diff [{level} CI] (points)", "p (adj.)",
+               "detectable (points)", "seeds/arm for diff"]
+    header = [*verdicts.conditions, "metric", "arm", numbers[0], "exact arm", *numbers[1:], "verdict"]
     rows = []
     for row in verdicts.table.itertuples(index=False):
         cells = [_format_value(value) for value in row[:len(verdicts.conditions)]]
+        arm = _arm(row.arm_mean, row.arm_std, row.arm_n)
+        if not row.exact_arm:
+            rows.append([*cells, row.label, row.arm, arm, "", "", "", "", "", "", row.verdict])
+            continue
         diff = f"{_points(row.diff, signed=True)}"
         if not math.isnan(row.ci_low):
             diff += f" [{_points(row.ci_low, signed=True)}, {_points(row.ci_high, signed=True)}]"
-        rows.append([*cells, row.label, _arm(row.exact_mean, row.exact_std, row.exact_n),
-                     _arm(row.approx_mean, row.approx_std, row.approx_n), diff, _p(row.p_adjusted), row.verdict])
-    return pd.DataFrame(rows, columns=header)
+        rows.append([*cells, row.label, row.arm, arm, row.exact_arm, _arm(row.exact_mean, row.exact_std, row.exact_n),
+                     diff, _p(row.p_adjusted), _points(row.detectable), _seeds(row.seeds_needed), row.verdict])
+    frame = pd.DataFrame(rows, columns=header)
+    frame.attrs["right"] = numbers
+    return frame
 
 
 def markdown_table(frame: pd.DataFrame, right: Iterable[str] = ()) -> str:
@@ -213,47 +355,60 @@ def markdown_table(frame: pd.DataFrame, right: Iterable[str] = ()) -> str:
 def to_markdown(verdicts: Verdicts) -> str:
     """The verdict table as Markdown (numbers right-aligned)."""
     table = display_table(verdicts)
-    return markdown_table(table, right=table.columns[len(verdicts.conditions) + 1:-1])
+    return markdown_table(table, right=table.attrs["right"])
 
 
 def summary_paragraph(verdicts: Verdicts) -> str:
-    """Plain English from the table: per condition, which metrics favour the approximate or the exact network and
-    by how many accuracy points (with the interval), which are ties, and which could not be tested and why."""
+    """Plain English from the table: the count of each verdict; per condition and approximate arm, which metrics
+    favour it or the exact arm and by how many accuracy points (with the interval), which are inconclusive and
+    what these seeds could detect, which could not be tested and why; the plain CNN's accuracy; how many more
+    seeds the sweep needs."""
     table = verdicts.table
+    compared = table[table["verdict"] != REFERENCE]
     level = f"{verdicts.confidence * 100:g} %"
     sentences = []
-    if table.empty:
-        sentences.append("No condition has finished trials of both the exact and the approximate network, so "
+    if compared.empty:
+        sentences.append("No condition has finished trials of both an exact and an approximate network, so "
                          "there is nothing to compare.")
     else:
-        counts = table["verdict"].value_counts()
-        tested = int(table["p_value"].notna().sum())
+        counts = compared["verdict"].value_counts()
+        tested = int(compared["p_value"].notna().sum())
+        untested = len(compared) - tested
         if tested:
-            lead = (f"Approximate minus exact accuracy, per condition and metric ({tested} Welch t-tests over seeds, "
-                    f"Holm-adjusted at alpha = {verdicts.alpha:g}): {counts.get(APPROX_WINS, 0)} {APPROX_WINS}, "
-                    f"{counts.get(EXACT_WINS, 0)} {EXACT_WINS}, {_count(counts.get(TIE, 0), TIE)}")
-            if counts.get(NOT_TESTED, 0):
-                lead += f", {counts[NOT_TESTED]} not tested"
+            lead = (f"Approximate minus exact accuracy, per condition, arm and metric ({tested} Welch t-tests over "
+                    f"seeds, Holm-adjusted at alpha = {verdicts.alpha:g}): {counts.get(APPROX_WINS, 0)} "
+                    f"{APPROX_WINS}, {counts.get(EXACT_WINS, 0)} {EXACT_WINS}, {counts.get(INCONCLUSIVE, 0)} "
+                    f"{INCONCLUSIVE}")
+            if untested:
+                lead += f" ({untested} of them not tested)"
         else:
-            lead = (f"Approximate minus exact accuracy, per condition and metric: none of the {len(table)} "
-                    "comparisons could be tested")
+            lead = (f"Approximate minus exact accuracy, per condition, arm and metric: none of the {len(compared)} "
+                    f"comparisons could be tested, so all are {INCONCLUSIVE}")
         sentences.append(lead + ".")
-        for label, group in table.groupby("condition", sort=False):
-            sentences.append(_condition_sentence(label, group, level))
+        for (label, _), group in compared.groupby(["condition", "arm"], sort=False):
+            sentences.append(_arm_sentence(label, group, level))
+        sentences.append(_seeds_sentence(verdicts))
+    for (label, arm), group in table[table["verdict"] == REFERENCE].groupby(["condition", "arm"], sort=False):
+        where = "over all trials" if label == ALL_TRIALS else f"under {label}"
+        sentences.append(f"Reference, not tested: the {arm} ({_count(int(group['arm_n'].max()), 'seed')}) reaches "
+                         + _join(f"{row.arm_mean * 100:.1f} points {row.label}" for row in group.itertuples())
+                         + f" {where}.")
     sentences += verdicts.skipped
     sentences += verdicts.notes
-    return " ".join(sentences)
+    return " ".join(sentence for sentence in sentences if sentence)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # internals
 
 
+def _finished(results: pd.DataFrame) -> pd.DataFrame:
+    return results[results["status"] == "finished"] if "status" in results.columns else results
+
+
 def _comparable(results: pd.DataFrame, exclude_groups: Iterable[str]) -> pd.DataFrame:
     """Finished trials of the compared groups with a known ``exact`` flag (as a plain bool column)."""
-    frame = results
-    if "status" in frame.columns:
-        frame = frame[frame["status"] == "finished"]
+    frame = _finished(results)
     excluded = set(exclude_groups)
     if excluded and "group" in frame.columns:
         frame = frame[~frame["group"].isin(excluded)]
@@ -276,10 +431,12 @@ def _left_out(results: pd.DataFrame, exclude_groups: Iterable[str]) -> list[str]
     if excluded and "group" in results.columns:
         dropped = results["group"].isin(excluded)
         if dropped.any():
-            names = ", ".join(sorted(results.loc[dropped, "group"].unique()))
-            notes.append(f"{names} trials ({int(dropped.sum())}) are not compared: a z2 CNN is never rotation-"
-                         "equivariant, so exact and approximate mean nothing for it." if names == "z2" else
-                         f"{names} trials ({int(dropped.sum())}) are not compared (excluded groups).")
+            names = sorted(results.loc[dropped, "group"].unique())
+            what = (f"plain CNN ({', '.join(names)}) trials ({int(dropped.sum())}) are never tested: a plain CNN is "
+                    "not rotation-equivariant at any size, so exact and approximate mean nothing for it"
+                    if all(map(is_trivial, names)) else
+                    f"{', '.join(names)} trials ({int(dropped.sum())}) are never tested (excluded groups)")
+            notes.append(f"The {what}; they appear as reference rows where their settings match a condition.")
         results = results[~dropped]
     if m.EXACT in results.columns and results[m.EXACT].isna().any():
         notes.append(f"Left out {_count(int(results[m.EXACT].isna().sum()), 'finished trial')} without a static "
@@ -312,20 +469,58 @@ def _norm(value: Any) -> Any:
     return value
 
 
+def _keys(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Each row's normalised values of ``columns``, as a tuple."""
+    return pd.Series([tuple(_norm(v) for v in values) for values in zip(*(frame[c] for c in columns))]
+                     if columns else [()] * len(frame), index=frame.index, dtype=object)
+
+
 def _by_condition(frame: pd.DataFrame, conditions: list[str]) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
-    """(condition values, trials) per condition present, sorted by the values (missing last)."""
-    keys = pd.Series([tuple(_norm(v) for v in values) for values in zip(*(frame[c] for c in conditions))]
-                     if conditions else [()] * len(frame), index=frame.index, dtype=object)
+    """(condition values, trials) per condition present, sorted by the values (regimes in ``regime_order``)."""
     groups: dict[tuple[Any, ...], list[Any]] = {}
-    for index, key in keys.items():
+    for index, key in _keys(frame, conditions).items():
         groups.setdefault(key, []).append(index)
-    ordered = sorted(groups, key=lambda key: tuple(_sort_key(value) for value in key))
+    ordered = sorted(groups, key=lambda key: tuple(_sort_key(c, v) for c, v in zip(conditions, key)))
     return [(key, frame.loc[groups[key]]) for key in ordered]
 
 
-def _sort_key(value: Any) -> tuple[int, Any]:
+def _matching(frame: pd.DataFrame, conditions: list[str], key: tuple[Any, ...]) -> pd.DataFrame:
+    """The rows of ``frame`` in the condition ``key``, judged on every condition column but ``group``."""
+    pairs = [(c, v) for c, v in zip(conditions, key) if c != "group"]
+    if any(c not in frame.columns for c, _ in pairs):
+        return frame[:0]
+    return frame[_keys(frame, [c for c, _ in pairs]) == tuple(v for _, v in pairs)]
+
+
+def _by_size(frame: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
+    """(input size, trials) per size, smallest first."""
+    sizes = frame["input_size"].map(_norm)
+    return [(size, frame[sizes == size]) for size in sorted(sizes.dropna().unique())]
+
+
+def _nearest(size: Any, sizes: list[Any]) -> Any:
+    return min(sizes, key=lambda other: (abs(other - size), other)) if sizes else None
+
+
+def _group_name(frame: pd.DataFrame) -> str:
+    return "/".join(sorted(frame["group"].astype(str).unique())) if "group" in frame.columns else "?"
+
+
+def _reference(values: pd.Series) -> dict[str, Any]:
+    """A reference row's statistics: the arm's own, nothing compared."""
+    values = values.to_numpy(float)
+    values = values[~np.isnan(values)]
+    row = dict.fromkeys(_STAT_COLUMNS, math.nan)
+    row.update(arm_mean=_mean(values), arm_std=_std(values), arm_n=len(values), exact_n=0, verdict=REFERENCE,
+               note="")
+    return row
+
+
+def _sort_key(column: str, value: Any) -> tuple[int, Any]:
     if value is None:
         return (2, 0)
+    if column == REGIME:
+        return (1, regime_order(value))
     if isinstance(value, bool | int | float):
         return (0, value)
     return (1, str(value))
@@ -344,10 +539,9 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _sizes(frame: pd.DataFrame) -> str:
-    if "input_size" not in frame.columns:
-        return ""
-    return ", ".join(_format_value(size) for size in sorted(frame["input_size"].dropna().unique()))
+def _pooled_std(row: Any) -> float:
+    n1, n2 = row.exact_n, row.arm_n
+    return math.sqrt(((n1 - 1) * row.exact_std**2 + (n2 - 1) * row.arm_std**2) / (n1 + n2 - 2))
 
 
 def _mean(values: np.ndarray) -> float:
@@ -388,14 +582,18 @@ def _p(p: float) -> str:
     return "<1e-4" if p < 1e-4 else f"{p:.2g}"
 
 
+def _seeds(n: float) -> str:
+    return "–" if math.isnan(n) else "∞" if math.isinf(n) else f"{n:.0f}"
+
+
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
 
 
-def _condition_sentence(label: str, group: pd.DataFrame, level: str) -> str:
+def _arm_sentence(label: str, group: pd.DataFrame, level: str) -> str:
     first = group.iloc[0]
-    arms = (f"exact at {first.exact_sizes or '?'} ({_count(int(group['exact_n'].max()), 'seed')}) vs approximate "
-            f"at {first.approx_sizes or '?'} ({_count(int(group['approx_n'].max()), 'seed')})")
+    arms = (f"{first.arm} ({_count(int(group['arm_n'].max()), 'seed')}) vs {first.exact_arm} "
+            f"({_count(int(group['exact_n'].max()), 'seed')})")
     parts = []
     for verdict, who in ((APPROX_WINS, "the approximate network"), (EXACT_WINS, "the exact network")):
         rows = group[group["verdict"] == verdict]
@@ -404,17 +602,29 @@ def _condition_sentence(label: str, group: pd.DataFrame, level: str) -> str:
             parts.append(f"{who} is better on " + _join(
                 f"{row.label} by {sign * row.diff * 100:.1f} points ({level} CI {sign * _lo(row, sign) * 100:.1f} "
                 f"to {sign * _hi(row, sign) * 100:.1f})" for row in rows.itertuples()))
-    ties = group[group["verdict"] == TIE]
-    if len(ties):
-        parts.append("there is no difference beyond seed noise on " + _join(
-            f"{row.label} ({row.diff * 100:+.1f} points, CI {row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f})"
-            for row in ties.itertuples()))
-    untested = group[group["verdict"] == NOT_TESTED]
+    open_rows = group[(group["verdict"] == INCONCLUSIVE) & group["p_value"].notna()]
+    if len(open_rows):
+        parts.append("no difference is shown on " + _join(
+            f"{row.label} ({row.diff * 100:+.1f} points, CI {row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f}; "
+            f"these seeds detect {row.detectable * 100:.1f} points)" for row in open_rows.itertuples()))
+    untested = group[group["p_value"].isna()]
     for note, rows in untested.groupby("note", sort=False):
         parts.append(f"{note}: approximate minus exact is " + _join(
             f"{row.diff * 100:+.1f} points on {row.label}" for row in rows.itertuples()))
     where = "Over all trials" if label == ALL_TRIALS else f"Under {label}"
     return f"{where}, {arms}: {'; '.join(parts)}."
+
+
+def _seeds_sentence(verdicts: Verdicts) -> str:
+    more, worst = more_seeds(verdicts)
+    if worst.empty:
+        return ""
+    row = next(worst.itertuples())
+    where = "" if row.condition == ALL_TRIALS else f" under {row.condition}"
+    return (f"To detect each inconclusive difference observed here with {POWER:.0%} power (per-test level "
+            f"{verdicts.level:.2g}), the sweep needs {_seeds(more)} more seeds per arm: {_seeds(row.seeds_needed)} "
+            f"per arm for {row.arm} vs {row.exact_arm} on {row.label}{where} ({row.diff * 100:+.2f} points)"
+            + (", whose observed difference is exactly 0" if math.isinf(more) else "") + ".")
 
 
 def _count(n: int, noun: str) -> str:

@@ -7,6 +7,7 @@ runs' flat summaries (``equisweep.pipeline.train.tracking.flat_summary``), throu
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -52,17 +53,28 @@ def fetch_tables(project: str, group: str, entity: str | None = None) -> tuple[p
     return tables_from_runs(wandb.Api().runs(path, filters={"group": group}))
 
 
+def report_run_id(name: str) -> str:
+    """The summary run's id: one per sweep, so logging the report again replaces it instead of adding a run."""
+    return f"{name}-report"
+
+
 def log_report(out_dir: Path, name: str, figures: dict[str, Path], verdict: pd.DataFrame, project: str,
                entity: str | None, mode: str) -> Path | None:
-    """Log the report's figures and verdict table as one summary run of the sweep (job type ``report``, in the
-    sweep's group); returns the run's local directory, or None when W&B is disabled."""
+    """Log the report's figures and verdict table as the sweep's one summary run (id ``report_run_id``, job type
+    ``report``, in the sweep's group); returns the run's local directory, or None when W&B is disabled.
+
+    Online, the run resumes under its id, so the figures and table it shows are the latest; offline, the previous
+    local copies of the run are removed first, so one run (one id) is left to sync."""
     mode = resolve_mode(mode)
     if mode == "disabled":
         return None
     import wandb
 
-    run = wandb.init(project=project, entity=entity, group=name, job_type="report", name=f"{name}-report",
-                     dir=str(out_dir), mode=mode, reinit="finish_previous")
+    run_id = report_run_id(name)
+    for previous in (out_dir / "wandb").glob(f"offline-run-*-{run_id}"):
+        shutil.rmtree(previous)
+    run = wandb.init(project=project, entity=entity, group=name, job_type="report", name=run_id, id=run_id,
+                     resume="allow", dir=str(out_dir), mode=mode, reinit="finish_previous")
     try:
         run.log({key: wandb.Image(str(path)) for key, path in figures.items()}
                 | {"verdict": wandb.Table(dataframe=verdict.astype(object).where(verdict.notna(), None))})

@@ -6,6 +6,7 @@ Fixed arguments are bound with ``tune.with_parameters`` and resources with ``tun
 name is the sweep's, so ``resume=True`` restores it (``Tuner.restore``): finished trials stay finished, errored
 ones resume from their last checkpoint. ``ResultsTable`` rewrites the Parquet tables (``results.py``) as trials
 start, finish and fail, and records every finished result, which a resumed trial replays instead of training.
+With ``scheduler:``, ASHA stops trials early only within a cell (``scheduler.py``), never across arms.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,24 +61,26 @@ class EpochReport(TuneReportCheckpointCallback):
 
 class ResultsTable(tune.Callback):
     """Rewrites ``results.parquet`` and ``angles.parquet`` whenever a trial starts, finishes or fails, and records
-    each finished trial's result (see ``results.py``). Runs in the driver."""
+    each finished trial's result (see ``results.py``). Runs in the driver.
+
+    Writing never changes a trial's status: Tune would turn an exception raised here into a failed trial (or run a
+    finished one again), so a failed write is retried, logged as an error, and left to the next write."""
 
     def __init__(self, sweep_uri: str, base: dict[str, Any], cells: dict[str, int]) -> None:
         self.sweep_uri, self.base, self.cells = sweep_uri, base, cells
-        self.finished: dict[str, dict] = {}
+        self.finished: dict[str, dict] = {}  # trial id -> its final result
+        self._recorded: set[str] = set()  # the finished trials whose record is on storage
         self._exact: dict[str, bool | None] = {}
 
     def setup(self, **info) -> None:
         self.finished = r.load_finished(self.sweep_uri)  # also after a restore: this object was unpickled
+        self._recorded = set(self.finished)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         self._write(trials, starting=trial.trial_id)  # Tune marks it RUNNING only after this call
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
-        if m.TEST_ACC_UPRIGHT in (trial.last_result or {}):
-            result = {key: value for key, value in trial.last_result.items() if key not in _TUNE_KEYS}
-            r.record_finished(self.sweep_uri, trial.trial_id, result)
-            self.finished[trial.trial_id] = result
+        self._adopt(trial)  # Tune marks it TERMINATED only after this call
         self._write(trials)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -85,7 +89,23 @@ class ResultsTable(tune.Callback):
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
         self._write(trials)
 
+    def _adopt(self, trial: Trial) -> None:
+        """Count ``trial`` finished if its last result holds the test metrics."""
+        if trial.trial_id not in self.finished and m.TEST_ACC_UPRIGHT in (trial.last_result or {}):
+            self.finished[trial.trial_id] = {key: value for key, value in trial.last_result.items()
+                                             if key not in _TUNE_KEYS}
+
     def _write(self, trials: list[Trial], starting: str | None = None) -> None:
+        for trial in trials:
+            if trial.status == Trial.TERMINATED:
+                self._adopt(trial)  # e.g. restored from Tune's state, its record lost with a failed write
+        for trial_id in sorted(self.finished.keys() - self._recorded):
+            if _without_raising(f"record the result of trial {trial_id}", r.record_finished, self.sweep_uri,
+                                trial_id, self.finished[trial_id]):
+                self._recorded.add(trial_id)
+        _without_raising("write the results tables", self._write_tables, trials, starting)
+
+    def _write_tables(self, trials: list[Trial], starting: str | None) -> None:
         rows, angles = [], []
         for trial in trials:
             settings = {**self.base, **trial.config.get("cell", {}), **trial.config.get("search", {})}
@@ -100,6 +120,7 @@ class ResultsTable(tune.Callback):
         r.write_tables(self.sweep_uri, rows, angles)
 
     def _exact_of(self, trial_id: str, settings: dict[str, Any]) -> bool | None:
+        """The static exact flag; None for a trivial group (not applicable) or a model that cannot be built."""
         if trial_id not in self._exact:
             try:
                 self._exact[trial_id] = static_exact(RunConfig.model_validate(settings))
@@ -112,6 +133,29 @@ class ResultsTable(tune.Callback):
 _TUNE_KEYS = frozenset({"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
                         "time_this_iter_s", "pid", "hostname", "node_ip", "config",
                         "time_since_restore", "iterations_since_restore", "experiment_tag", "should_checkpoint"})
+
+
+WRITE_ATTEMPTS = 3
+WRITE_BACKOFF_S = 0.25  # then doubled; a write that still fails is left to the next one
+
+
+def _without_raising(what: str, write: Callable[..., None], *args: Any) -> bool:
+    """Call ``write(*args)``, retrying an I/O error with a short backoff; log a failure as an error and return
+    whether it succeeded. Never raises (see ``ResultsTable``)."""
+    for attempt in range(WRITE_ATTEMPTS):
+        if attempt:
+            time.sleep(WRITE_BACKOFF_S * 2 ** (attempt - 1))
+        try:
+            write(*args)
+            return True
+        except OSError as err:
+            error = err
+        except Exception:  # not the storage: retrying cannot help
+            log.error("could not %s; trial statuses are unchanged", what, exc_info=True)
+            return False
+    log.error("could not %s (%d attempts); trial statuses are unchanged and the next write tries again", what,
+              WRITE_ATTEMPTS, exc_info=error)
+    return False
 
 
 def _reason(trial: Trial) -> str:
@@ -212,11 +256,15 @@ def _tune_config(sweep: Sweep) -> tune.TuneConfig:
 
         search_alg = PerCellSearch([cell.overrides for cell in sweep.cells], spec.search)
     if spec.scheduler:
-        from ray.tune.schedulers import ASHAScheduler
+        from equisweep.pipeline.sweep.scheduler import PerCellASHA
 
-        scheduler = ASHAScheduler(time_attr=m.EPOCH, max_t=max(cell.config.epochs for cell in sweep.cells),
-                                  grace_period=spec.scheduler.grace_period,
-                                  reduction_factor=spec.scheduler.reduction_factor)
+        if not spec.search:
+            log.warning("scheduler: without search: every cell holds one trial, and ASHA compares trials only "
+                        "within a cell, so it stops none early")
+
+        scheduler = PerCellASHA(time_attr=m.EPOCH, max_t=max(cell.config.epochs for cell in sweep.cells),
+                                grace_period=spec.scheduler.grace_period,
+                                reduction_factor=spec.scheduler.reduction_factor)
     return tune.TuneConfig(metric=m.VAL_ACC, mode="max", search_alg=search_alg, scheduler=scheduler,
                            num_samples=spec.search.num_samples * len(sweep.cells) if spec.search else 1,
                            max_concurrent_trials=spec.max_concurrent, reuse_actors=True,

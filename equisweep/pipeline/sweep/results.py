@@ -5,17 +5,24 @@
 - ``finished/<trial id>.json``: the final result of each finished trial, the durable record a resumed sweep
   replays instead of training again.
 
-The Parquet files are rewritten whole through a temporary name and a move, so a reader (``equisweep sweep
---status``, the report) always sees a complete table, also while the sweep runs. Nothing here imports training code.
+Every file is written whole and replaces the old one at once, so a reader (``equisweep sweep --status``, the
+report) always sees a complete table, also while the sweep runs: on a local (or mounted) filesystem through a
+temporary name unique to the writer, fsynced, then renamed (so two drivers never collide); on an object store by
+one put, which the store makes atomic (there is no rename there, and nothing to fsync). ``angles.parquet`` is
+written before ``results.parquet``, so a trial that a reader sees finished always has its angle rows.
+Nothing here imports training code.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 
@@ -54,13 +61,16 @@ def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, An
     row: dict[str, Any] = {"trial_id": trial_id, "trial_name": name, "cell": cell, "status": status, "error": error,
                            "attempts": attempts}
     for key, value in settings.items():
-        if isinstance(value, dict):  # wandb: {project, entity, group, mode} -> wandb_project, ...
-            row.update({f"{key}_{sub}": v for sub, v in value.items() if v is None or isinstance(v, str | int | float)})
-        elif value is None or isinstance(value, str | int | float):
-            row[key] = value
-    row[m.EXACT] = exact
+        if isinstance(value, dict):  # wandb: {project, entity, group, mode, tags} -> wandb_project, ...
+            row.update({f"{key}_{sub}": _cell(f"{key}.{sub}", v) for sub, v in value.items()})
+        else:
+            row[key] = _cell(key, value)
+    row[m.EXACT] = exact  # None where not applicable (a trivial group) or not known
     row.update({key: result.get(key) for key in SCALAR_METRICS})
     row["trial_seconds"] = result.get("time_total_s")  # the trial's wall time under Tune: its compute cost
+    # When it started (Unix seconds): Tune's clock at its last report less its time so far; None if not reported.
+    row["started_at"] = (result["timestamp"] - result["time_total_s"]  # Tune's first default result has no time yet
+                         if {"timestamp", "time_total_s"} <= result.keys() else None)
     row.update({f"{LAYER_ERROR_PREFIX}{layer}": value
                 for layer, value in (result.get(m.EQ_ERROR_BY_LAYER) or {}).items()})
     return row
@@ -71,10 +81,32 @@ def angle_rows(trial_id: str, result: dict[str, Any]) -> list[dict[str, Any]]:
             for angle, acc in (result.get(m.TEST_ACC_BY_ANGLE) or {}).items()]
 
 
+def _cell(key: str, value: Any) -> Any:
+    """A setting as one table cell: a scalar as itself, a list or mapping (``angles``, ``wandb.tags``) as JSON text."""
+    value = to_json_value(value, key)
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def to_json_value(value: Any, where: str) -> Any:
+    """``value`` as plain JSON data: NumPy scalars and arrays become Python numbers and lists, tuples lists; any
+    other type is refused (``TypeError`` naming ``where``), never turned into its ``str``."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(f"{where}: a {type(value).__name__} cannot be stored as JSON; report numbers, strings, lists "
+                    "or mappings")
+
+
 def write_tables(sweep_uri: str, rows: list[dict[str, Any]], angles: list[dict[str, Any]]) -> None:
+    """Angles first: a reader that sees a trial finished in ``results.parquet`` finds its angle rows."""
     results = pd.DataFrame(rows).sort_values(["cell", "trial_id"], na_position="last", kind="stable")
-    _write_parquet(sweep_uri, RESULTS_FILE, results)
     _write_parquet(sweep_uri, ANGLES_FILE, pd.DataFrame(angles, columns=["trial_id", "angle", "accuracy"]))
+    _write_parquet(sweep_uri, RESULTS_FILE, results)
 
 
 def read_results(sweep_dir: str) -> pd.DataFrame:
@@ -85,20 +117,12 @@ def read_angles(sweep_dir: str) -> pd.DataFrame:
     return _read_parquet(sweep_dir, ANGLES_FILE)
 
 
-def status_text(sweep_dir: str) -> str:
-    """One progress line for the sweep at ``sweep_dir``, then one line per failed trial with its reason."""
-    table = read_results(sweep_dir)
-    counts = table["status"].value_counts().to_dict()
-    lines = [f"{Path(sweep_dir).name}: {len(table)} trials, "
-             + ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)]
-    lines += [f"  failed {row.trial_id}: {row.error}" for row in table[table["status"] == "failed"].itertuples()]
-    return "\n".join(lines)
-
-
 def record_finished(sweep_uri: str, trial_id: str, result: dict[str, Any]) -> None:
+    """Write ``finished/<trial_id>.json``; a value JSON cannot hold is refused (``TypeError``) before any write."""
+    data = json.dumps(to_json_value(result, f"the result of trial {trial_id}")).encode()
     fs, root = pafs.FileSystem.from_uri(sweep_uri)
     fs.create_dir(f"{root}/{FINISHED_DIR}", recursive=True)
-    _put(fs, f"{root}/{FINISHED_DIR}/{trial_id}.json", json.dumps(result, default=str).encode())
+    _put(fs, f"{root}/{FINISHED_DIR}/{trial_id}.json", data)
 
 
 def load_finished(sweep_uri: str) -> dict[str, dict[str, Any]]:
@@ -121,11 +145,25 @@ def _write_parquet(sweep_uri: str, name: str, frame: pd.DataFrame) -> None:
 
 
 def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a move: readers never see half a file."""
-    tmp = f"{path}.tmp"
-    with fs.open_output_stream(tmp) as stream:
-        stream.write(data)
-    fs.move(tmp, path)
+    """Replace ``path`` by ``data`` at once: readers never see half a file (see the module docstring)."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        with fs.open_output_stream(path) as stream:  # an object store's put replaces the object atomically
+            stream.write(data)
+        return
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"  # unique: a second driver writing the same table never shares it
+    try:
+        with open(tmp, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    directory = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(directory)  # and so is the rename
+    finally:
+        os.close(directory)
 
 
 def _read_parquet(sweep_dir: str, name: str) -> pd.DataFrame:

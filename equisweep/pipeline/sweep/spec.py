@@ -22,15 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from equisweep.errors import UserError
-from equisweep.pipeline.train.config import RunConfig, describe_validation_error
+from equisweep.pipeline.train.arms import is_trivial
+from equisweep.pipeline.train.config import RunConfig, describe_validation_error, read_yaml_mapping
 
 RUN_KEYS = frozenset(RunConfig.model_fields)
 NOT_SWEEPABLE = frozenset({"wandb", "run_name"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_YES_NO = {True: "yes", False: "no", None: "-"}  # the dry run's exact column
 
 
 class Distribution(BaseModel):
@@ -187,12 +188,13 @@ def _check_run_key(key: str, where: str) -> None:
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of variants x grid: the settings it overrides, the full run config, and its static verdict."""
+    """One point of variants x grid: the settings it overrides, the full run config, and its static verdict
+    (None for a trivial group, where exact and approximate do not apply)."""
 
     index: int
     overrides: dict[str, Any]
     config: RunConfig
-    exact: bool
+    exact: bool | None
 
 
 @dataclass(frozen=True)
@@ -213,15 +215,15 @@ class Sweep:
         return [key for key in keys if len({repr(cell.overrides.get(key)) for cell in self.cells}) > 1]
 
     def trial_table(self) -> str:
-        """One line per trial, ``<index>  key=value ...  exact=yes|no`` (the varying settings, the static verdict,
-        the searched space), aligned; last, ``N trials``."""
+        """One line per trial, ``<index>  key=value ...  exact=yes|no|-`` (the varying settings, the static verdict,
+        ``-`` where it does not apply, the searched space), aligned; last, ``N trials``."""
         keys = self.varying_keys or ["model", "group", "input_size"]
         searched = []
         if self.spec.search:
             searched = [f"search {' '.join(f'{k}~{d.describe()}' for k, d in self.spec.search.space.items())}"]
         samples = self.spec.search.num_samples if self.spec.search else 1
         rows = [[str(cell.index * samples + sample), *(f"{key}={getattr(cell.config, key)}" for key in keys),
-                 f"exact={'yes' if cell.exact else 'no'}", *searched]
+                 f"exact={_YES_NO[cell.exact]}", *searched]
                 for cell in self.cells for sample in range(samples)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
@@ -233,12 +235,7 @@ def load_sweep(path: Path, overrides: dict[str, Any] | None = None) -> Sweep:
     line. Every failure is one ``UserError`` line naming the field."""
     if not path.is_file():
         raise UserError(f"spec: no such file {str(path)!r}; pass the path of a sweep YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"spec: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"spec: {path} must hold a mapping with at least a name")
+    data = read_yaml_mapping(path, "spec")
     for key, value in (overrides or {}).items():
         if isinstance(value, dict):
             data[key] = {**(data.get(key) or {}), **value}
@@ -247,7 +244,7 @@ def load_sweep(path: Path, overrides: dict[str, Any] | None = None) -> Sweep:
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as err:
-        raise UserError(describe_validation_error(err)) from None
+        raise UserError(describe_validation_error(err, SweepSpec)) from None
     return Sweep(spec, expand(spec), path)
 
 
@@ -272,10 +269,12 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
     return tuple(cells)
 
 
-def static_exact(config: RunConfig) -> bool:
-    """Whether this run's model is exactly equivariant at its input size (a ``UserError`` if it cannot run)."""
-    return _static_exact(config.model, config.group, config.input_size, config.width, config.head, config.backend,
-                         config.dataset)
+def static_exact(config: RunConfig) -> bool | None:
+    """Whether this run's model is exactly equivariant at its input size (a ``UserError`` if it cannot run); None
+    for a trivial group, whose net is traced all the same so that a size it cannot take still fails here."""
+    exact = _static_exact(config.model, config.group, config.input_size, config.width, config.head, config.backend,
+                          config.dataset)
+    return None if is_trivial(config.group) else exact
 
 
 @functools.lru_cache(maxsize=256)

@@ -6,8 +6,9 @@ names the field, so the CLI can exit 2 before anything is trained or written.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -46,7 +47,7 @@ class RunConfig(BaseModel):
     resize_method: Literal["resize", "pad", "crop"] = "resize"
     train_symmetry: str = "none"
     per_batch: bool = False  # one regime draw per batch, as the paper's biased regime did
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(500, ge=1)
     num_workers: int = Field(2, ge=0)
     # model
@@ -56,13 +57,14 @@ class RunConfig(BaseModel):
     width: int | None = Field(None, ge=1)
     head: Literal["coset", "flatten"] = "coset"
     dropout: float | None = Field(None, ge=0, lt=1)  # p4cnn only; None keeps the model's default
-    # optimisation
-    epochs: int = Field(1, ge=1)
+    # optimisation: the defaults train the exact p4cnn on mnist5k to >= 0.9 upright (five epochs of 94 steps; its
+    # invariant head needs a few hundred steps, where the plain CNN gets there in one epoch)
+    epochs: int = Field(5, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
-    schedule: Literal["none", "step", "cosine", "onecycle"] = "step"
+    schedule: Literal["none", "step", "cosine", "onecycle"] = "cosine"
     step_size: int = Field(10, ge=1)
     gamma: float = Field(0.5, gt=0)
     seed: int = 0
@@ -122,6 +124,24 @@ class RunConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+def read_yaml_mapping(path: Path, field: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (empty for an empty file); a syntax error names its line and column,
+    and anything but a mapping is refused, each as one ``UserError`` line starting with ``field``."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"{field}: {path} is not valid YAML{where}: {problem}; fix the YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{field}: {path} must hold a mapping of settings (key: value lines), "
+                        f"not a {type(data).__name__}")
+    return data
+
+
 def load_run_config(values: dict[str, Any], config_file: Path | None = None) -> RunConfig:
     """Merge ``values`` (flags; None means unset, mappings merge key by key) over ``config_file`` (YAML) and
     validate; one ``UserError`` line on failure."""
@@ -129,12 +149,7 @@ def load_run_config(values: dict[str, Any], config_file: Path | None = None) -> 
     if config_file is not None:
         if not config_file.is_file():
             raise UserError(f"config: no such file {str(config_file)!r}; pass an existing YAML file")
-        try:
-            data = yaml.safe_load(config_file.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"config: {config_file} is not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"config: {config_file} must hold a mapping of settings")
+        data = read_yaml_mapping(config_file, "config")
     for key, value in values.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key] = {**data[key], **value}
@@ -146,13 +161,71 @@ def load_run_config(values: dict[str, Any], config_file: Path | None = None) -> 
         raise UserError(describe_validation_error(err)) from None
 
 
-def describe_validation_error(err: ValidationError) -> str:
-    """The first problem as ``field: message`` (a nested field as ``a.b``), in one line."""
-    first = err.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "config"
-    cause = first.get("ctx", {}).get("error")
+# What a value of each pydantic error type should have been, in plain words.
+_EXPECTED = {"int": "a whole number", "float": "a number", "bool": "true or false", "string": "text",
+             "list": "a list", "tuple": "a list", "dict": "a mapping (key: value)", "model": "a mapping (key: value)",
+             "literal": None}
+_BOUNDS = {"greater_than": "above", "greater_than_equal": "at least", "less_than": "below",
+           "less_than_equal": "at most"}
+
+
+def describe_validation_error(err: ValidationError, schema: type[BaseModel] = RunConfig) -> str:
+    """The first problem as ``field: message`` (a nested field as ``a.b``), in one line, in plain words: an unknown
+    key gets the closest allowed ones of ``schema`` (the model that was validated) as "did you mean". Unknown keys
+    come first: a misspelt key is often why a required one is missing."""
+    errors = err.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = first["loc"]
+    field = ".".join(str(part) for part in loc) or "config"
+    kind, ctx, value = first["type"], first.get("ctx", {}), first.get("input")
+    cause = ctx.get("error")
     if isinstance(cause, UserError):
         return str(cause)
-    if first["type"] == "extra_forbidden":
-        return f"{field}: unknown key; remove it or check its spelling"
-    return f"{field}: {first['msg']} (got {first.get('input')!r})"
+    if cause is not None:  # a validator's ValueError carries its own message
+        return f"{field}: {cause}"
+    if kind == "extra_forbidden":
+        allowed = _keys_at(schema, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=3, cutoff=0.6)
+        if close:
+            return f"{field}: unknown key; did you mean {' or '.join(map(repr, close))}?"
+        return f"{field}: unknown key; remove it, or use one of: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{field}: required; set it"
+    if kind == "literal_error":
+        return f"{field}: must be {ctx['expected']}, got {value!r}"
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        return f"{field}: must be {_BOUNDS[kind]} {bound}, got {value!r}"
+    if kind == "int_from_float":
+        return f"{field}: must be a whole number, got {value!r}"
+    expected = _EXPECTED.get(kind.split("_")[0])
+    if expected is not None:
+        return f"{field}: must be {expected}, got {value!r}"
+    return f"{field}: {first['msg']} (got {value!r})"
+
+
+def _keys_at(schema: type[BaseModel], path: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed at ``path`` inside ``schema`` (following nested models, and the entries of their lists and
+    mappings); empty where the path leaves the models."""
+    model, parts = schema, list(path)
+    while parts:
+        field = model.model_fields.get(str(parts.pop(0)))
+        nested, in_container = _nested_model(field.annotation) if field is not None else (None, False)
+        if nested is None:
+            return []
+        if in_container and parts:
+            parts.pop(0)  # the list index or mapping key
+        model = nested
+    return list(model.model_fields)
+
+
+def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model inside a field's annotation (``X``, ``X | None``, ``list[X]``, ``dict[str, X]``), and whether it sits
+    in a list or mapping."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    for arg in get_args(annotation):
+        nested, in_container = _nested_model(arg)
+        if nested is not None:
+            return nested, in_container or get_origin(annotation) in (list, dict)
+    return None, False

@@ -8,8 +8,10 @@ measures the equivariance error of that checkpoint, and writes ``metrics.json`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,22 +26,37 @@ from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.files import write_atomically
 from equisweep.models import build_model
 from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.arms import arm_label, is_trivial
 from equisweep.pipeline.train.callbacks import RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.module import EquivarianceClassifier
+from equisweep.pipeline.train.quiet import silence_litlogger_tip, without_anonymous
 from equisweep.pipeline.train.tracking import flat_summary
 
 log = logging.getLogger(__name__)
 
 
-def _wandb_logger(config: RunConfig, out_dir: Path) -> WandbLogger | None:
+def wandb_run_id(config: RunConfig, out_dir: Path) -> str:
+    """A stable W&B id for this run: a hash of its group (the sweep) and name (the trial), or of its directory when
+    it has no group, so a retried or resumed trial continues its run instead of starting another."""
+    identity = f"{config.wandb.group}/{config.run_name or out_dir.name}" if config.wandb.group else str(out_dir)
+    return hashlib.sha256(f"{config.wandb.project}/{identity}".encode()).hexdigest()[:16]
+
+
+def _wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None) -> WandbLogger | None:
     mode = config.wandb.resolved_mode()
     if mode == "disabled":
         return None
+    arm = arm_label(config.group, config.input_size, exact)
+    kind = "plain" if exact is None else "exact" if exact else "approx"
+    tags = list(dict.fromkeys([*config.wandb.tags, arm, config.group, f"size-{config.input_size}", kind]))
+    # A user's WANDB_DIR is where runs go; otherwise next to the run's output.
+    save_dir = os.environ.get("WANDB_DIR") or str(out_dir)
     # The mode goes to wandb.init for this run only; WandbLogger(offline=True) would set WANDB_MODE process-wide.
     return WandbLogger(project=config.wandb.project, entity=config.wandb.entity, group=config.wandb.group,
-                       name=config.run_name or out_dir.name, save_dir=str(out_dir), mode=mode,
-                       tags=config.wandb.tags, config=config.model_dump(mode="json"), reinit="finish_previous")
+                       name=config.run_name or out_dir.name, id=wandb_run_id(config, out_dir), resume="allow",
+                       job_type=arm, tags=tags, save_dir=save_dir, mode=mode, config=config.model_dump(mode="json"),
+                       reinit="finish_previous")
 
 
 def _log_angles_to_wandb(logger: WandbLogger, results: dict) -> None:
@@ -70,6 +87,7 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
                            in_channels=datamodule.in_channels, width=config.width, head=config.head,
                            backend=config.backend, **options)
     report = check_exactness(backbone, config.input_size, model_name=config.model, nearest=False)
+    exact = None if is_trivial(config.group) else report.exact  # a trivial group is neither exact nor approximate
     datamodule.prepare_data()  # a missing dataset fails here, before anything is written
     module = EquivarianceClassifier(
         backbone, datamodule.num_classes, optimizer=config.optimizer, lr=config.lr,
@@ -81,7 +99,8 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
     write_atomically(out_dir / "config.yaml", config.to_yaml())
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=m.VAL_ACC, mode="max",
                                  save_top_k=1, enable_version_counter=False)
-    logger = _wandb_logger(config, out_dir)
+    logger = without_anonymous(_wandb_logger(config, out_dir, exact))
+    silence_litlogger_tip()
     if not config.deterministic:
         torch.backends.cudnn.benchmark = True
     own = [RecalibrateBatchNorm(config.bn_calibration_batches), checkpoint]
@@ -100,7 +119,7 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
         results = {
             **module.test_results,
             m.VAL_ACC: float(checkpoint.best_model_score),
-            m.EXACT: report.exact,
+            m.EXACT: exact,
             m.EQ_ERROR: errors["output"]["max"],
             m.EQ_ERROR_BY_LAYER: {name: value["max"] for name, value in errors.items()},
             m.PARAMS: sum(p.numel() for p in backbone.parameters()),

@@ -17,8 +17,8 @@ from equisweep.errors import UserError
 from equisweep.pipeline.report import figures as fg
 
 REGIMES = ("none", "gaussian(45,20)")
-ARMS = (("p4", 28, True), ("p4", 29, False), ("z2", 28, True))  # the z2 net's grids are symmetric at 28
-LABELS = ("p4 28 exact", "p4 29 approx", "z2 28")
+ARMS = (("p4", 28, True), ("p4", 29, False), ("z2", 28, None))  # a plain CNN is neither exact nor approximate
+LABELS = ("p4 28 exact", "p4 29 approx", "plain CNN 28")
 LAYERS = (*(f"block{i}" for i in range(1, 8)), "head", "output")
 TEST_ANGLES = tuple(float(a) for a in range(0, 360, 10))
 
@@ -59,6 +59,14 @@ def _tables(seeds=(0, 1, 2), regimes=REGIMES):
     return pd.DataFrame(rows), pd.DataFrame(angles)
 
 
+def _accuracy_axes(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_label() != fg.DENSITY_AXIS]
+
+
+def _density_axes(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_label() == fg.DENSITY_AXIS]
+
+
 def _arm_lines(ax) -> dict:
     return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
 
@@ -75,10 +83,10 @@ def test_accuracy_by_angle_draws_one_panel_per_regime_and_one_curve_per_arm():
     results, angles = _tables()
     fig = fg.accuracy_by_angle(results, angles)
 
-    assert isinstance(fig, Figure) and len(fig.axes) == 2
-    assert [ax.get_title() for ax in fig.axes] == ["trained: none", "trained: gaussian(45,20)"]
+    assert isinstance(fig, Figure) and len(_accuracy_axes(fig)) == 2 and len(_density_axes(fig)) == 2
+    assert [ax.get_title() for ax in _accuracy_axes(fig)] == ["trained: none", "trained: gaussian(45,20)"]
     colours = {}
-    for r, ax in enumerate(fig.axes):
+    for r, ax in enumerate(_accuracy_axes(fig)):
         lines = _arm_lines(ax)
         assert sorted(lines) == sorted(LABELS)  # the failed trials' would-be arm "p4 27 approx" is not drawn
         for a, label in enumerate(LABELS):
@@ -89,24 +97,25 @@ def test_accuracy_by_angle_draws_one_panel_per_regime_and_one_curve_per_arm():
             colours.setdefault(label, set()).add(lines[label].get_color())
         assert lines["p4 28 exact"].get_linestyle() == "-"
         assert lines["p4 29 approx"].get_linestyle() == "--"
-        assert lines["z2 28"].get_linestyle() == ":"
+        assert lines["plain CNN 28"].get_linestyle() == ":"
         np.testing.assert_allclose(ax.get_xticks(), np.arange(0, 361, 45))
         assert ax.get_xlim() == (0.0, 360.0)
-        assert "%" in ax.get_ylabel() and "rotation" in ax.get_xlabel()
+        assert "%" in ax.get_ylabel()
+    assert all("rotation" in ax.get_xlabel() for ax in _density_axes(fig))
     assert all(len(c) == 1 for c in colours.values())  # one colour per arm in every panel
     assert len(set().union(*colours.values())) == 3
 
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert sorted(legend) == sorted([*LABELS, "training angles"])
+    assert sorted(legend) == sorted([*LABELS, "training angles (lower axes)"])
 
 
 def test_bands_are_one_std_over_seeds_and_vanish_with_one_seed():
     results, angles = _tables()
     fig = fg.accuracy_by_angle(results, angles)
-    for ax in fig.axes:
+    for ax in _accuracy_axes(fig):
         bands = _gid(ax, fg.BAND_GID)
         assert len(bands) == 3 and all(isinstance(b, PolyCollection) for b in bands)
-    ax = fig.axes[0]
+    ax = _accuracy_axes(fig)[0]
     band = next(b for b in _gid(ax, fg.BAND_GID) if b.get_facecolor()[0][:3].tolist()
                 == list(_to_rgb(_arm_lines(ax)["p4 28 exact"].get_color())))
     ys = band.get_paths()[0].vertices[:, 1]
@@ -114,7 +123,7 @@ def test_bands_are_one_std_over_seeds_and_vanish_with_one_seed():
     assert ys.max() == pytest.approx(max(mean) + 1.0) and ys.min() == pytest.approx(min(mean) - 1.0)  # std: 1 pt
 
     one_seed = fg.accuracy_by_angle(*_tables(seeds=(0,)))
-    for ax in one_seed.axes:
+    for ax in _accuracy_axes(one_seed):
         assert _gid(ax, fg.BAND_GID) == [] and len(_arm_lines(ax)) == 3
 
 
@@ -124,39 +133,44 @@ def _to_rgb(colour):
     return to_rgb(colour)
 
 
-def test_training_angle_density_only_on_the_gaussian_panel():
+def test_training_angles_have_their_own_axis_under_each_panel():
     results, angles = _tables()
-    none_ax, gauss_ax = fg.accuracy_by_angle(results, angles).axes
-    assert _gid(none_ax, fg.OVERLAY_GID) == []
-    (density,) = _gid(gauss_ax, fg.OVERLAY_GID)
+    fig = fg.accuracy_by_angle(results, angles)
+    (none_ax, gauss_ax), (none_density, gauss_density) = _accuracy_axes(fig), _density_axes(fig)
+    assert _gid(none_ax, fg.OVERLAY_GID) == [] and _gid(gauss_ax, fg.OVERLAY_GID) == []  # accuracies only
+    for ax, density in ((none_ax, none_density), (gauss_ax, gauss_density)):
+        assert density.get_shared_x_axes().joined(ax, density)
+        top, bottom = ax.get_position(), density.get_position()
+        assert bottom.y1 <= top.y0 and bottom.height < top.height / 2  # a small axis of its own, below
+    (density,) = _gid(gauss_density, fg.OVERLAY_GID)
     vertices = density.get_paths()[0].vertices
     peak = vertices[np.argmax(vertices[:, 1])]
     assert peak[0] == pytest.approx(45.0, abs=0.5)  # the mode at the Gaussian's mean
-    assert peak[1] == pytest.approx(fg.DENSITY_HEIGHT)  # in panel fractions: the accuracy axis is left alone
+    assert peak[1] == pytest.approx(fg.wrapped_normal_pdf(np.array([45.0]), 45.0, 20.0)[0])  # per degree
+    (upright,) = _gid(none_density, fg.OVERLAY_GID)  # "none" trains at 0 degrees only
+    assert sorted({seg[0][0] for seg in upright.get_segments()}) == [0.0, 360.0]
     assert gauss_ax.get_ylim() == none_ax.get_ylim() and gauss_ax.get_ylim()[0] > 10
 
 
 def test_other_regimes_get_their_own_overlays_and_eight_panels_fit_a_grid():
     regimes = ("uniform", "c4", "d4", "flip", "gaussian(45,40)", "none", "gaussian(45,20)", "gaussian(0,90)")
     fig = fg.accuracy_by_angle(*_tables(seeds=(0, 1), regimes=regimes))
-    assert len(fig.axes) == 8
-    titles = [ax.get_title().removeprefix("trained: ") for ax in fig.axes]
+    assert len(_accuracy_axes(fig)) == 8
+    titles = [ax.get_title().removeprefix("trained: ") for ax in _accuracy_axes(fig)]
     assert titles == ["none", "flip", "gaussian(45,20)", "gaussian(45,40)", "gaussian(0,90)", "c4", "d4", "uniform"]
-    overlays = {title: _gid(ax, fg.OVERLAY_GID) for title, ax in zip(titles, fig.axes)}
-    assert overlays["none"] == [] and overlays["flip"] == []
+    overlays = {title: _gid(ax, fg.OVERLAY_GID) for title, ax in zip(titles, _density_axes(fig))}
     (quarters,) = overlays["c4"]
     assert isinstance(quarters, LineCollection)
     assert sorted({seg[0][0] for seg in quarters.get_segments()}) == [0.0, 90.0, 180.0, 270.0, 360.0]
     (flat,) = overlays["uniform"]
-    flat_height = fg.DENSITY_HEIGHT * 20 * (2 * np.pi) ** 0.5 / 360  # 1/360 against the std-20 Gaussian's peak
-    assert np.ptp(flat.get_paths()[0].vertices[:, 1]) == pytest.approx(flat_height, rel=1e-6)
+    assert flat.get_paths()[0].vertices[:, 1].max() == pytest.approx(1 / 360)
 
     def peak(title):
         return overlays[title][0].get_paths()[0].vertices[:, 1].max()
 
-    assert peak("gaussian(45,20)") == pytest.approx(2 * peak("gaussian(45,40)"), rel=1e-3)  # one shared scale
+    assert peak("gaussian(45,20)") == pytest.approx(2 * peak("gaussian(45,40)"), rel=1e-3)
     width, height = fig.get_size_inches()
-    assert {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes} == {(2, 4)} and width < 20 and height < 10
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes} == {(4, 4)} and width < 20 and height < 12
 
 
 def test_fraction_scale_and_extra_arm_settings():
@@ -164,7 +178,7 @@ def test_fraction_scale_and_extra_arm_settings():
     results.loc[results["group"] == "z2", "model"] = "z2cnn"
     fig = fg.accuracy_by_angle(results, angles, percent=False)
     labels = sorted(_arm_lines(fig.axes[0]))
-    assert labels == ["p4 28 exact model=p4cnn", "p4 29 approx model=p4cnn", "z2 28 model=z2cnn"]
+    assert labels == ["p4 28 exact model=p4cnn", "p4 29 approx model=p4cnn", "plain CNN 28 model=z2cnn"]
     assert fig.axes[0].get_ylim()[1] <= 1.02 and "fraction" in fig.axes[0].get_ylabel()
 
 
@@ -216,7 +230,7 @@ def _verdicts() -> pd.DataFrame:
         for metric, diff, p in (("min over angles", -0.123, 0.001), ("upright", 0.004, 0.6),
                                 ("orbit", -0.052, 0.049), ("mean over angles", 0.021, np.nan)):
             rows.append({"train_symmetry": regime, "group": "p4", "metric": metric, "diff": diff + shift,
-                         "p_adjusted": p, "verdict": "approx worse" if p < 0.05 else "no difference"})
+                         "p_adjusted": p, "verdict": "exact wins" if p < 0.05 else "inconclusive"})
     return pd.DataFrame(rows)
 
 
@@ -228,13 +242,13 @@ def _cells(fig) -> dict:
             for t in ax.texts if t.get_gid() == "gap-value"}
 
 
-def test_gap_map_annotates_points_and_significance():
+def test_gap_map_annotates_points_and_significance_in_the_tables_row_order():
     table = _verdicts()
     fig = fg.gap_map(table, conditions=["train_symmetry"])
     assert isinstance(fig, Figure) and len(fig.axes) == 2  # the map and its colour bar
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["upright", "orbit", "mean over angles", "min over angles"]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["none", "gaussian(45,20)"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["gaussian(45,20)", "none"]  # as the table lists them
     expected = {(row.train_symmetry, row.metric): f"{100 * row.diff:+.1f}" + ("*" if row.p_adjusted < 0.05 else "")
                 for row in table.itertuples()}
     assert _cells(fig) == expected
@@ -242,18 +256,41 @@ def test_gap_map_annotates_points_and_significance():
     image = ax.get_images()[0]
     norm = image.norm
     assert norm.vmin == -norm.vmax == pytest.approx(-12.3)  # centred at 0
-    assert image.get_array()[0, 3] == pytest.approx(-12.3)
+    assert image.get_array()[1, 3] == pytest.approx(-12.3)
     assert image.get_cmap()(norm(0.0))[:3] == pytest.approx(image.get_cmap()(0.5)[:3])
+
+
+def test_gap_map_mutes_cells_that_are_not_significant_and_shows_their_intervals():
+    table = _verdicts().assign(ci_low=lambda t: t["diff"] - 0.01, ci_high=lambda t: t["diff"] + 0.01)
+    fig = fg.gap_map(table, conditions=["train_symmetry"])
+    ax = fig.axes[0]
+    alpha = np.asarray(ax.get_images()[0].get_alpha())
+    significant = np.array([[False, True, False, True]] * 2)  # upright, orbit, mean, min
+    np.testing.assert_array_equal(alpha, np.where(significant, 1.0, fg.MUTED))
+    texts = {text.get_text(): text.get_color() for text in ax.texts if text.get_gid() == "gap-value"}
+    assert texts["-5.2*\n[-6.2, -4.2]"] != "0.35" and texts["+0.4\n[-0.6, +1.4]"] == "0.35"
+
+
+def test_gap_map_has_one_row_per_condition_and_arm_and_leaves_out_reference_rows():
+    table = pd.concat([_verdicts().assign(arm=arm) for arm in ("p4 27 approx", "p4 29 approx")]
+                      + [_verdicts().assign(arm="plain CNN 28", verdict="reference", diff=np.nan)], ignore_index=True)
+    table = table.sort_values(["train_symmetry", "arm"], key=lambda c: c.map(fg.regime_order) if c.name ==
+                              "train_symmetry" else c, kind="stable")
+    fig = fg.gap_map(table, conditions=["train_symmetry"], colours={"p4 27 approx": "#123456"})
+    ticks = fig.axes[0].get_yticklabels()
+    assert [t.get_text() for t in ticks] == ["none, p4 27 approx", "none, p4 29 approx",
+                                             "gaussian(45,20), p4 27 approx", "gaussian(45,20), p4 29 approx"]
+    assert ticks[0].get_color() == "#123456" and ticks[1].get_color() == "black"
 
 
 def test_gap_map_conditions_default_to_the_columns_before_metric_and_missing_cells_stay_blank():
     table = _verdicts()
     table = table[~((table["train_symmetry"] == "none") & (table["metric"] == "upright"))]
     fig = fg.gap_map(table)
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["none, p4", "gaussian(45,20), p4"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["gaussian(45,20), p4", "none, p4"]
     cells = _cells(fig)
     assert len(cells) == 7 and ("none, p4", "upright") not in cells
-    assert bool(np.ma.getmaskarray(fig.axes[0].get_images()[0].get_array())[0, 0])
+    assert bool(np.ma.getmaskarray(fig.axes[0].get_images()[0].get_array())[1, 0])
     with pytest.raises(UserError, match="several rows"):
         fg.gap_map(pd.concat([_verdicts(), _verdicts()]), conditions=["train_symmetry"])
     with pytest.raises(UserError, match="no column"):
@@ -267,16 +304,19 @@ def test_gap_by_gaussian_std_plots_approx_minus_exact_per_metric():
     container = fig.axes[1].containers[0]
     x, y = container.lines[0].get_data()
     np.testing.assert_allclose(x.astype(float), [20.0, 40.0])  # "none" has no std and is left out
-    np.testing.assert_allclose(y, [-2.0, -2.0])  # orbit: p4 29 approx minus p4 28 exact, the z2 arm left out
+    np.testing.assert_allclose(y, [-2.0, -2.0])  # orbit: p4 29 approx minus p4 28 exact, the plain CNN left out
     upright = fig.axes[0].containers[0].lines[0].get_data()[1]
     np.testing.assert_allclose(upright, [-10.0, -10.0])
-    assert container.get_label() == "p4, gaussian_mean=45"
+    assert container.get_label() == "p4 29 approx, gaussian_mean=45"
+    assert container.lines[0].get_color() == fg.arm_colours(results)["p4 29 approx"]
 
     sizes = fg.gap_by(results, axis="input_size", metrics=["test_acc_min_angles"])
     assert len(sizes.axes) == 1
-    x, y = sizes.axes[0].containers[0].lines[0].get_data()
-    np.testing.assert_allclose(x.astype(float), [29.0])
-    np.testing.assert_allclose(y, [-5.0])  # min over angles: p4 29 approx minus p4 28 exact, in points
+    point = sizes.axes[0].containers[0]  # one approximate size: one point per regime, in its arm's colour
+    x, y = point.lines[0].get_data()
+    np.testing.assert_allclose(np.asarray(x, float), [29.0])
+    np.testing.assert_allclose(np.asarray(y, float), [-5.0])  # min over angles: p4 29 approx minus p4 28 exact
+    assert point.lines[0].get_color() == fg.arm_colours(results)["p4 29 approx"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,7 +326,7 @@ def test_gap_by_gaussian_std_plots_approx_minus_exact_per_metric():
 def test_layer_errors_per_group_in_network_order_on_a_floored_log_scale():
     results, _ = _tables()
     fig = fg.layer_errors(results, floor=1e-8)
-    assert [ax.get_title() for ax in fig.axes] == ["p4", "z2 (vs p4 quarter turns)"]
+    assert [ax.get_title() for ax in fig.axes] == ["p4", "plain CNN (vs p4 quarter turns)"]
     for ax in fig.axes:
         assert ax.get_yscale() == "log" and ax.get_ylim()[0] <= 1e-8
         assert [t.get_text() for t in ax.get_xticklabels()] == list(LAYERS)  # eq_error/stem is all NaN: dropped
@@ -298,10 +338,12 @@ def test_layer_errors_per_group_in_network_order_on_a_floored_log_scale():
     np.testing.assert_allclose(approx.get_ydata(), [2 * 10.0 ** (-4 + 0.3 * k) for k in range(9)])  # mean, seeds 0..2
     assert exact.get_linestyle() == "-" and approx.get_linestyle() == "--"
     np.testing.assert_allclose(np.round(approx.get_xdata()), np.arange(9))  # nudged, not moved to another layer
-    assert p4["p4 28 exact · none"].lines[0].get_color() == p4["p4 29 approx · none"].lines[0].get_color()
-    assert p4["p4 28 exact · none"].lines[0].get_color() != p4["p4 28 exact · gaussian(45,20)"].lines[0].get_color()
+    # colour: the arm, in every regime; marker: the regime
+    gauss = p4["p4 28 exact · gaussian(45,20)"].lines[0]
+    assert exact.get_color() == gauss.get_color() != approx.get_color()
+    assert exact.get_marker() != gauss.get_marker() and exact.get_marker() == approx.get_marker()
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["trained: none", "trained: gaussian(45,20)", *LABELS[:2], "z2 28"]
+    assert legend == [*LABELS, "trained: none", "trained: gaussian(45,20)"]
 
     # error bars span min..max over seeds: seeds 0..2 scale the approximate error by 1..3
     segments = p4["p4 29 approx · none"].lines[2][0].get_segments()
@@ -309,20 +351,35 @@ def test_layer_errors_per_group_in_network_order_on_a_floored_log_scale():
     np.testing.assert_allclose([s[1][1] for s in segments], [3 * 10.0 ** (-4 + 0.3 * k) for k in range(9)])
 
 
-def test_layer_errors_by_arm_and_without_the_trivial_group():
+def test_layer_errors_pooled_over_regimes_and_without_the_plain_cnn():
     results, _ = _tables()
-    fig = fg.layer_errors(results, hue="arm", include_trivial=False)
+    fig = fg.layer_errors(results, by_regime=False, include_trivial=False)
     assert [ax.get_title() for ax in fig.axes] == ["p4"]
     labels = sorted(c.get_label() for c in fig.axes[0].containers)
     assert labels == ["p4 28 exact", "p4 29 approx"]
-    # the same arm colours as accuracy_by_angle
-    accuracy = _arm_lines(fg.accuracy_by_angle(*_tables()).axes[0])
-    for container in fig.axes[0].containers:
-        assert container.lines[0].get_color() == accuracy[container.get_label()].get_color()
-    with pytest.raises(UserError, match="hue"):
-        fg.layer_errors(results, hue="seed")
     with pytest.raises(UserError, match="per-layer"):
         fg.layer_errors(results.drop(columns=[c for c in results if c.startswith("eq_error/")]))
+
+
+def test_each_arm_has_one_colour_in_every_figure():
+    results, angles = _tables(regimes=("none", "gaussian(45,20)", "gaussian(45,40)"))
+    colours = fg.arm_colours(results)
+    assert set(colours) == set(LABELS) and len(set(colours.values())) == 3
+    drawn = {}
+    for ax in _accuracy_axes(fg.accuracy_by_angle(results, angles)):
+        for label, line in _arm_lines(ax).items():
+            drawn.setdefault(label, set()).add(line.get_color())
+    for ax in fg.layer_errors(results).axes:
+        for container in ax.containers:
+            drawn.setdefault(container.get_label().split(" · ")[0], set()).add(container.lines[0].get_color())
+    for axis in ("gaussian_std", "input_size"):
+        for ax in fg.gap_by(results, axis=axis).axes:
+            for container in ax.containers:
+                drawn.setdefault("p4 29 approx", set()).add(container.lines[0].get_color())
+    assert {label: values for label, values in drawn.items()} == {label: {colour} for label, colour in colours.items()}
+    # an older table that calls the plain CNN exact names and colours it the same way
+    older = results.assign(exact=[True if g == "z2" else e for g, e in zip(results["group"], results["exact"])])
+    assert fg.arm_colours(older) == colours
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,17 +1,23 @@
 """The report on synthetic sweep tables (fast): sections, files, partial sweeps, W&B-sourced tables, bad input."""
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from equisweep.cli import app
 from equisweep.errors import UserError
-from equisweep.pipeline.report.report import build_report
+from equisweep.pipeline.report import figures as fg
+from equisweep.pipeline.report.report import _sweep_blocks, build_report
+from equisweep.pipeline.report.verdict import display_table, verdict_table
 from equisweep.pipeline.report.wandb_runs import tables_from_runs
 from equisweep.pipeline.sweep.results import angle_rows, read_angles, read_results, trial_row, write_tables
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.tracking import flat_summary
+from tests.helpers import read_wandb_run
 
 ANGLES = [0.0, 45.0, 90.0]
 
@@ -27,15 +33,17 @@ def _result(rng: np.random.Generator, upright: float, exact: bool) -> dict:
             m.EQ_ERROR_BY_LAYER: {"block1": 1e-7, "block2": 1e-7 if exact else 0.3, "output": 1e-7 if exact else 0.1}}
 
 
-def _trials(seeds: int, regimes=("none", "c4"), sizes=((28, True), (29, False))):
+def _trials(seeds: int, regimes=("none", "c4"), sizes=((28, True), (29, False)), group="p4", **settings):
     rng = np.random.default_rng(0)
     trials = []
     for regime in regimes:
         for size, exact in sizes:
             for seed in range(seeds):
-                settings = {"model": "p4cnn", "group": "p4", "input_size": size, "train_symmetry": regime,
-                            "seed": seed, "wandb": {"project": "equisweep-test", "mode": "disabled"}}
-                trials.append((f"{regime}-{size}-{seed}", settings, exact, _result(rng, 0.9, exact)))
+                row = {"dataset": "mnist5k", "epochs": 3, "model": "p4cnn", "group": group, "input_size": size,
+                       "train_symmetry": regime, "seed": seed, "optimizer": "adam", "momentum": 0.9,
+                       "schedule": "none", "step_size": 10, "gamma": 0.5,
+                       "wandb": {"project": "equisweep-test", "mode": "offline"}} | settings
+                trials.append((f"{group}-{regime}-{size}-{seed}", row, exact, _result(rng, 0.9, bool(exact))))
     return trials
 
 
@@ -52,9 +60,10 @@ def test_report_has_every_section_and_file(tmp_path):
     report = build_report(sweep)
 
     text = (report.out_dir / "report.md").read_text()
-    for section in ("## Summary", "## Verdict", "## Accuracy over test rotation angle", "## Gap map",
-                    "## Equivariance error per layer", "## Sweep"):
-        assert section in text
+    positions = [text.index(section) for section in (
+        "## Summary", "## Metrics", "## Verdict", "## Accuracy over test rotation angle", "## Gap map",
+        "## Equivariance error per layer", "## Sweep")]
+    assert positions == sorted(positions)
     assert "Sweep synthetic: 21 trials, 20 finished, 1 failed" in text
     assert "| bad0 | FloatingPointError: nan |" in text  # failed trials with their reasons
     assert "0.07 h of trial time" in text  # 20 trials x 12 s
@@ -64,6 +73,16 @@ def test_report_has_every_section_and_file(tmp_path):
     html = (report.out_dir / "report.html").read_text()
     assert html.count("<img") == len(report.figures) == 3 and "data:image/png;base64," in html
     assert "exact wins" in report.terminal() and str(report.out_dir / "report.md") in report.terminal()
+    assert not (report.out_dir / "wandb").exists()  # no W&B unless asked, even with the sweep's mode offline
+
+    # every metric defined once, in its own section; every caption says what was trained and how often
+    metrics = text.split("## Metrics")[1].split("##")[0]
+    for term in ("upright:", "orbit:", "mean over angles and min over angles:", "eq_error:"):
+        assert text.count(term) == 1 and term in metrics
+    assert "the 3 test rotations (0°, 45°, 90°)" in metrics
+    captions = re.findall(r"^\*(.*)\* \(\[SVG\]", text, flags=re.M)
+    assert len(captions) == len(report.figures) == 3
+    assert all(c.endswith("Dataset mnist5k, 3 epochs, 5 seeds per arm.") for c in captions)
 
 
 def test_gaps_along_input_size_and_gaussian_std_when_the_sweep_varies_them(tmp_path):
@@ -81,7 +100,7 @@ def test_one_seed_reports_means_without_tests(tmp_path):
     report = build_report(_write_sweep(tmp_path / "one", _trials(seeds=1)), formats=("md",))
     text = (report.out_dir / "report.md").read_text()
     assert "with one seed per arm there is no test; means only" in text
-    assert set(report.verdicts.table["verdict"]) == {"n/a"}
+    assert set(report.verdicts.table["verdict"]) == {"inconclusive"}
     assert not (report.out_dir / "report.html").exists()
 
 
@@ -92,7 +111,7 @@ def test_a_running_sweep_reports_its_finished_trials(tmp_path):
             for i, (tid, s, exact, r) in enumerate(trials)]
     write_tables(str(sweep), rows, [a for i, (tid, _, _, r) in enumerate(trials) if i % 2 for a in angle_rows(tid, r)])
     report = build_report(str(sweep))
-    assert report.verdicts.table["exact_n"].sum() + report.verdicts.table["approx_n"].sum() == 4 * 6
+    assert report.verdicts.table["exact_n"].sum() + report.verdicts.table["arm_n"].sum() == 4 * 6
 
 
 def test_tables_rebuilt_from_wandb_runs_match_the_local_ones(tmp_path):
@@ -125,3 +144,71 @@ def test_a_directory_without_results_is_a_user_error(tmp_path):
     write_tables(str(tmp_path / "new"), rows, [])
     with pytest.raises(UserError, match="no finished trial in"):
         build_report(str(tmp_path / "new"))
+
+
+def _with_plain_cnn(tmp_path, name: str, plain_exact) -> str:
+    trials = _trials(seeds=3) + _trials(seeds=3, sizes=((28, plain_exact),), group="z2")
+    return _write_sweep(tmp_path / name, trials)
+
+
+@pytest.mark.parametrize("plain_exact", [None, True], ids=["new-table", "older-table-z2-exact"])
+def test_the_plain_cnn_has_exact_empty_everywhere_and_is_a_reference_row(tmp_path, plain_exact):
+    report = build_report(_with_plain_cnn(tmp_path, "plain", plain_exact))
+    csv = pd.read_csv(report.out_dir / "verdict.csv", keep_default_na=False)
+    plain = csv[csv["arm"] == "plain CNN 28"]
+    assert len(plain) == 2 * 4 and set(plain["exact"]) == {""} and set(plain["verdict"]) == {"reference"}
+    assert set(plain["p_value"]) == {""} and set(csv.loc[csv["arm"] == "p4 29 approx", "exact"]) == {"False"}
+    text = (report.out_dir / "report.md").read_text()
+    rows = [line for line in text.splitlines() if "| plain CNN 28 |" in line]
+    assert len(rows) == 8 and all(line.endswith("|  |  |  |  |  |  | reference |") for line in rows)
+    assert "z2" not in "".join(rows) and "| p4 29 approx | " in text and "| p4 28 exact | " in text
+    assert "Reference, not tested: the plain CNN 28 (3 seeds) reaches" in text
+    html = (report.out_dir / "report.html").read_text()
+    assert html.count("<td>plain CNN 28</td>") == 8
+
+
+@pytest.mark.parametrize(("settings", "shown", "hidden"), [
+    ({}, set(), {"momentum", "step_size", "gamma"}),
+    ({"optimizer": "sgd", "schedule": "step"}, {"momentum", "step_size", "gamma"}, set()),
+    ({"optimizer": "sgd", "schedule": "cosine"}, {"momentum"}, {"step_size", "gamma"}),
+])
+def test_the_sweep_section_shows_only_the_settings_that_act(tmp_path, settings, shown, hidden):
+    results = read_results(_write_sweep(tmp_path / "settings", _trials(seeds=1, **settings)))
+    tables = [content[0] for kind, content in _sweep_blocks("settings", results) if kind == "table"]
+    names = {*tables[0]["varying setting"], *tables[1]["shared setting"]}
+    assert {"optimizer", "schedule", "dataset", "epochs", "train_symmetry"} <= names
+    assert shown <= names and not hidden & names
+
+
+def test_the_gap_map_lists_its_rows_in_the_tables_order(tmp_path):
+    trials = _trials(seeds=2, regimes=("uniform", "none", "gaussian(45,20)", "c4"),
+                     sizes=((27, False), (28, True), (29, False)))
+    sweep = _write_sweep(tmp_path / "order", trials)
+    results = read_results(sweep)
+    verdicts = verdict_table(results)
+    shown = display_table(verdicts)
+    table_rows = list(dict.fromkeys(f"{regime}, {arm}" for regime, arm in zip(shown["train_symmetry"], shown["arm"])))
+    assert table_rows[:3] == ["none, p4 27 approx", "none, p4 29 approx", "gaussian(45,20), p4 27 approx"]
+    gap_map = fg.gap_map(verdicts.table, conditions=verdicts.conditions)
+    assert [t.get_text() for t in gap_map.axes[0].get_yticklabels()] == table_rows
+
+
+@pytest.mark.slow
+def test_log_to_wandb_twice_leaves_one_summary_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep = _write_sweep(tmp_path / "logged", _trials(seeds=2))
+    out = tmp_path / "out"
+    runner = CliRunner()
+    quiet = runner.invoke(app, ["report", sweep, "--out", str(out), "--format", "md"])
+    assert quiet.exit_code == 0, quiet.output
+    assert not (out / "wandb").exists()  # the default: no W&B at all
+    for _ in range(2):
+        result = runner.invoke(app, ["report", sweep, "--out", str(out), "--format", "md", "--log-to-wandb"])
+        assert result.exit_code == 0, result.output
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert [run.name.rsplit("-", 2)[-2:] for run in runs] == [["logged", "report"]]  # one run, id logged-report
+    (run_file,) = runs[0].glob("run-*.wandb")
+    assert run_file.name == "run-logged-report.wandb"
+    logged = read_wandb_run(run_file)
+    assert logged["group"] == "logged" and {"verdict", "gap_map"} <= {k.split("/")[0] for k in logged["history_keys"]}

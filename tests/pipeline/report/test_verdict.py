@@ -1,6 +1,7 @@
 """The exact-vs-approximate verdicts on synthetic results tables with planted gaps (no Ray, no training)."""
 
 import ast
+import io
 import math
 from pathlib import Path
 
@@ -20,17 +21,18 @@ NOISE = 0.003
 
 
 def _row(trial: int, cell: int, group: str, size: int, regime: str, seed: int, values: dict[str, float],
-         status: str = "finished", **settings) -> dict:
+         status: str = "finished", exact: bool | None = None, **settings) -> dict:
     return {"trial_id": f"t{trial:05d}", "trial_name": f"run_trial_t{trial:05d}", "cell": cell, "status": status,
             "error": "boom" if status == "failed" else None, "attempts": 1, "dataset": "mnist", "data_dir": "data",
             "model": "p4cnn", "group": group, "input_size": size, "train_symmetry": regime, "seed": seed,
             "lr": 0.01, "width": None, "head": "coset", "backend": "native", "epochs": 50, "run_name": None,
-            **settings, "exact": size == 28, **values, "val_acc": values.get("test_acc_upright"),
+            **settings, "exact": (None if group == "z2" else size == 28) if exact is None else exact, **values,
+            "val_acc": values.get("test_acc_upright"),
             "eq_error": 0.0 if size == 28 else 0.3, "eq_error/block1": 0.1 * seed, "trial_seconds": 100.0 + seed}
 
 
 def planted(seeds: int = 30, rng_seed: int = 0) -> pd.DataFrame:
-    """p4 exact at 28 and approximate at 27 and 29, plus z2 at 28 (flagged exact, far worse), two regimes."""
+    """p4 exact at 28 and approximate at 27 and 29, plus z2 at 28 (exact not applicable, far worse), two regimes."""
     rng = np.random.default_rng(rng_seed)
     rows, cell = [], 0
     for group, size in (("p4", 27), ("p4", 28), ("p4", 29), ("z2", 28)):
@@ -55,45 +57,146 @@ def verdicts(results) -> v.Verdicts:
     return v.verdict_table(results)
 
 
+ARMS = ("p4 27 approx", "p4 29 approx", "plain CNN 28")
+
+
 def test_planted_gaps_give_the_expected_verdicts(verdicts):
     table = verdicts.table
     assert verdicts.conditions == ["train_symmetry"]
-    assert list(table["train_symmetry"]) == [regime for regime in sorted(REGIMES) for _ in METRICS]
-    assert list(table["metric"]) == METRICS * 2
-    assert list(table["label"]) == ["upright", "orbit", "mean over angles", "min over angles"] * 2
+    # regimes in their natural order, then each approximate arm and the plain CNN, then the metrics
+    assert list(table["train_symmetry"]) == [regime for regime in REGIMES for _ in ARMS for _ in METRICS]
+    assert list(table["arm"]) == [arm for _ in REGIMES for arm in ARMS for _ in METRICS]
+    assert list(table["metric"]) == METRICS * 6
+    assert list(table["label"]) == ["upright", "orbit", "mean over angles", "min over angles"] * 6
+    compared = table[table["arm"] != "plain CNN 28"]
+    assert (compared["exact_arm"] == "p4 28 exact").all() and set(compared["input_size"]) == {27, 29}
     expected = {"test_acc_upright": "approx wins", "test_acc_orbit": "exact wins",
-                "test_acc_mean_angles": "tie", "test_acc_min_angles": "tie"}
-    assert list(table["verdict"]) == [expected[metric] for metric in table["metric"]]
-    for row in table.itertuples():
+                "test_acc_mean_angles": "inconclusive", "test_acc_min_angles": "inconclusive"}
+    assert list(compared["verdict"]) == [expected[metric] for metric in compared["metric"]]
+    for row in compared.itertuples():
         gap = PLANTED[row.metric][1] - PLANTED[row.metric][0]
         assert row.ci_low < gap < row.ci_high, row
         assert row.ci_low < row.diff < row.ci_high
-        assert row.diff == pytest.approx(gap, abs=4 * NOISE / math.sqrt(30))
+        assert row.diff == pytest.approx(gap, abs=4 * NOISE / math.sqrt(15))
     assert not verdicts.skipped
 
 
-def test_z2_never_enters_the_comparison(verdicts):
+def test_each_approximate_size_is_its_own_arm_against_the_nearest_exact_size():
+    rng = np.random.default_rng(3)
+    rows = []
+    for size, exact, upright in ((27, False, 0.80), (28, True, 0.90), (31, False, 0.95), (32, True, 0.70)):
+        for seed in range(4):
+            values = dict.fromkeys(METRICS, 0.9 + rng.normal(0, NOISE)) | {"test_acc_upright": upright
+                                                                           + rng.normal(0, NOISE)}
+            rows.append(_row(len(rows), len(rows), "p4", size, "none", seed, values, exact=exact))
+    table = v.verdict_table(pd.DataFrame(rows)).table.set_index(["arm", "metric"])
+    assert list(table.index.get_level_values("arm").unique()) == ["p4 27 approx", "p4 31 approx"]
+    assert table.loc[("p4 27 approx", "test_acc_upright"), "exact_arm"] == "p4 28 exact"
+    assert table.loc[("p4 31 approx", "test_acc_upright"), "exact_arm"] == "p4 32 exact"  # nearer than 28
+    assert table.loc[("p4 27 approx", "test_acc_upright"), "diff"] == pytest.approx(-0.10, abs=0.01)
+    assert table.loc[("p4 31 approx", "test_acc_upright"), "diff"] == pytest.approx(0.25, abs=0.01)
+    assert (table["exact_n"] == 4).all() and (table["arm_n"] == 4).all()
+
+
+def test_the_plain_cnn_is_a_reference_row_never_tested(results, verdicts):
     table = verdicts.table
-    assert (table["exact_n"] == 30).all() and (table["approx_n"] == 60).all()  # z2 at 28 would double exact_n
-    assert (table["exact_sizes"] == "28").all() and (table["approx_sizes"] == "27, 29").all()
-    assert (table["exact_mean"] > 0.75).all()  # z2 sits at 0.5
+    plain = table[table["arm"] == "plain CNN 28"]
+    assert len(plain) == 2 * len(METRICS) and (plain["verdict"] == "reference").all()
+    assert plain["exact"].isna().all() and (plain["exact_arm"] == "").all()
+    assert plain[["diff", "p_value", "p_adjusted", "detectable", "seeds_needed", "exact_mean"]].isna().all().all()
+    z2 = results[results["group"] == "z2"]
+    for row in plain.itertuples():
+        values = z2.loc[z2["train_symmetry"] == row.train_symmetry, row.metric]
+        assert (row.arm_mean, row.arm_std, row.arm_n) == pytest.approx((values.mean(), values.std(ddof=1), 30))
+    tested = table[table["p_value"].notna()]
+    assert len(tested) == 16 and np.allclose(tested["p_adjusted"], v.holm(tested["p_value"].to_numpy()))
+    assert (table.loc[table["exact_arm"] != "", "exact_mean"] > 0.75).all()  # z2 sits at 0.5, never the exact arm
     assert "group" not in table.columns  # only p4 is compared, so group does not vary
-    assert any("z2" in note and "240" not in note and "60" in note for note in verdicts.notes)
+    assert any("z2" in note and "reference rows" in note and "(60)" in note for note in verdicts.notes)
+    csv = pd.read_csv(io.StringIO(table.to_csv(index=False)), keep_default_na=False)
+    assert set(csv.loc[csv["arm"] == "plain CNN 28", "exact"]) == {""}  # not applicable: empty, not True
+    assert set(csv.loc[csv["arm"] != "plain CNN 28", "exact"]) == {"False"}
+
+
+def test_exact_as_an_object_column_and_older_tables_with_z2_exact_give_the_same_verdicts(results, verdicts):
+    objects = results.assign(exact=results["exact"].astype(object))
+    assert objects["exact"].dtype == object and objects["exact"].isna().sum() == 60
+    older = results.assign(exact=[True if group == "z2" else exact for group, exact in
+                                  zip(results["group"], results["exact"])])
+    assert older["exact"].dtype == bool
+    for table in (objects, older):
+        pd.testing.assert_frame_equal(v.verdict_table(table).table, verdicts.table)
+    assert v.without_trivial_exactness(older)["exact"].tolist() == objects["exact"].tolist()
 
 
 def test_p_values_and_intervals_match_scipy(results, verdicts):
     compared = results[results["group"] == "p4"]
-    for row in verdicts.table.itertuples():
+    for row in verdicts.table[verdicts.table["exact_arm"] != ""].itertuples():
         cell = compared[compared["train_symmetry"] == row.train_symmetry]
-        exact = cell.loc[cell["exact"], row.metric].to_numpy()
-        approx = cell.loc[~cell["exact"], row.metric].to_numpy()
+        exact = cell.loc[cell["input_size"] == 28, row.metric].to_numpy()
+        approx = cell.loc[cell["input_size"] == row.input_size, row.metric].to_numpy()
         assert row.p_value == pytest.approx(stats.ttest_ind(approx, exact, equal_var=False).pvalue, rel=1e-9)
-        assert (row.exact_mean, row.approx_mean) == pytest.approx((exact.mean(), approx.mean()))
-        assert (row.exact_std, row.approx_std) == pytest.approx((exact.std(ddof=1), approx.std(ddof=1)))
+        assert (row.exact_mean, row.arm_mean) == pytest.approx((exact.mean(), approx.mean()))
+        assert (row.exact_std, row.arm_std) == pytest.approx((exact.std(ddof=1), approx.std(ddof=1)))
         # the interval's ends are exactly the shifts that Welch's test rejects at 5 %, two-sided
         for end in (row.ci_low, row.ci_high):
             assert stats.ttest_ind(approx - end, exact, equal_var=False).pvalue == pytest.approx(0.05, rel=1e-6)
-    assert np.allclose(verdicts.table["p_adjusted"], v.holm(verdicts.table["p_value"].to_numpy()))
+    assert np.allclose(verdicts.table["p_adjusted"], v.holm(verdicts.table["p_value"].to_numpy()), equal_nan=True)
+
+
+def test_power_columns_at_holms_strictest_level(results, verdicts):
+    table = verdicts.table
+    tested = table[table["p_value"].notna()]
+    assert verdicts.level == pytest.approx(0.05 / 16)
+    for row in tested.itertuples():
+        pooled = math.sqrt((29 * row.exact_std**2 + 29 * row.arm_std**2) / 58)
+        assert row.detectable == pytest.approx(v.detectable_difference(30, 30, pooled, 0.05 / 16))
+        assert row.seeds_needed == v.seeds_needed(row.diff, pooled, 0.05 / 16)
+        # with 30 seeds and 0.3 points of noise, about a third of a point is detectable
+        assert 0.002 < row.detectable < 0.004
+    wins = tested[tested["verdict"] != "inconclusive"]
+    assert (wins["seeds_needed"] <= 30).all()  # what was detected needed no more seeds than the sweep had
+    assert (table.loc[table["p_value"].isna(), ["detectable", "seeds_needed"]].isna()).all().all()
+
+
+@pytest.mark.parametrize(("seeds", "level"), [(2, 0.05), (5, 0.05 / 16)])
+def test_detectable_difference_has_the_stated_power_under_welchs_test_in_simulation(seeds, level):
+    detectable = v.detectable_difference(seeds, seeds, 1.0, level)
+    assert v.power(detectable, seeds, seeds, 1.0, level) == pytest.approx(0.8)
+    rng = np.random.default_rng(seeds)
+    exact = rng.normal(0.0, 1.0, (40_000, seeds))
+    approx = rng.normal(detectable, 1.0, (40_000, seeds))
+    welch = stats.ttest_ind(approx, exact, axis=1, equal_var=False).pvalue < level
+    assert welch.mean() == pytest.approx(0.8, abs=0.01)
+    # the pooled t-test's power would promise more than Welch's test delivers with few seeds
+    assert (stats.ttest_ind(approx, exact, axis=1).pvalue < level).mean() > 0.82
+
+
+def test_seeds_needed_is_the_fewest_that_reach_the_power():
+    needed = v.seeds_needed(0.5, 1.0, 0.05)
+    assert v.power(0.5, int(needed), int(needed), 1.0, 0.05) >= 0.8 > v.power(0.5, int(needed) - 1,
+                                                                               int(needed) - 1, 1.0, 0.05)
+    assert needed == 64  # the textbook figure for half a standard deviation at 5 % and 80 % power
+    assert v.seeds_needed(-0.5, 1.0, 0.05) == needed
+    assert v.seeds_needed(0.0, 1.0, 0.05) == math.inf  # no number of seeds detects no difference
+    assert math.isnan(v.seeds_needed(0.5, math.nan, 0.05)) and math.isnan(v.detectable_difference(1, 5, 1.0, 0.05))
+
+
+def test_the_summary_says_how_many_more_seeds_the_sweep_needs(results):
+    verdicts = v.verdict_table(results[results["seed"] < 4])
+    more, worst = v.more_seeds(verdicts)
+    open_rows = verdicts.table[(verdicts.table["verdict"] == "inconclusive") & verdicts.table["p_value"].notna()]
+    assert more == (open_rows["seeds_needed"] - 4).max() and more > 0
+    row = next(worst.itertuples())
+    summary = v.summary_paragraph(verdicts)
+    assert (f"the sweep needs {more:.0f} more seeds per arm: {row.seeds_needed:.0f} per arm for {row.arm} vs "
+            f"p4 28 exact on {row.label}") in summary
+    zero = verdicts.table.assign(diff=np.where(verdicts.table["metric"] == "test_acc_min_angles", 0.0,
+                                               verdicts.table["diff"]))
+    zero["seeds_needed"] = [v.seeds_needed(d, 0.01, verdicts.level) for d in zero["diff"]]
+    infinite = v.Verdicts(zero, verdicts.conditions, alpha=0.05, level=verdicts.level)
+    assert v.more_seeds(infinite)[0] == math.inf
+    assert "needs ∞ more seeds per arm" in v.summary_paragraph(infinite)
 
 
 def test_holm_on_a_hand_made_example():
@@ -115,35 +218,40 @@ def test_the_verdict_follows_the_adjusted_p_not_the_raw_one():
     table = v.verdict_table(pd.DataFrame(rows)).table
     upright = table.set_index("metric").loc["test_acc_upright"]
     assert 0.0125 < upright.p_value < 0.05  # significant alone ...
-    assert upright.p_adjusted == pytest.approx(4 * upright.p_value) and upright.verdict == "tie"  # ... not of four
-    assert (table["verdict"] == "tie").all()
+    assert upright.p_adjusted == pytest.approx(4 * upright.p_value)  # ... not of four
+    assert upright.verdict == "inconclusive" and (table["verdict"] == "inconclusive").all()
 
 
 def test_one_seed_per_arm_reports_means_only(results):
     one = results[results["seed"] == 0]
     verdicts = v.verdict_table(one)
     table = verdicts.table
-    assert len(table) == 8 and (table["verdict"] == "n/a").all()
-    assert table[["p_value", "p_adjusted", "ci_low", "ci_high", "exact_std"]].isna().all().all()
-    assert (table["exact_n"] == 1).all() and (table["approx_n"] == 2).all()  # 27 and 29 pool
-    row = table.iloc[0]
+    compared = table[table["exact_arm"] != ""]
+    assert len(compared) == 16 and (compared["verdict"] == "inconclusive").all()
+    assert compared[["p_value", "p_adjusted", "ci_low", "ci_high", "exact_std", "detectable", "seeds_needed"]
+                    ].isna().all().all()
+    assert (compared["exact_n"] == 1).all() and (compared["arm_n"] == 1).all()  # 27 and 29: one arm each
+    row = compared.iloc[0]
     cell = one[(one["group"] == "p4") & (one["train_symmetry"] == row.train_symmetry)]
-    assert row.exact_mean == pytest.approx(cell.loc[cell["exact"], row.metric].item())
-    assert row.approx_mean == pytest.approx(cell.loc[~cell["exact"], row.metric].mean())
-    assert "one seed in the exact arm" in row.note
+    assert row.exact_mean == pytest.approx(cell.loc[cell["input_size"] == 28, row.metric].item())
+    assert row.arm_mean == pytest.approx(cell.loc[cell["input_size"] == row.input_size, row.metric].item())
+    assert row.note == "with one seed per arm there is no test; means only"
+    assert math.isnan(verdicts.level)
 
-    single = v.verdict_table(one[one["input_size"] != 27])
-    summary = v.summary_paragraph(single)
+    summary = v.summary_paragraph(verdicts)
     assert "with one seed per arm there is no test; means only" in summary
-    assert "none of the 8 comparisons could be tested" in summary
-    assert "n/a" in v.to_markdown(single)
+    assert "none of the 16 comparisons could be tested, so all are inconclusive" in summary
+    assert "inconclusive" in v.to_markdown(verdicts) and "more seeds" not in summary
+    uneven = v.verdict_table(pd.concat([one, results[(results["seed"] == 1) & (results["input_size"] == 29)]]))
+    assert "with one seed in the exact arm its spread is unknown, so there is no test; means only" in set(
+        uneven.table["note"])
 
 
 def test_zero_spread_in_both_arms_is_not_tested():
     rows = [_row(i, 0, "p4", size, "none", seed, dict.fromkeys(METRICS, 0.9 if size == 28 else 0.95))
             for i, (size, seed) in enumerate((s, k) for s in (28, 29) for k in range(3))]
     table = v.verdict_table(pd.DataFrame(rows)).table
-    assert (table["verdict"] == "n/a").all() and table["p_value"].isna().all()
+    assert (table["verdict"] == "inconclusive").all() and table["p_value"].isna().all()
     assert table["diff"].to_numpy() == pytest.approx([0.05] * 4)
     assert table["note"].str.contains("neither arm varies").all()
 
@@ -173,8 +281,8 @@ def test_condition_columns_pick_the_varying_settings():
     verdicts = v.verdict_table(frame)
     assert len(verdicts.table) == 4 * 4
     assert list(verdicts.table["condition"].drop_duplicates()) == [
-        "train_symmetry=c4, lr=0.001", "train_symmetry=c4, lr=0.01", "train_symmetry=none, lr=0.001",
-        "train_symmetry=none, lr=0.01"]
+        "train_symmetry=none, lr=0.001", "train_symmetry=none, lr=0.01", "train_symmetry=c4, lr=0.001",
+        "train_symmetry=c4, lr=0.01"]
 
     with_groups = pd.concat([frame.assign(group="p4m"), frame.assign(cell=frame["cell"] + 100),
                              frame.assign(group="z2", cell=frame["cell"] + 200)], ignore_index=True)
@@ -207,30 +315,35 @@ def test_a_condition_with_one_arm_only_is_skipped(results):
     assert "train_symmetry=uniform: only exact" in v.summary_paragraph(verdicts)
 
 
-def test_summary_names_winners_gaps_and_ties(verdicts):
+def test_summary_names_the_arms_winners_gaps_and_inconclusive_rows(verdicts):
     summary = v.summary_paragraph(verdicts)
-    assert "(8 Welch t-tests" in summary and "2 approx wins, 2 exact wins, 4 ties." in summary
-    assert "Under train_symmetry=none, exact at 28 (30 seeds) vs approximate at 27, 29 (60 seeds): " in summary
+    assert "(16 Welch t-tests" in summary and "4 approx wins, 4 exact wins, 8 inconclusive." in summary
+    assert "Under train_symmetry=none, p4 27 approx (30 seeds) vs p4 28 exact (30 seeds): " in summary
     assert "the approximate network is better on upright by 1.0 points (95 % CI" in summary
     assert "the exact network is better on orbit by 20.0 points (95 % CI" in summary
-    assert "no difference beyond seed noise on mean over angles" in summary
-    assert "z2" in summary
+    assert "no difference is shown on mean over angles" in summary and "these seeds detect 0.3 points" in summary
+    assert "tie" not in summary
+    assert "Reference, not tested: the plain CNN 28 (30 seeds) reaches 50.0 points upright" in summary
 
 
 def test_markdown_table(results, verdicts):
     lines = v.to_markdown(verdicts).splitlines()
     assert len(lines) == 2 + len(verdicts.table)
-    assert lines[0] == ("| train_symmetry | metric | exact mean ± std (n) | approx mean ± std (n) | "
-                        "diff [95% CI] (points) | p (adj.) | verdict |")
+    assert lines[0] == ("| train_symmetry | metric | arm | mean ± std (n) | exact arm | exact mean ± std (n) | "
+                        "diff [95% CI] (points) | p (adj.) | detectable (points) | seeds/arm for diff | verdict |")
+    assert lines[1] == "| --- | --- | --- | ---: | --- | " + "---: | " * 5 + "--- |"
     assert all(line.count(" | ") == lines[0].count(" | ") for line in lines)
     first = {key: value * 100 for key, value in verdicts.table.iloc[0].items() if key.endswith(
-        ("_mean", "_std", "diff", "ci_low", "ci_high"))}
-    assert lines[2] == (f"| gaussian(45,20) | upright | {first['exact_mean']:.2f} ± {first['exact_std']:.2f} (30) | "
-                        f"{first['approx_mean']:.2f} ± {first['approx_std']:.2f} (60) | "
+        ("_mean", "_std", "diff", "ci_low", "ci_high", "detectable"))}
+    assert lines[2] == (f"| none | upright | p4 27 approx | {first['arm_mean']:.2f} ± {first['arm_std']:.2f} (30) | "
+                        f"p4 28 exact | {first['exact_mean']:.2f} ± {first['exact_std']:.2f} (30) | "
                         f"{first['diff']:+.2f} [{first['ci_low']:+.2f}, {first['ci_high']:+.2f}] | <1e-4 | "
-                        "approx wins |")
+                        f"{first['detectable']:.2f} | {verdicts.table.iloc[0].seeds_needed:.0f} | approx wins |")
+    reference = lines[2 + 8]
+    assert reference.startswith("| none | upright | plain CNN 28 | ") and reference.endswith(
+        " |  |  |  |  |  |  | reference |")
     one = v.to_markdown(v.verdict_table(results[results["seed"] == 0])).splitlines()
-    assert one[2].endswith("| – | n/a |") and " ± " not in one[2].split(" | ")[2]
+    assert one[2].endswith("| – | – | – | inconclusive |") and " ± " not in one[2].split(" | ")[3]
 
 
 def test_the_module_imports_no_training_code():
@@ -238,9 +351,10 @@ def test_the_module_imports_no_training_code():
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "math", "collections", "dataclasses", "types", "typing", "numpy", "pandas",
-                        "scipy", "equisweep"}
+    assert imported <= {"__future__", "math", "re", "collections", "dataclasses", "types", "typing", "numpy",
+                        "pandas", "scipy", "equisweep"}
     from_equisweep = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                       and node.module.startswith("equisweep")}
-    # train: the metric names only (its package imports nothing); results: pandas and pyarrow
-    assert from_equisweep == {"equisweep.pipeline.train", "equisweep.pipeline.sweep.results"}
+    # train: the metric names and the arms' names only (its package imports nothing); results: pandas and pyarrow
+    assert from_equisweep == {"equisweep.pipeline.train", "equisweep.pipeline.train.arms",
+                              "equisweep.pipeline.sweep.results"}

@@ -38,8 +38,8 @@ RAY = str(Path(sys.executable).parent / "ray")  # the ray of this venv, also wha
 
 # Two trials of about 15 s (z2) and 25 s (p4) on one CPU: one per node when both run.
 TINY = {"dataset": "mnist5k", "model": "p4cnn", "epochs": 1, "batch_size": 8, "lr": 0.003, "dropout": 0.0,
-        "angles": [0, 90], "eq_error_samples": 8, "bn_calibration_batches": 2, "grid": {"group": ["z2", "p4"]},
-        "resources": {"cpu": 1}, "max_failures": 2, "wandb": {"mode": "disabled"}}
+        "schedule": "none", "angles": [0, 90], "eq_error_samples": 8, "bn_calibration_batches": 2,
+        "grid": {"group": ["z2", "p4"]}, "resources": {"cpu": 1}, "max_failures": 2, "wandb": {"mode": "disabled"}}
 
 
 @dataclass(frozen=True)

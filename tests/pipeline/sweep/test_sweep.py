@@ -1,5 +1,7 @@
 """Sweeps on a real embedded Ray: results tables, W&B runs per trial, Optuna per cell, failures, resume."""
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -9,17 +11,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ray import tune
 
 from equisweep.pipeline.sweep.driver import run_sweep
-from equisweep.pipeline.sweep.results import read_angles, read_results, status_text
+from equisweep.pipeline.sweep.results import read_angles, read_results
 from equisweep.pipeline.sweep.spec import load_sweep
+from equisweep.pipeline.sweep.status import status_text
+from equisweep.pipeline.train.arms import arm_label
 from tests.helpers import read_wandb_run
 
 pytestmark = pytest.mark.slow
 
 # One epoch of 3,000 digits: about 15 s for a z2 trial and 25 s for a p4 trial on one CPU.
 FAST = {"dataset": "mnist5k", "model": "p4cnn", "epochs": 1, "batch_size": 8, "lr": 3e-3, "dropout": 0.0,
-        "angles": [0, 90, 45], "eq_error_samples": 8, "bn_calibration_batches": 2, "resources": {"cpu": 1}}
+        "schedule": "none", "angles": [0, 90, 45], "eq_error_samples": 8, "bn_calibration_batches": 2,
+        "resources": {"cpu": 1}}
 
 
 def _spec(tmp_path: Path, name: str, **settings) -> Path:
@@ -43,7 +49,7 @@ def test_four_trials_land_in_the_tables_and_in_wandb(tmp_path, ray_local):
     table = read_results(outcome.path)
     assert len(table) == 4 and table["trial_id"].is_unique
     assert list(zip(table["group"], table["input_size"], table["exact"])) == [
-        ("z2", 28, True), ("z2", 29, False), ("p4", 28, True), ("p4", 29, False)]
+        ("z2", 28, None), ("z2", 29, None), ("p4", 28, True), ("p4", 29, False)]  # exactness: n/a for z2
     assert (table["epochs"] == 1).all() and (table["lr"] == 3e-3).all() and (table["dataset"] == "mnist5k").all()
     for column in ("val_acc", "test_acc_upright", "test_acc_orbit", "test_acc_mean_angles", "test_acc_min_angles"):
         assert table[column].between(0, 1).all(), column
@@ -60,44 +66,91 @@ def test_four_trials_land_in_the_tables_and_in_wandb(tmp_path, ray_local):
     exact_angles = angles[angles["trial_id"] == exact_id].set_index("angle")["accuracy"]
     assert exact_angles[90.0] == pytest.approx(exact_angles[0.0])  # an exact p4 net is invariant to quarter turns
 
-    # one offline W&B run per trial, grouped by the sweep's name, with the trial's config and results
+    # one offline W&B run per trial, in the WANDB_DIR the trials inherit, grouped by the sweep's name, with the
+    # trial's config, results and arm
     runs = {}
-    for run_file in Path(outcome.path).glob("*/wandb/offline-run-*/run-*.wandb"):
-        runs[run_file.parts[-4]] = read_wandb_run(run_file)
+    for run_file in Path(os.environ["WANDB_DIR"], "wandb").glob("offline-run-*/run-*.wandb"):
+        logged = read_wandb_run(run_file)
+        if logged["group"] == "four":
+            runs[logged["config"]["run_name"]] = logged
     assert sorted(runs) == sorted(table["trial_name"])
     for row in table.itertuples():
         logged = runs[row.trial_name]
-        assert (logged["project"], logged["group"]) == ("equisweep-test", "four")
+        assert logged["project"] == "equisweep-test"
+        assert logged["job_type"] == arm_label(row.group, row.input_size, row.exact)
         assert (logged["config"]["group"], logged["config"]["input_size"]) == (row.group, row.input_size)
         assert logged["summary"]["test_acc_upright"] == pytest.approx(row.test_acc_upright)
         assert {"val_acc", "train_loss"} <= logged["history_keys"]
     assert status_text(outcome.path).startswith("four: 4 trials, 4 finished, 0 running, 0 pending")
 
 
-def test_optuna_searches_inside_each_cell(tmp_path, ray_local):
+class StorageOutage(tune.Callback):
+    """Storage that fails under a new sweep: ``results.parquet`` cannot be replaced until the first trial has
+    completed (a directory stands in its place), and no finished record can be written at all (a file stands where
+    the ``finished`` directory goes). Runs after ``ResultsTable``, in the same driver."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.sweep_dir = sweep_dir
+
+    def setup(self, **info) -> None:
+        if not (self.sweep_dir / "results.parquet").exists():  # the new sweep, not its resume
+            (self.sweep_dir / "results.parquet").mkdir(parents=True)
+            (self.sweep_dir / "finished").write_text("")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if (self.sweep_dir / "results.parquet").is_dir():
+            (self.sweep_dir / "results.parquet").rmdir()
+
+
+def test_optuna_searches_inside_each_cell_and_storage_failures_never_fail_a_trial(tmp_path, ray_local, caplog):
     sweep = load_sweep(_spec(tmp_path, "optuna", group="z2", grid={"input_size": [28, 29]},
                              search={"num_samples": 2, "space": {"lr": {"loguniform": [1e-3, 1e-2]}}}))
-    outcome = run_sweep(sweep, verbose=0)
+    sweep_dir = tmp_path / "store" / "optuna"
+    with caplog.at_level(logging.ERROR, logger="equisweep"):
+        outcome = run_sweep(sweep, verbose=0, callbacks=[StorageOutage(sweep_dir)])
 
     table = read_results(outcome.path)
     assert outcome.counts == {"finished": 4}
     assert table.groupby("input_size").size().to_dict() == {28: 2, 29: 2}
     assert table["cell"].tolist() == [0, 0, 1, 1]
     assert table["lr"].between(1e-3, 1e-2).all() and table["lr"].nunique() == 4  # sampled, not the spec's lr
-    assert table["val_acc"].notna().all()
+    assert table["val_acc"].notna().all() and table["test_acc_upright"].notna().all()
+    assert (table["attempts"] == 0).all()  # the failed writes neither failed nor re-ran a trial
+    assert table["angles"].map(json.loads).tolist() == [[0, 90, 45]] * 4  # list settings kept, as JSON text
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert any(message.startswith("could not write the results tables (3 attempts)") for message in errors)
+    assert sum(message.startswith("could not record the result of trial") for message in errors) >= 4
+    assert (sweep_dir / "finished").is_file()  # no record could be written: the table alone says finished
+
+    # Storage recovers; Tune's state holds the four trials TERMINATED with their test metrics, but no record: a
+    # resume counts them finished (not stopped), writes their records and trains nothing again.
+    (sweep_dir / "finished").unlink()
+    resumed = run_sweep(sweep, resume=True, verbose=0)
+    assert resumed.counts == {"finished": 4}
+    after = read_results(outcome.path).set_index("trial_id")
+    records = {path.stem: json.loads(path.read_text()) for path in (sweep_dir / "finished").glob("*.json")}
+    assert sorted(records) == sorted(after.index)
+    for trial_id, row in table.set_index("trial_id").iterrows():
+        assert records[trial_id]["test_acc_upright"] == after.loc[trial_id, "test_acc_upright"]
+        assert after.loc[trial_id, "train_seconds"] == row["train_seconds"]
+    assert len(read_angles(outcome.path)) == 4 * 3
 
 
-def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path, ray_local):
-    sweep = load_sweep(_spec(tmp_path, "fails", group="z2", max_failures=0,
-                             variants=[{"optimizer": "sgd", "lr": 1.0e12}, {}]))
-    outcome = run_sweep(sweep, verbose=0)
+def test_a_failing_trial_is_recorded_the_others_finish_and_the_command_exits_1(tmp_path):
+    spec = _spec(tmp_path, "fails", group="z2", max_failures=0, variants=[{"optimizer": "sgd", "lr": 1.0e12}, {}])
+    sweep_dir = tmp_path / "store" / "fails"
+    driver = _sweep_cli(str(spec), "--num-cpus", "2")
+    out, err = driver.communicate(timeout=600)
 
-    table = read_results(outcome.path).set_index("optimizer")
-    assert outcome.counts == {"finished": 1, "failed": 1}
+    assert driver.returncode == 1, err
+    assert out.splitlines()[-1] == f"results: {sweep_dir}/results.parquet"
+    assert err.splitlines()[-1] == ("equisweep: 1 of 2 trials failed; see why with: "
+                                    f"equisweep sweep --status {sweep_dir}")
+    table = read_results(str(sweep_dir)).set_index("optimizer")
     assert table.loc["sgd", "status"] == "failed" and table.loc["adam", "status"] == "finished"
     assert table.loc["sgd", "error"].startswith("FloatingPointError: training loss is ")
     assert pd_isna(table.loc["sgd", "test_acc_upright"]) and table.loc["adam", "test_acc_upright"] > 0.5
-    assert "failed" in status_text(outcome.path).splitlines()[1]
+    assert "failed" in status_text(str(sweep_dir)).splitlines()[1]
 
 
 def pd_isna(value) -> bool:
@@ -145,21 +198,23 @@ def test_dry_run_lists_the_paper_grid_with_exact_flags():
     result = subprocess.run([sys.executable, "-m", "equisweep", "sweep", "sweeps/paper_rotmnist.yaml", "--dry-run"],
                             capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[3])
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    header, table = result.stdout.split("\n\n")  # the pre-flight header, then the trials
+    assert [line.split(":")[0] for line in header.splitlines()] == ["storage", "wandb", "resources", "concurrency"]
+    lines = table.splitlines()
     assert lines[-1] == "1600 trials" and len(lines) == 1600 + 1
     flags = {}
     for line in lines[:-1]:
         _, *settings = line.split()
         values = dict(setting.split("=") for setting in settings)
         flags.setdefault((values["group"], int(values["input_size"])), set()).add(values["exact"])
-    assert flags == {("p4", 27): {"no"}, ("p4", 28): {"yes"}, ("p4", 29): {"no"}, ("z2", 28): {"yes"}}
+    assert flags == {("p4", 27): {"no"}, ("p4", 28): {"yes"}, ("p4", 29): {"no"}, ("z2", 28): {"-"}}
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--address", "127.0.0.1:1"], "address: cannot reach a Ray cluster at '127.0.0.1:1'"),
     (["--address", "ray://127.0.0.1:1"], "address: cannot reach a Ray cluster at 'ray://127.0.0.1:1'"),
     (["--address", "nowhere"], "address: 'nowhere' is not auto, HOST:PORT or ray://HOST:PORT"),
-    (["--wandb-mode", "loud"], "wandb.mode: Input should be"),
+    (["--wandb-mode", "loud"], "wandb.mode: must be 'auto', 'online', 'offline' or 'disabled', got 'loud'"),
 ])
 def test_bad_command_lines_exit_2_before_anything_starts(tmp_path, args, message):
     spec = _spec(tmp_path, "bad", group="z2")
@@ -171,15 +226,22 @@ def test_bad_command_lines_exit_2_before_anything_starts(tmp_path, args, message
     assert not (tmp_path / "store").exists()
 
 
-def test_asha_stops_hopeless_trials_on_the_epoch_clock(tmp_path, ray_local):
-    # Sequential trials: the first sets the bar at epoch 1; near-zero learning rates fall below it and stop there.
-    sweep = load_sweep(_spec(tmp_path, "asha", group="z2", epochs=2, max_concurrent=1,
-                             scheduler={"grace_period": 1, "reduction_factor": 2},
-                             variants=[{"lr": 3e-3}, {"lr": 1e-7}, {"lr": 1e-7, "seed": 1}]))
-    outcome = run_sweep(sweep, verbose=0)
+def test_asha_stops_hopeless_samples_within_a_cell_never_across_cells(tmp_path, ray_local):
+    # Sequential trials, so the first sets ASHA's bar at epoch 1. Two cells, the second with a hopeless lr: cells are
+    # never compared, so both train to the end and are tested (one ASHA over the sweep would stop the second).
+    asha = {"epochs": 2, "max_concurrent": 1, "scheduler": {"grace_period": 1, "reduction_factor": 2}}
+    cells = load_sweep(_spec(tmp_path, "cells", group="z2", variants=[{"lr": 3e-3}, {"lr": 1e-7}], **asha))
+    table = read_results(run_sweep(cells, verbose=0).path)
+    assert table["lr"].tolist() == [3e-3, 1e-7]
+    assert table["status"].tolist() == ["finished", "finished"] and table["epoch"].tolist() == [2, 2]
+    assert table["test_acc_upright"].notna().all() and (table["wandb_group"] == "cells").all()
 
-    table = read_results(outcome.path)
+    # One searched cell: Optuna's samples (with this seed: good, hopeless, hopeless) are ranked against each other,
+    # and the hopeless ones stop at epoch 1, untested.
+    searched = load_sweep(_spec(tmp_path, "searched", group="z2", **asha, search={
+        "num_samples": 3, "seed": 11, "space": {"lr": {"choice": [3e-3, 1e-7]}}}))
+    table = read_results(run_sweep(searched, verbose=0).path)
+    assert table["lr"].tolist() == [3e-3, 1e-7, 1e-7]
     assert table["status"].tolist() == ["finished", "stopped", "stopped"]
     assert table["epoch"].tolist() == [2, 1, 1]
     assert table["test_acc_upright"].notna().tolist() == [True, False, False]
-    assert (table["wandb_group"] == "asha").all()

@@ -1,0 +1,92 @@
+"""A sweep's progress, read from its ``results.parquet`` (``equisweep sweep --status DIR [--watch]``).
+
+The text opens with one line ``NAME: N trials, N finished, N running, N pending, N stopped, N failed``, then one
+line per failed trial with its reason, the elapsed time with an estimate of the time left, the counts per arm and
+one line per running trial (its epoch and latest ``val_acc``). It reads only the table, so it works on any
+storage the table is on, while the sweep runs and after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from equisweep.pipeline.sweep.results import STATUSES, read_results
+from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.arms import arm_label
+
+ACTIVE = ("pending", "running")  # a sweep with none of these is over
+
+
+def status_text(sweep_dir: str, now: float | None = None) -> str:
+    """The progress of the sweep at ``sweep_dir`` at time ``now`` (Unix seconds; default: the clock)."""
+    return _describe(Path(sweep_dir).name, read_results(sweep_dir), time.time() if now is None else now)
+
+
+def watch_status(sweep_dir: str, interval: float) -> Iterator[str]:
+    """``status_text`` every ``interval`` seconds, ending with the first text in which no trial is pending or
+    running (a driver killed mid-sweep leaves its trials running in the table until the sweep is resumed)."""
+    while True:
+        table = read_results(sweep_dir)
+        yield _describe(Path(sweep_dir).name, table, time.time())
+        if not table["status"].isin(ACTIVE).any():
+            return
+        time.sleep(interval)
+
+
+def _describe(name: str, table: pd.DataFrame, now: float) -> str:
+    counts = table["status"].value_counts().to_dict()
+    lines = [f"{name}: {len(table)} trials, " + ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)]
+    lines += [f"  failed {row.trial_id}: {row.error}" for row in table[table["status"] == "failed"].itertuples()]
+    lines.append(_timing(table, now))
+    arms = table.apply(lambda row: arm_label(row["group"], int(row["input_size"]), _flag(row[m.EXACT])), axis=1)
+    per_arm = table.groupby([arms, "status"], sort=False).size().unstack(fill_value=0)
+    width = max(len("arm"), *(len(arm) for arm in per_arm.index))
+    lines.append("arm".ljust(width) + "".join(f"{status:>10}" for status in STATUSES))
+    lines += [arm.ljust(width) + "".join(f"{by_status.get(status, 0):>10}" for status in STATUSES)
+              for arm, by_status in per_arm.iterrows()]
+    lines += [f"  running {row.trial_id}  {arms[index]}  epoch {_number(row.epoch, 'd')}/{row.epochs}  "
+              f"val_acc {_number(row.val_acc, '.3f')}" for index, row in table[table["status"] == "running"].iterrows()]
+    return "\n".join(lines)
+
+
+def _timing(table: pd.DataFrame, now: float) -> str:
+    """``elapsed H:MM:SS, about H:MM:SS left``.
+
+    Elapsed runs from the earliest trial start the table records (``started_at``) to now, or to the last trial's
+    end once none is pending or running. The time left assumes every trial still to come costs what a finished
+    trial cost on average (``trial_seconds``; trials stopped early by the scheduler are left out, they would make
+    it look cheap) and that as many trials keep running at once as run now: the work left (a mean trial per
+    pending trial, plus what each running trial has yet to do of its mean) divided by the trials running now (at
+    least one). It is rough where arms cost very differently, and unknown until a trial has finished.
+    """
+    status = table["status"]
+    started = pd.to_numeric(table.get("started_at", pd.Series(None, index=table.index, dtype=float)))
+    seconds = pd.to_numeric(table["trial_seconds"])
+    if not status.isin(ACTIVE).any():
+        return f"elapsed {_duration((started + seconds).max() - started.min())}, done"
+    elapsed = f"elapsed {_duration(now - started.min())}"
+    costs = seconds[status == "finished"].dropna()
+    if costs.empty:
+        return f"{elapsed}, time left unknown until a trial finishes"
+    running = status == "running"
+    so_far = (now - started[running]).fillna(seconds[running]).fillna(0)  # a trial not yet dated: its reported time
+    work = (status == "pending").sum() * costs.mean() + (costs.mean() - so_far).clip(lower=0).sum()
+    return (f"{elapsed}, about {_duration(work / max(running.sum(), 1))} left (a finished trial took "
+            f"{_duration(costs.mean())} on average; {running.sum()} running at once)")
+
+
+def _flag(value: object) -> bool | None:
+    return None if pd.isna(value) else bool(value)
+
+
+def _number(value: object, spec: str) -> str:
+    return "-" if pd.isna(value) else format(int(value) if spec == "d" else float(value), spec)
+
+
+def _duration(seconds: float) -> str:
+    return "-" if pd.isna(seconds) else str(timedelta(seconds=round(seconds)))

@@ -1,0 +1,66 @@
+"""Run settings: every common mistake is one plain ``field: message`` line naming the fix, YAML errors say where."""
+
+import pytest
+
+from equisweep.errors import UserError
+from equisweep.pipeline.sweep.spec import load_sweep
+from equisweep.pipeline.train.config import load_run_config
+
+# What pydantic says on its own; none of it may reach the user.
+LIBRARY_WORDING = ("Input should be", "Extra inputs are not permitted", "pydantic", "errors.pydantic.dev",
+                   "Value error", "validation error")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"epocs": 3}, "epocs: unknown key; did you mean 'epochs'?"),
+    ({"batchsize": 8}, "batchsize: unknown key; did you mean 'batch_size' or 'eval_batch_size'?"),
+    ({"wandb": {"projet": "x"}}, "wandb.projet: unknown key; did you mean 'project'?"),
+    ({"colour": "red"}, "colour: unknown key; remove it, or use one of: dataset, data_dir, "),
+    ({"epochs": "many"}, "epochs: must be a whole number, got 'many'"),
+    ({"width": 1.5}, "width: must be a whole number, got 1.5"),
+    ({"lr": "fast"}, "lr: must be a number, got 'fast'"),
+    ({"download": "maybe"}, "download: must be true or false, got 'maybe'"),
+    ({"angles": 45}, "angles: must be a list, got 45"),
+    ({"wandb": "online"}, "wandb: must be a mapping (key: value), got 'online'"),
+    ({"epochs": 0}, "epochs: must be at least 1, got 0"),
+    ({"lr": -0.1}, "lr: must be above 0"),
+    ({"dropout": 1.0}, "dropout: must be below 1"),
+    ({"optimizer": "rmsprop"}, "optimizer: must be 'adam', 'adamw' or 'sgd', got 'rmsprop'"),
+    ({"wandb": {"mode": "loud"}}, "wandb.mode: must be 'auto', 'online', 'offline' or 'disabled', got 'loud'"),
+])
+def test_common_mistakes_are_one_plain_line(values, message):
+    with pytest.raises(UserError) as info:
+        load_run_config(values)
+    text = str(info.value)
+    assert text.startswith(message) and "\n" not in text
+    assert not any(words in text for words in LIBRARY_WORDING), text
+
+
+def test_a_yaml_error_in_a_run_config_names_line_and_column(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("epochs: 2\nlr: [0.1\nseed: 3\n")  # the list on line 2 is never closed
+    with pytest.raises(UserError) as info:
+        load_run_config({}, config)
+    assert str(info.value).startswith(f"config: {config} is not valid YAML at line 3, column 5: ")
+    assert "\n" not in str(info.value)
+
+
+def test_a_yaml_error_in_a_sweep_spec_names_line_and_column(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\ngrid:\n  seed: [0, 1]\n   group: [p4]\n")  # line 4 is indented under nothing
+    with pytest.raises(UserError, match=rf"^spec: {spec} is not valid YAML at line 4, column 4: "):
+        load_sweep(spec)
+
+
+@pytest.mark.parametrize("text", ["- epochs: 2\n", "just words\n"])
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path, text):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    with pytest.raises(UserError, match=rf"^config: {config} must hold a mapping of settings"):
+        load_run_config({}, config)
+
+
+def test_an_empty_file_means_all_defaults(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("")
+    assert load_run_config({"epochs": 2}, config).epochs == 2
