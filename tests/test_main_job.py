@@ -39,10 +39,11 @@ def demo(tmp_path_factory):
 def test_the_sweep_finishes_every_trial(demo):
     sweep_dir, result = demo
     table = read_results(str(sweep_dir))
-    assert len(table) == 12 and (table["status"] == "finished").all()
-    assert "quick: 12 trials, 12 finished" in result.stdout
-    assert set(zip(table["group"], table["input_size"], table["exact"])) == {
-        ("p4", 28, True), ("p4", 29, False), ("z2", 28, None)}
+    assert len(table) == 16 and (table["status"] == "finished").all()
+    assert "quick: 16 trials, 16 finished" in result.stdout
+    assert set(zip(table["group"], table["input_size"], table["subsampling"], table["exact"])) == {
+        ("p4", 28, "stride", True), ("p4", 29, "stride", False), ("p4", 29, "adaptive", True),
+        ("z2", 28, "stride", None)}
     p4 = table[table["group"] == "p4"]
     assert (p4["test_acc_upright"] > 0.8).all()  # two epochs of real digits
     exact = p4["exact"].astype(bool)  # an object column: None (not applicable) on the plain CNN's rows
@@ -56,7 +57,7 @@ def test_the_report_prints_its_path_and_verdicts(demo):
     text = (sweep_dir / "report" / "report.md").read_text()
     positions = [text.index(section) for section in SECTIONS]
     assert positions == sorted(positions)
-    assert "Sweep quick: 12 trials, 12 finished" in text
+    assert "Sweep quick: 16 trials, 16 finished" in text
 
 
 def test_report_numbers_equal_those_recomputed_from_parquet(demo):
@@ -65,13 +66,16 @@ def test_report_numbers_equal_those_recomputed_from_parquet(demo):
     verdict = pd.read_csv(sweep_dir / "report" / "verdict.csv", keep_default_na=False, na_values=[""])
     text = (sweep_dir / "report" / "report.md").read_text()
     p4, z2 = results[results["group"] == "p4"], results[results["group"] == "z2"]
-    assert len(verdict) == 2 * 2 * 4  # regimes none, c4 x (p4 29 approx against p4 28 exact, plain CNN) x metrics
+    # regimes none, c4 x (p4 29 approx against its same-size reference p4 29 adaptive exact, plain CNN) x metrics
+    assert len(verdict) == 2 * 2 * 4
     assert list(verdict["arm"].drop_duplicates()) == ["p4 29 approx", "plain CNN 28"]
     p_values = []
     for row in verdict[verdict["arm"] == "p4 29 approx"].itertuples():
-        assert row.exact_arm == "p4 28 exact" and row.verdict in ("approx wins", "exact wins", "inconclusive")
-        cell = p4[p4["train_symmetry"] == row.train_symmetry]
-        exact, approx = cell.loc[cell["input_size"] == 28, row.metric], cell.loc[cell["input_size"] == 29, row.metric]
+        assert (row.exact_arm, row.reference) == ("p4 29 adaptive exact", "same size")
+        assert row.verdict in ("approx wins", "exact wins", "inconclusive")
+        cell = p4[(p4["train_symmetry"] == row.train_symmetry) & (p4["input_size"] == 29)]
+        exact, approx = cell.loc[cell["exact"].astype(bool), row.metric], cell.loc[~cell["exact"].astype(bool),
+                                                                                   row.metric]
         assert (row.exact_n, row.arm_n) == (2, 2)
         assert row.exact_mean == pytest.approx(exact.mean()) and row.arm_mean == pytest.approx(approx.mean())
         assert row.exact_std == pytest.approx(exact.std(ddof=1))
@@ -84,7 +88,7 @@ def test_report_numbers_equal_those_recomputed_from_parquet(demo):
             assert row.detectable > 0 and row.seeds_needed >= 2
             p_values.append(row.p_value)
         shown = (f"| {row.train_symmetry} | {row.label} | p4 29 approx | {approx.mean() * 100:.2f} ± "
-                 f"{approx.std(ddof=1) * 100:.2f} (2) | p4 28 exact | {exact.mean() * 100:.2f} ")
+                 f"{approx.std(ddof=1) * 100:.2f} (2) | p4 29 adaptive exact (same size) | {exact.mean() * 100:.2f} ")
         assert shown in text
     assert len(p_values) >= 4
     # the plain CNN: its accuracy per regime, exact empty (not applicable), never tested

@@ -10,7 +10,7 @@ training-symmetry regime (per example, every step). Validation and test batches 
 views (rotations, orbit) are applied by the LightningModule.
 
 Sources that fit in memory live as one uint8 tensor on the training device and are sliced there (no worker
-processes); the others stream through DataLoaders with workers.
+processes); the others (flowers102, pcam, a folder of images) stream through DataLoaders with workers.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class EquiDataModule(pl.LightningDataModule):
                  download: bool = False, seed: int = 0, resize_method: str = "resize", num_workers: int = 2,
                  per_batch: bool = False) -> None:
         super().__init__()
-        self.source = sources.get_source(dataset)
+        # a folder dataset is read here: its classes and statistics come from its files (see sources.py)
+        self.source = sources.get_source(dataset, Path(data_dir), num_workers)
         if resize_method not in RESIZE_METHODS:
             raise UserError(f"resize_method: unknown method {resize_method!r}; choose from: "
                             f"{', '.join(RESIZE_METHODS)}")

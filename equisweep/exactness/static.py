@@ -13,6 +13,10 @@ device if some layer cannot run on meta) and intercepts every ``conv2d``, ``max_
 group convs, torchvision and e2cnn layers, residual shortcuts and functional padding alike, with no tables.
 Adaptive and global pools are not listed: their windows are symmetric at every size.
 
+Layers that declare ``exact_at_any_size = True`` (``AdaptiveSubsample``: stride 2 on the grid that follows the
+input, ``models/subsampling.py``) get a row of kind ``adaptive``, exact at every size of a square map, and a note;
+the stride-1 op they subsample is traced like any other (so its padding is still checked).
+
 Layers relaxed by construction (``relaxed_by_construction = True``: relaxed, rpp and partial group convs) are found
 by walking the modules: for them ``exact`` is still the grid verdict, which holds only while their relaxed
 parameters are tied (``relaxed``, and a note naming any layer that has moved off tied).
@@ -74,7 +78,7 @@ class LayerCheck:
     """One subsampling or padding-breaking op as the trace met it; sizes and params per axis (H, W)."""
 
     name: str
-    kind: str  # conv | max_pool | avg_pool | pad
+    kind: str  # conv | max_pool | avg_pool | pad | adaptive
     kernel: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int, int, int]  # top, bottom, left, right
@@ -160,8 +164,12 @@ class _Tracer(TorchFunctionMode):
         self.ops: list[LayerCheck] = []
         self.empty: tuple[str, tuple[int, int]] | None = None
 
-    def enter(self, module_name: str) -> None:
+    def enter(self, module_name: str, module: nn.Module, args: tuple) -> None:
         self.stack.append(module_name or "<model>")
+        if getattr(module, "exact_at_any_size", False):  # subsamples on a grid that follows the input
+            n = (int(args[0].shape[-2]), int(args[0].shape[-1]))
+            exact = not self.needs_square or n[0] == n[1]
+            self.ops.append(LayerCheck(self.stack[-1], "adaptive", (1, 1), (2, 2), (0, 0, 0, 0), n, exact))
 
     def leave(self) -> None:
         self.stack.pop()
@@ -230,7 +238,7 @@ def _trace(model: nn.Module, size: tuple[int, int], in_channels: int, needs_squa
     tracer = _Tracer(needs_square)
     handles = []
     for name, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: tracer.enter(n)))
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: tracer.enter(n, m, a)))
         handles.append(module.register_forward_hook(lambda m, a, o: tracer.leave()))
     was_training = model.training
     model.eval()
@@ -367,6 +375,11 @@ def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: 
         nearest = False  # no size makes it exact
     sizes = _nearest_exact_sizes(model, max(size), in_channels, needs_square) if nearest else ()
     requested = get_group(group if group is not None else getattr(model, "group", g)).name
+    adaptive = sum(op.kind == "adaptive" for op in tracer.ops)
+    if adaptive:
+        notes.append(f"adaptive subsampling: {adaptive} layer(s) subsample by 2 on a grid that follows the input "
+                     "(the centred grid of an odd map, the largest-norm polyphase component of an even one), "
+                     "exact at any size")
     relaxed_note = _relaxed_note(model)
     if relaxed_note:
         notes.append(relaxed_note)

@@ -41,24 +41,22 @@ class RelaxedLayerSet(LayerSet):
     architectures, which build their head last).
     """
 
-    def __init__(self, group: Group, relaxation: str, banks: int = RELAX_BANKS) -> None:
+    def __init__(self, group: Group, relaxation: str, banks: int = RELAX_BANKS, subsampling: str = "stride") -> None:
         if relaxation not in _CONVS:
             raise ValueError(f"relaxation must be one of {', '.join(_CONVS)}, got {relaxation!r}")
         if group.order == 1:
             raise ValueError(f"relaxation {relaxation!r} needs a group with more than one element, got {group.name}")
-        super().__init__(group)
+        super().__init__(group, subsampling)
         self.relaxation = relaxation
         self.lift_type, self.conv_type = _CONVS[relaxation]
         self.options = {"banks": banks} if relaxation == "relaxed" else {}
         self.last_conv: nn.Module | None = None
 
-    def lift(self, cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0,
-             bias: bool = False) -> nn.Module:
+    def make_lift(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
         self.last_conv = self.lift_type(cin, cout, kernel, self.group, stride, padding, bias, **self.options)
         return self.last_conv
 
-    def conv(self, cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0,
-             bias: bool = False) -> nn.Module:
+    def make_conv(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
         self.last_conv = self.conv_type(cin, cout, kernel, self.group, stride, padding, bias, **self.options)
         return self.last_conv
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from equisweep.models.layers import LayerSet
+from equisweep.models.subsampling import share_grid
 
 
 class PreActBlock(nn.Module):
@@ -29,10 +30,11 @@ class PreActBlock(nn.Module):
         self.shortcut = None
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(layers.conv(cin, cout, 1, stride=stride), layers.norm(cout))
+            share_grid(self.shortcut[0], self.conv1)  # adaptive subsampling: the sum needs one grid
 
     def forward(self, x: Tensor) -> Tensor:
+        out = self.conv1(self.relu(self.bn1(x)))  # first: an adaptive shortcut samples the grid conv1 chose
         identity = x if self.shortcut is None else self.shortcut(x)
-        out = self.conv1(self.relu(self.bn1(x)))
         out = self.conv2(self.relu(self.bn2(out)))
         return out + identity
 

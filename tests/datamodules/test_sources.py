@@ -183,8 +183,8 @@ def test_unknown_dataset_lists_the_choices():
     with pytest.raises(UserError) as info:
         get_source("svhn")
     assert str(info.value) == (
-        "dataset: unknown dataset 'svhn'; choose from: cifar10, cifar100, flowers102, mnist, mnist5k, mnist6-180, "
-        "mnist69, pcam"
+        "dataset: unknown dataset 'svhn'; choose from: cifar10, cifar100, flowers102, folder, mnist, mnist5k, "
+        "mnist6-180, mnist69, pcam"
     )
 
 

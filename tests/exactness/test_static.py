@@ -11,6 +11,7 @@ from torch import nn
 from equisweep.errors import UserError
 from equisweep.exactness import check_exactness, equivariance_error, symmetric_grid
 from equisweep.models import GlobalAvgPool, GroupConv, GroupPool, LiftingConv, SpatialPool, build_model
+from equisweep.models.subsampling import AdaptiveStride
 
 
 @pytest.mark.parametrize(("n", "k", "s", "p", "expected"), [
@@ -135,8 +136,10 @@ def test_trace_leaves_the_model_as_it_was():
 
 
 # Property: for random stacks of convs, pools and pads, the static verdict equals the measured one. Rows and
-# columns get their own padding, so the stacks include ops padded differently on the two axes.
-layer = st.tuples(st.sampled_from(["conv", "max", "avg", "pad"]), st.integers(1, 5), st.integers(1, 3),
+# columns get their own padding, so the stacks include ops padded differently on the two axes. "adaptive ..."
+# layers are the op at stride 1 followed by adaptive subsampling (their stride is ignored).
+layer = st.tuples(st.sampled_from(["conv", "max", "avg", "pad", "adaptive conv", "adaptive max", "adaptive avg"]),
+                  st.integers(1, 5), st.integers(1, 3),
                   st.integers(0, 2), st.integers(0, 2), st.booleans())
 
 
@@ -145,14 +148,16 @@ def _stack(spec: list[tuple[str, int, int, int, int, bool]]) -> nn.Module:
     padding outputs the bias wherever it sits, which makes even a broken grid look exact)."""
     modules: list[nn.Module] = [LiftingConv(1, 3, 3, "p4m", padding=1)]
     for kind, k, s, rows, columns, ceil in spec:
+        adaptive = kind.startswith("adaptive ")
+        kind, s = kind.removeprefix("adaptive "), 1 if adaptive else s
         if kind == "conv":
-            conv = GroupConv(3, 3, k, "p4m", stride=s)
-            conv.padding = (min(rows, k - 1), min(columns, k - 1))  # the layer takes one int; F.conv2d a pair
-            modules.append(conv)
+            op = GroupConv(3, 3, k, "p4m", stride=s)
+            op.padding = (min(rows, k - 1), min(columns, k - 1))  # the layer takes one int; F.conv2d a pair
         elif kind == "pad":
-            modules.append(_Pad((columns, columns, rows, rows)))
+            op = _Pad((columns, columns, rows, rows))
         else:
-            modules.append(SpatialPool(kind, k, s, (min(rows, k // 2), min(columns, k // 2)), ceil_mode=ceil))
+            op = SpatialPool(kind, k, s, (min(rows, k // 2), min(columns, k // 2)), ceil_mode=ceil)
+        modules.append(AdaptiveStride(op) if adaptive else op)
     return nn.Sequential(*modules).double()
 
 

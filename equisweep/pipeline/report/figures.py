@@ -8,10 +8,12 @@ for names).
 Conventions shared by the figures:
 
 - An *arm* is one model of the study: ``(group, input_size, exact)`` plus every other setting that varies across
-  cells (not ``seed``, not the training regime, not a searched hyperparameter), labelled as everywhere else
-  (``equisweep.pipeline.train.arms.arm_label``: ``p4 28 exact``, ``p4 29 approx``, ``plain CNN 28``), then
-  ``key=value`` for the others. ``arm_colours`` gives each arm of a sweep one colour, which it keeps in every figure;
-  exact arms are solid, approximate dashed, plain-CNN arms dotted.
+  cells (``relaxation``, ``subsampling``, ...; not ``seed``, not the data: ``dataset`` and the training regime, not
+  a searched hyperparameter), labelled as everywhere else (``equisweep.pipeline.train.arms.arm_label``: ``p4 28
+  exact``, ``p4 29 approx``, ``p4 29 adaptive exact``, ``p4 28 rpp``, ``plain CNN 28``), then ``key=value`` for the
+  others. ``arm_colours`` gives each arm of a sweep one colour, which it keeps in every figure; exact arms are
+  solid, approximate dashed, relaxed dash-dotted, plain-CNN arms dotted.
+- The data a trial learns from (``dataset`` where it varies, and the training regime) picks the panel, not the arm.
 - A cell that holds several trials of an Optuna search is represented by its trial with the best ``val_acc``.
 - Training regimes (``train_symmetry``) are ordered none, flip, Gaussian (by std, then mean), c4, d4, uniform.
 """
@@ -34,6 +36,8 @@ from matplotlib.patches import Patch
 
 from equisweep.errors import UserError
 from equisweep.pipeline.report.verdict import (
+    ALL_TRIALS,
+    ARM_DEFAULTS,
     NOT_SETTINGS,
     REGIME,
     REPORT_METRICS,
@@ -54,6 +58,7 @@ DENSITY_AXIS = "training angles"  # the label of each small axis that shows a pa
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DATA_COLUMNS = ("dataset", REGIME)  # what a trial learns from: a panel of the figures, never part of an arm
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,16 +92,17 @@ def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
 
 def setting_columns(results: pd.DataFrame) -> list[str]:
     """The run-setting columns of a results table: everything but identity, status, verdict and metrics."""
-    return [c for c in results.columns if c not in NOT_SETTINGS and not str(c).startswith(LAYER_ERROR_PREFIX)]
+    return [c for c in results.columns if c not in NOT_SETTINGS and not str(c).startswith(m.PER_LAYER_PREFIXES)]
 
 
 def arm_columns(results: pd.DataFrame) -> list[str]:
     """What defines an arm: group, input size, exact, then every other setting that varies across cells and is
-    constant inside each cell (so a searched hyperparameter is not one), except seed and the regime."""
+    constant inside each cell (so a searched hyperparameter is not one), except seed and the data (dataset,
+    regime)."""
     base = [c for c in ("group", "input_size", m.EXACT) if c in results]
     extra = []
     for column in setting_columns(results):
-        if column in ("group", "input_size", "seed", REGIME) or results[column].nunique(dropna=False) < 2:
+        if column in ("group", "input_size", "seed", *DATA_COLUMNS) or results[column].nunique(dropna=False) < 2:
             continue
         if "cell" in results and results["cell"].notna().any():
             per_cell = results[results["cell"].notna()].groupby("cell")[column].nunique(dropna=False)
@@ -145,11 +151,14 @@ def _exactness(value: Any) -> bool | None:
 
 
 def arm_label(columns: Sequence[str], key: tuple) -> str:
-    """``p4 28 exact``, ``p4 29 approx``, ``plain CNN 28``; other arm settings follow as ``key=value``."""
+    """``p4 28 exact``, ``p4 29 approx``, ``p4 28 rpp``, ``plain CNN 28``; other arm settings follow as
+    ``key=value``."""
     values = dict(zip(columns, key))
     exact = _exactness(values.get(m.EXACT))
-    head = arm_names.arm_label(str(values.get("group", "")), values.get("input_size", ""), exact)
-    parts = [head.strip()] + [f"{c}={_fmt(values[c])}" for c in columns if c not in ("group", "input_size", m.EXACT)]
+    named = {c: default if _missing(values.get(c)) else str(values[c]) for c, default in ARM_DEFAULTS.items()}
+    head = arm_names.arm_label(str(values.get("group", "")), values.get("input_size", ""), exact, **named)
+    parts = [head.strip()] + [f"{c}={_fmt(values[c])}" for c in columns
+                              if c not in ("group", "input_size", m.EXACT, *ARM_DEFAULTS)]
     return " ".join(part for part in parts if part) or "all trials"
 
 
@@ -165,6 +174,9 @@ def _linestyle(columns: Sequence[str], key: tuple) -> str:
     values = dict(zip(columns, key))
     if _is_trivial(values.get("group")):
         return ":"
+    relaxation = values.get("relaxation")
+    if not _missing(relaxation) and relaxation != ARM_DEFAULTS["relaxation"]:
+        return "-."
     return "--" if _exactness(values.get(m.EXACT)) is False else "-"
 
 
@@ -223,26 +235,29 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
                       percent: bool = True, close_circle: bool = True) -> Figure:
     """Test accuracy against test angle, one panel per training regime, one curve per arm.
 
-    Each curve is the mean over seeds with a shaded band of ± one standard deviation (none where an angle has a
-    single seed). x runs 0..360 degrees with ticks every 45; with ``close_circle`` the 0-degree value is repeated
-    at 360. Under each panel, on its own small axis (labelled ``DENSITY_AXIS``, sharing x), what the regime trains
-    on: a Gaussian's density wrapped onto [0, 360) (per degree), uniform's flat density, marks at the quarter turns
-    for c4/d4 and at 0 for none/flip, so the accuracy axis carries accuracies only. ``arms`` overrides
-    ``arm_columns``; colours follow ``arm_colours``.
+    Each curve is the mean over seeds with a shaded band of ± one standard deviation (none where an angle has a single
+    seed). x runs 0..360 degrees with ticks every 45; with ``close_circle`` the 0-degree value is repeated at 360; where
+    ``dataset`` varies, one panel per dataset and regime. Under each panel, on its own small axis (labelled
+    ``DENSITY_AXIS``, sharing x), what the regime trains on: a Gaussian's density wrapped onto [0, 360) (per degree),
+    uniform's flat density, marks at the quarter turns for c4/d4 and at 0 for none/flip, so the accuracy axis carries
+    accuracies only. ``arms`` overrides ``arm_columns``; colours follow ``arm_colours``.
     """
     _require(results, ["trial_id", REGIME], "results")
     _require(angles, ["trial_id", "angle", "accuracy"], "angles")
     table = finished_trials(results)
     columns = list(arms) if arms is not None else arm_columns(table)
     _require(table, columns, "results")
-    data = angles[["trial_id", "angle", "accuracy"]].merge(table[["trial_id", REGIME, *columns]], on="trial_id")
+    datasets = "dataset" in table and table["dataset"].nunique() > 1
+    data_columns = ["dataset", REGIME] if datasets else [REGIME]
+    data = angles[["trial_id", "angle", "accuracy"]].merge(table[["trial_id", *data_columns, *columns]],
+                                                           on="trial_id")
     data = data.dropna(subset=["angle", "accuracy"])
     if data.empty:
         raise UserError("accuracy_by_angle: no finished trial has test accuracies by angle yet")
     data["angle"] = np.mod(data["angle"].astype(float), 360.0)
     scale = 100.0 if percent else 1.0
 
-    regimes = sorted(data[REGIME].unique(), key=regime_order)
+    regimes = _arms(data, data_columns)  # the panels: (dataset,) regime
     all_arms = _arms(data, columns)
     labels = {key: arm_label(columns, key) for key in all_arms}
     palette = arm_colours(results) if arms is None else {}
@@ -259,7 +274,7 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
         density_axes.append(fig.add_subplot(grid[2 * row + 1, col], sharex=ax, label=DENSITY_AXIS))
         axes.append(ax)
     for ax, density_ax, regime in zip(axes, density_axes, regimes):
-        in_regime = data[data[REGIME] == regime]
+        in_regime = _select(data, data_columns, regime)
         for key in all_arms:
             arm = _select(in_regime, columns, key)
             if arm.empty:
@@ -277,8 +292,8 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
             if spread.any():
                 ax.fill_between(x, mean - std, mean + std, where=spread, interpolate=False, color=colours[key],
                                 alpha=0.18, linewidth=0, gid=BAND_GID, label=f"_band {labels[key]}")
-        _training_angles(density_ax, regime)
-        ax.set_title(f"trained: {regime}", fontsize=10)
+        _training_angles(density_ax, regime[-1])
+        ax.set_title(f"{regime[0]} · " * datasets + f"trained: {regime[-1]}", fontsize=10)
         ax.set_xlim(0, 360)
         ax.set_xticks(np.arange(0, 361, 45))
         ax.tick_params(axis="x", labelbottom=False)
@@ -329,16 +344,17 @@ def _metric_rank(label: str) -> int:
 
 def gap_map(table: pd.DataFrame, conditions: Sequence[str] | None = None, metrics: Sequence[str] | None = None,
             alpha: float = 0.05, title: str | None = None, colours: dict[str, str] | None = None) -> Figure:
-    """Heatmap of approximate minus exact accuracy, in points: rows are conditions (and arms), columns metrics.
+    """Heatmap of each arm's accuracy minus its exact reference's, in points: rows are conditions (and arms),
+    columns metrics.
 
     ``table`` is a verdict table with the ``conditions`` columns (by default every column before ``metric``),
-    ``metric``, ``diff`` (approx − exact, a fraction), optionally ``arm`` (then one row per condition and arm),
+    ``metric``, ``diff`` (arm − reference, a fraction), optionally ``arm`` (then one row per condition and arm),
     ``ci_low``/``ci_high``, ``p_adjusted`` (NaN when untested) and ``verdict``; reference rows (``verdict ==
     "reference"``) are left out. Rows keep the table's order, so the map reads like the table. Each cell shows
     ``diff`` in points (``+1.2``) with ``*`` when ``p_adjusted < alpha``, and its interval below; a cell that is
-    not significant is muted (faded colour, grey text). The diverging colours are centred at 0 (blue: approximate
-    better, red: exact better); a combination missing from the table is grey. ``colours`` (arm label -> colour,
-    see ``arm_colours``) colours each row's label as its arm.
+    not significant is muted (faded colour, grey text). The diverging colours are centred at 0 (blue: the arm
+    better, red: the exact reference better); a combination missing from the table is grey. ``colours`` (arm label
+    -> colour, see ``arm_colours``) colours each row's label as its arm.
     """
     _require(table, ["metric", "diff"], "gap_map")
     if conditions is None:
@@ -379,7 +395,7 @@ def gap_map(table: pd.DataFrame, conditions: Sequence[str] | None = None, metric
         for tick, row in zip(ax.get_yticklabels(), rows):
             tick.set_color(colours.get(str(row[keys.index("arm")]), "black"))
     ax.set_ylabel(" × ".join(keys), fontsize=9)
-    ax.set_title(title or f"approximate − exact (accuracy points); * p_adjusted < {alpha:g}, others muted",
+    ax.set_title(title or f"arm − exact reference (accuracy points); * p_adjusted < {alpha:g}, others muted",
                  fontsize=10)
     return fig
 
@@ -421,7 +437,7 @@ def _heatmap(fig: Figure, ax, values: np.ndarray, intervals: np.ndarray, marks: 
     ax.grid(which="minor", color="white", linewidth=1.5)
     ax.tick_params(which="minor", length=0)
     colorbar = fig.colorbar(image, ax=ax, shrink=0.9)
-    colorbar.set_label("approx − exact (points)", fontsize=9)
+    colorbar.set_label("arm − reference (points)", fontsize=9)
 
 
 def _diverging():
@@ -539,7 +555,56 @@ def _gaps(rows: pd.DataFrame, axis: str, metric: str) -> tuple[list[float], list
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 3. measured equivariance error per layer
+# 3. what breaking symmetry bought
+
+
+def relaxation_gain(table: pd.DataFrame, colours: dict[str, str] | None = None, metrics: Sequence[str] | None = None,
+                    floor: float = 1e-8) -> Figure:
+    """Accuracy gained over the exact reference against the measured output equivariance error after training, per
+    arm and condition, one panel per metric: does an arm win where it broke its symmetry?
+
+    ``table`` is a verdict table (``verdict_table(...).table``) with ``arm_eq_error``. Each compared row is a point:
+    x the arm's mean ``eq_error`` over seeds (log scale; values below ``floor``, an arm that stayed exact, drawn at
+    it, a dotted line marks it), y its mean accuracy minus its reference's in points, error bars its confidence
+    interval where it was tested. Colour: the arm (``colours``, see ``arm_colours``; the palette in table order
+    otherwise); marker: the condition (training regime, dataset, ...). Reference rows are left out.
+    """
+    _require(table, ["condition", "metric", "arm", "diff", "arm_eq_error"], "relaxation_gain")
+    rows = table[(table["verdict"] != "reference") & table["arm_eq_error"].notna()] if "verdict" in table else table
+    if rows.empty:
+        raise UserError("relaxation_gain: no compared arm has a measured equivariance error (eq_error)")
+    metrics = [c for c in (metrics or ACCURACY_METRICS) if c in set(rows["metric"])]
+    arms = list(dict.fromkeys(rows["arm"]))
+    colours = {arm: (colours or {}).get(arm, PALETTE[i % len(PALETTE)]) for i, arm in enumerate(arms)}
+    conditions = list(dict.fromkeys(rows["condition"]))
+    markers = {c: MARKERS[i % len(MARKERS)] for i, c in enumerate(conditions)}
+
+    fig = Figure(layout="constrained")
+    axes = _panels(fig, len(metrics), 3.8, 3.2)
+    for ax, metric in zip(axes, metrics):
+        for row in rows[rows["metric"] == metric].itertuples():
+            y = 100.0 * row.diff
+            low, high = (100.0 * getattr(row, "ci_low", np.nan), 100.0 * getattr(row, "ci_high", np.nan))
+            bars = [[y - low], [high - y]] if np.isfinite(low) else None
+            ax.errorbar([max(row.arm_eq_error, floor)], [y], yerr=bars, color=colours[row.arm],
+                        marker=markers[row.condition], markersize=6, capsize=3, linestyle="", gid="gain-point",
+                        label=f"{row.arm} · {row.condition}")
+        ax.axhline(0.0, color="0.3", linewidth=0.8, zorder=0)
+        ax.axvline(floor, color="0.5", linestyle=":", linewidth=0.8, zorder=0)
+        ax.set_xscale("log")
+        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=10)
+        ax.set_xlabel("output equivariance error after training", fontsize=9)
+        ax.set_ylabel("gain over exact reference (points)", fontsize=9)
+        ax.grid(alpha=0.25, linewidth=0.6)
+    handles = [Line2D([], [], color=colours[arm], marker="o", linestyle="", label=arm) for arm in arms]
+    if len(conditions) > 1 or conditions != [ALL_TRIALS]:
+        handles += [Line2D([], [], color="0.25", marker=markers[c], linestyle="", label=c) for c in conditions]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=9, frameon=False)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. measured equivariance error per layer
 
 
 def layer_errors(results: pd.DataFrame, by_regime: bool = True, floor: float = 1e-8, include_trivial: bool = True
@@ -564,7 +629,7 @@ def layer_errors(results: pd.DataFrame, by_regime: bool = True, floor: float = 1
     by_regime = by_regime and REGIME in table
     regimes = sorted(table[REGIME].unique(), key=regime_order) if by_regime else [None]
     markers = {r: MARKERS[i % len(MARKERS)] for i, r in enumerate(regimes)}
-    panel_cols = ["model", "group"] if "model" in columns else ["group"]
+    panel_cols = [c for c in ("dataset", "model") if c in table and table[c].nunique() > 1] + ["group"]
     panels = _arms(table, panel_cols)
     panels = sorted((p for p in panels if include_trivial or not _is_trivial(p[-1])),
                     key=lambda p: (_is_trivial(p[-1]), _arm_sort(panel_cols, p)))

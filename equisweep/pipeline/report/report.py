@@ -32,17 +32,25 @@ from equisweep.pipeline.report.verdict import (
     without_trivial_exactness,
 )
 from equisweep.pipeline.sweep.results import read_angles, read_results, storage_uri
-from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
+from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX, PER_LAYER_PREFIXES
 
 FORMATS = ("md", "html")
 _FIGURE_TEXT = {
     "accuracy_by_angle": ("Accuracy over test rotation angle",
                           "Mean test accuracy over seeds at each rotation angle, with a band of ± one std; one panel "
-                          "per training regime, one colour per arm (exact solid, approximate dashed, plain CNN "
-                          "dotted). The small axis under each panel shows the angles that regime trains on."),
-    "gap_map": ("Gap map", "Approximate minus exact accuracy in points with its 95 % interval, per condition and arm "
-                "(rows in the verdict table's order, labels in the arm's colour) and metric; starred cells differ "
-                "significantly after the Holm correction, the other cells are muted."),
+                          "per training regime (and dataset, where it varies), one colour per arm (exact solid, "
+                          "approximate dashed, relaxed dash-dotted, plain CNN dotted). The small axis under each "
+                          "panel shows the angles that regime trains on."),
+    "gap_map": ("Gap map", "Each arm's accuracy minus its exact reference's, in points with its 95 % interval, per "
+                "condition and arm (rows in the verdict table's order, labels in the arm's colour) and metric; "
+                "starred cells differ significantly after the Holm correction, the other cells are muted."),
+    "relaxation_gain": ("What breaking symmetry bought", "Each arm's accuracy gained over its exact reference (points, "
+                        "difference of the means over seeds, bars: its 95 % interval) against the arm's measured "
+                        "output equivariance error after training (eq_error, mean over seeds, log scale; the dotted "
+                        "line is the floor where an arm stayed exact), one colour per arm, one marker per "
+                        "condition, one panel per metric. Points up and to the right: the arm broke its symmetry "
+                        "and gained; up at the left: it gained while staying (nearly) exact, so something else "
+                        "bought the gain; down and to the right: breaking the symmetry cost accuracy."),
     "gap_by_input_size": ("Gap by input size", "Approximate minus exact accuracy in points for each approximate "
                           "input size, in the arm's colour; bars: ± one standard error."),
     "gap_by_gaussian_std": ("Gap by the spread of training angles", "Approximate minus exact accuracy in points "
@@ -124,6 +132,9 @@ def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, ou
     gaussians = [r for r in finished["train_symmetry"].unique() if fig.gaussian_params(r)]
     if not verdicts.table.empty and len({fig.gaussian_params(r)[1] for r in gaussians}) > 1:
         drawn["gap_by_gaussian_std"] = fig.gap_by(results, axis="gaussian_std")
+    relaxed = verdicts.table[(verdicts.table["relaxation"] != "none") & verdicts.table["arm_eq_error"].notna()]
+    if not relaxed.empty:
+        drawn["relaxation_gain"] = fig.relaxation_gain(verdicts.table, colours=fig.arm_colours(results))
     if any(column.startswith(LAYER_ERROR_PREFIX) for column in results.columns):
         drawn["layer_errors"] = fig.layer_errors(results)
     return {name: fig.save_figure(figure, out, name) for name, figure in drawn.items()}
@@ -141,10 +152,12 @@ def _sections(name: str, results: pd.DataFrame, angles: pd.DataFrame, verdicts: 
     sections: list[Section] = [
         ("Summary", [("p", summary_paragraph(verdicts))]),
         ("Metrics", [("p", _metric_definitions(angles))]),
-        ("Verdict", [("p", f"Each approximate arm (an equivariant network at an input size where it is only "
-                      f"approximately equivariant) against the exact arm of its condition, per metric; the plain "
-                      f"CNN as a reference row, never tested. {context}. Accuracies in points; diff is the arm "
-                      f"minus the exact arm with its {verdicts.confidence:.0%} confidence interval (Welch); p is "
+        ("Verdict", [("p", f"Each arm (an equivariant network at an input size where it is only approximately "
+                      f"equivariant, or a relaxed one) against the exact reference of its condition, per metric: "
+                      f"the exact, unrelaxed arm of the same input size where there is one (same size), else of "
+                      f"the nearest size (nearest exact size); the plain CNN as a reference row, never tested. "
+                      f"{context}. Accuracies in points; diff is the arm minus the exact arm with its "
+                      f"{verdicts.confidence:.0%} confidence interval (Welch); p is "
                       f"Welch's t-test over seeds after the Holm correction across the table; a winner needs p < "
                       f"{verdicts.alpha:g}, else the row is inconclusive: no difference was shown, which does not "
                       f"mean there is none. detectable: the smallest difference these seeds detect with "
@@ -200,7 +213,7 @@ def _sweep_blocks(name: str, results: pd.DataFrame) -> list[tuple[str, object]]:
     """The sweep's config (shared and varying settings that act under its optimizer and schedule), trial counts,
     failures and compute time."""
     counts = results["status"].value_counts()
-    settings = [c for c in results.columns if c not in NOT_SETTINGS and not c.startswith(LAYER_ERROR_PREFIX)
+    settings = [c for c in results.columns if c not in NOT_SETTINGS and not c.startswith(PER_LAYER_PREFIXES)
                 and _acts(results, c)]
     varying = {c: sorted(results[c].dropna().astype(str).unique()) for c in settings if results[c].nunique() > 1}
     shared = {c: results[c].iloc[0] for c in settings if c not in varying and results[c].notna().any()}

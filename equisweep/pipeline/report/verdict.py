@@ -4,32 +4,38 @@ input size beat the exactly equivariant one, and by how much beyond seed noise?
 The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.pipeline.sweep.results``). The rules:
 
 - **Only finished trials count**; failed, running, pending and stopped trials are left out (and counted in a note).
-- **Arms.** An arm is a network at one input size with its static verdict, named as everywhere else
-  (``equisweep.pipeline.train.arms.arm_label``): ``p4 28 exact``, ``p4 29 approx``, ``plain CNN 28``. Within one
-  condition, **each approximate input size is its own arm**, compared with the exact arm of that condition (with
-  several exact sizes, the one nearest in size, the smaller on a tie): 27 and 29 around an exact 28 give two rows,
-  ``p4 27 approx`` vs ``p4 28 exact`` and ``p4 29 approx`` vs ``p4 28 exact``, because pooling them would hide
-  whichever of the two behaves differently.
+- **Arms.** An arm is a network at one input size with its static verdict, its relaxation and its subsampling
+  (columns ``relaxation`` and ``subsampling``; an older table without them means ``none`` and ``stride``), named as
+  everywhere else (``equisweep.pipeline.train.arms.arm_label``): ``p4 28 exact``, ``p4 29 approx``, ``p4 29 adaptive
+  exact``, ``p4 28 rpp``, ``plain CNN 28``. Within one condition, **each arm is its own row**: 27 and 29 around an
+  exact 28 give two rows, because pooling them would hide whichever of the two behaves differently.
+- **References.** The exact arms without relaxation are the references of their condition. Every other arm (an
+  approximate size, a relaxed net) is compared with the reference **of its own input size** when one exists (the
+  approximate ``p4 29 approx`` against the adaptive ``p4 29 adaptive exact``: same images, only the sampling grid
+  differs), else with the one nearest in size (the smaller on a tie); among references of one size, the one with
+  the arm's subsampling, else ``stride``. Column ``reference`` says which rule picked it: ``same size`` or
+  ``nearest exact size``.
 - **The plain CNN.** A trivial group (``z2``, ``c1``; any group the caller adds to ``exclude_groups``) is neither
   exact nor approximate (its ``exact`` is None; older tables say True), so it never enters a test. Its trials that
   match a compared condition (all condition columns but ``group``) appear as **reference rows**: its accuracy, no
   difference, no p-value, verdict ``reference``. ``group`` is a condition column only when several equivariant
   groups remain.
 - **Conditions.** ``condition_columns`` picks the setting columns that vary across the remaining finished trials
-  (``train_symmetry``, ``group``, ``model``, ``lr``, any grid axis, ...). Never a condition: ``input_size`` (it
-  defines the arms), ``seed`` (the replicates), ``exact``, identity and bookkeeping columns (``trial_id``,
-  ``trial_name``, ``cell``, ``status``, ``error``, ``attempts``, ``run_name``, ``data_dir``, ``trial_seconds``),
-  metrics (``val_acc``, ``test_acc_*``, ``eq_error``, ``eq_error/<layer>``, ...), columns the caller names in
-  ``ignore``, and columns that vary *inside* one grid cell (hyperparameters an Optuna search sampled): those are
-  pooled, and a note says that their spread then includes the search, not only seed noise. Cell ids are per sweep:
-  to judge several sweeps' tables together, give each its own cell ids, or drop ``cell`` (which turns this rule off).
-- **Test.** Per condition, approximate arm and report metric: Welch's t-test (``scipy.stats.ttest_ind(equal_var=
-  False)``) of the approximate against the exact arm, and the confidence interval of ``diff = arm_mean -
-  exact_mean`` from Welch's t with Welch–Satterthwaite degrees of freedom. The p-values of all tested rows are
-  adjusted together with Holm–Bonferroni; a row says ``approx wins``/``exact wins`` (by the sign of ``diff``) when
-  its adjusted p is below ``alpha``, ``inconclusive`` otherwise: no difference was shown, which is not the same as
-  no difference. The interval is not adjusted: with many rows a 95 % interval can exclude 0 while the row is still
-  inconclusive.
+  (``train_symmetry``, ``group``, ``model``, ``lr``, any grid axis, ...). Never a condition: ``input_size``,
+  ``relaxation`` and ``subsampling`` (they define the arms), ``seed`` (the replicates), ``exact``, identity and
+  bookkeeping columns (``trial_id``, ``trial_name``, ``cell``, ``status``, ``error``, ``attempts``, ``run_name``,
+  ``data_dir``, ``trial_seconds``), metrics (``val_acc``, ``test_acc_*``, ``eq_error``, ``eq_error/<layer>``, ...),
+  columns the caller names in ``ignore``, and columns that vary *inside* one grid cell (hyperparameters an Optuna search
+  sampled): those are pooled, and a note says that their spread then includes the search, not only seed noise. Cell ids
+  are per sweep: to judge several sweeps' tables together, give each its own cell ids, or drop ``cell`` (which turns
+  this rule off).
+- **Test.** Per condition, compared arm and report metric: Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``)
+  of the arm against its reference, and the confidence interval of ``diff = arm_mean - exact_mean`` from Welch's t with
+  Welch–Satterthwaite degrees of freedom. The p-values of all tested rows are adjusted together with Holm–Bonferroni; a
+  row says ``<arm> wins``/``exact wins`` (by the sign of ``diff``) when its adjusted p is below ``alpha``,
+  ``inconclusive`` otherwise, where ``<arm>`` is ``approx`` for an approximate size and the relaxation for a relaxed net
+  (``rpp wins``, ``relaxed wins``, ``partial wins``): no difference was shown, which is not the same as no difference.
+  The interval is not adjusted: with many rows a 95 % interval can exclude 0 while the row is still inconclusive.
 - **Power.** Each tested row also says what these seeds could have shown: ``detectable``, the smallest difference
   detected with 80 % power, and ``seeds_needed``, the seeds per arm (equal arms) that would detect the observed
   ``diff`` with 80 % power. Both use the level ``alpha / m``, m the number of tested rows: Holm's first, strictest
@@ -42,8 +48,10 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
   when an arm has fewer than two seeds with the metric (its spread cannot be estimated), or when neither arm varies
   at all across seeds (the t statistic is 0/0 or ±inf: a "certain" difference would only reflect an evaluation
   that is deterministic in the seed, not evidence beyond seed noise).
-- A condition with finished trials in one of exact and approximate only is skipped and listed in
+- A condition without a reference arm, or with nothing but references, is skipped and listed in
   ``Verdicts.skipped``.
+- ``arm_eq_error`` and ``exact_eq_error``: the mean measured output equivariance error (``eq_error``) of each side
+  after training, where the table has it: how far the arm broke its symmetry (``relaxation_gain`` plots it).
 
 Accuracies stay fractions in the table; ``to_markdown`` and ``summary_paragraph`` speak in accuracy points
 (fraction x 100). This module imports no training code: pandas, numpy and scipy only (and the arms' names).
@@ -64,7 +72,7 @@ from scipy import optimize, special, stats
 
 from equisweep.pipeline.sweep.results import SCALAR_METRICS
 from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.arms import TRIVIAL_GROUPS, arm_label, is_trivial
+from equisweep.pipeline.train.arms import NO_RELAXATION, STRIDE, TRIVIAL_GROUPS, arm_label, is_trivial
 
 REPORT_METRICS: Mapping[str, str] = MappingProxyType({
     m.TEST_ACC_UPRIGHT: "upright",
@@ -83,11 +91,14 @@ REGIME = "train_symmetry"
 _IDENTITY = frozenset({"trial_id", "trial_name", "cell", "status", "error", "attempts", "run_name", "data_dir",
                        "trial_seconds", "started_at"})
 _METRICS = frozenset({*SCALAR_METRICS, m.TRAIN_ACC, m.BEST_CHECKPOINT})
-NOT_SETTINGS = _IDENTITY | _METRICS | {m.EXACT}  # with eq_error/<layer>: every column of a row that is no setting
-NOT_CONDITIONS = NOT_SETTINGS | {"input_size", "seed"}
-_ARM_COLUMNS = ["arm", "input_size", m.EXACT, "exact_arm"]
+NOT_SETTINGS = _IDENTITY | _METRICS | {m.EXACT}  # with m.PER_LAYER_PREFIXES: every column that is no setting
+ARM_DEFAULTS: Mapping[str, str] = MappingProxyType({"relaxation": NO_RELAXATION, "subsampling": STRIDE})
+NOT_CONDITIONS = NOT_SETTINGS | {"input_size", "seed", *ARM_DEFAULTS}
+SAME_SIZE, NEAREST_SIZE = "same size", "nearest exact size"  # which rule picked a row's reference
+_ARM_COLUMNS = ["arm", "input_size", *ARM_DEFAULTS, m.EXACT, "exact_arm", "reference"]
 _STAT_COLUMNS = ["arm_mean", "arm_std", "arm_n", "exact_mean", "exact_std", "exact_n", "diff", "ci_low", "ci_high",
-                 "p_value", "p_adjusted", "detectable", "seeds_needed", "verdict", "note"]
+                 "p_value", "p_adjusted", "detectable", "seeds_needed", "verdict", "note", "arm_eq_error",
+                 "exact_eq_error"]
 _GAUSSIAN = re.compile(r"^gaussian\((-?[0-9.]+),([0-9.]+)\)$")
 
 
@@ -96,15 +107,17 @@ class Verdicts:
     """What ``verdict_table`` returns.
 
     ``table``: one row per condition x arm x report metric, in that order (conditions sorted, training regimes in
-    ``regime_order``; approximate arms by input size, then the plain CNN's reference rows), with the columns
-    ``<condition columns>..., condition, metric, label, arm, input_size, exact, exact_arm, arm_mean, arm_std, arm_n,
-    exact_mean, exact_std, exact_n, diff, ci_low, ci_high, p_value, p_adjusted, detectable, seeds_needed, verdict,
-    note`` (accuracies as fractions; ``condition`` is a label such as ``"train_symmetry=none, lr=0.01"``, or ``"all
-    trials"`` when nothing varies; ``metric`` is the column name and ``label`` its short name; ``arm`` is the row's
-    network, ``exact_arm`` the exact one it is compared with, empty for a reference row, whose ``exact`` is None;
-    ``note`` says why a row was not tested, else it is empty).
+    ``regime_order``; approximate arms by input size, then relaxed arms by relaxation and size, then the plain
+    CNN's reference rows), with the columns ``<condition columns>..., condition, metric, label, arm, input_size,
+    relaxation, subsampling, exact, exact_arm, reference, arm_mean, arm_std, arm_n, exact_mean, exact_std, exact_n,
+    diff, ci_low, ci_high, p_value, p_adjusted, detectable, seeds_needed, verdict, note, arm_eq_error,
+    exact_eq_error`` (accuracies as fractions; ``condition`` is a label such as ``"train_symmetry=none, lr=0.01"``,
+    or ``"all trials"`` when nothing varies; ``metric`` is the column name and ``label`` its short name; ``arm`` is
+    the row's network, ``exact_arm`` the reference it is compared with and ``reference`` the rule that picked it,
+    both empty for a plain-CNN reference row, whose ``exact`` is None; ``note`` says why a row was not tested, else
+    it is empty).
     ``conditions``: the condition columns, in table order. ``skipped``: one line per condition that had finished
-    trials of exact or approximate networks only. ``notes``: what was left out or pooled and why. ``alpha``,
+    trials of references only or of no reference. ``notes``: what was left out or pooled and why. ``alpha``,
     ``confidence``: as asked; ``level``: the per-test level of the power columns (``alpha / m``, NaN without tests).
     """
 
@@ -150,7 +163,7 @@ def condition_columns(results: pd.DataFrame, *, exclude_groups: Iterable[str] = 
 
 def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups: Iterable[str] = EXCLUDED_GROUPS,
                   ignore: Iterable[str] = (), confidence: float = 0.95) -> Verdicts:
-    """Each approximate arm against the exact arm per condition and report metric: means, spreads, Welch's test,
+    """Each arm against its exact reference per condition and report metric: means, spreads, Welch's test,
     Holm-adjusted verdicts, power; the plain CNN as reference rows.
 
     ``results``: a sweep's results table. ``alpha``: the level for the Holm-adjusted p-values. ``exclude_groups``:
@@ -179,26 +192,30 @@ def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups:
     rows, skipped = [], []
     for key, group in _by_condition(frame, conditions):
         label = _condition_label(conditions, key)
-        exact, approx = group[group[m.EXACT]], group[~group[m.EXACT]]
-        if exact.empty or approx.empty:
-            skipped.append(f"{label}: only {'approximate' if exact.empty else 'exact'} trials finished "
+        arms = _by_arm(group)
+        exact = [arm for arm in arms if _is_reference(arm)]
+        compared = [arm for arm in arms if not _is_reference(arm)]
+        if not exact or not compared:
+            skipped.append(f"{label}: only {'exact' if exact else 'approximate'} trials finished "
                            f"({len(group)}); nothing to compare.")
             continue
         head = {**dict(zip(conditions, key)), "condition": label}
         name = _group_name(group)
-        for size, arm in _by_size(approx):
-            exact_size = _nearest(size, [s for s, _ in _by_size(exact)])
-            reference = exact[exact["input_size"] == exact_size] if exact_size is not None else exact
-            arm_row = {"arm": arm_label(name, size, False), "input_size": size, m.EXACT: False,
-                       "exact_arm": arm_label(name, exact_size, True)}
+        for arm_key, arm in compared:
+            (ref_size, _, _, ref_subsampling), reference = _reference_of(arm_key, exact)
+            arm_row = {"arm": _label(name, arm_key), "input_size": arm_key[0], "relaxation": arm_key[2],
+                       "subsampling": arm_key[3], m.EXACT: arm_key[1],
+                       "exact_arm": arm_label(name, ref_size, True, subsampling=ref_subsampling),
+                       "reference": SAME_SIZE if ref_size == arm_key[0] else NEAREST_SIZE,
+                       "arm_eq_error": _eq_error(arm), "exact_eq_error": _eq_error(reference)}
             rows += [{**head, "metric": metric, "label": REPORT_METRICS[metric], **arm_row,
                       **compare(reference[metric].to_numpy(float), arm[metric].to_numpy(float), confidence)}
                      for metric in metrics]
         plain = _matching(references, conditions, key)
         for size, arm in _by_size(plain):
-            arm_row = {"arm": arm_label(_group_name(arm), size, None), "input_size": size, m.EXACT: None,
-                       "exact_arm": ""}
-            rows += [{**head, "metric": metric, "label": REPORT_METRICS[metric], **arm_row, **_reference(arm[metric])}
+            arm_row = {"arm": arm_label(_group_name(arm), size, None), "input_size": size, **ARM_DEFAULTS,
+                       m.EXACT: None, "exact_arm": "", "reference": "", "arm_eq_error": _eq_error(arm)}
+            rows += [{**head, "metric": metric, "label": REPORT_METRICS[metric], **_reference(arm[metric]), **arm_row}
                      for metric in metrics if metric in arm.columns]
     table = pd.DataFrame(rows, columns=[*conditions, "condition", "metric", "label", *_ARM_COLUMNS, *_STAT_COLUMNS])
     table[m.EXACT] = table[m.EXACT].astype(object)
@@ -210,9 +227,16 @@ def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups:
     table.loc[tested, "seeds_needed"] = [
         seeds_needed(row.diff, _pooled_std(row), level) for row in table[tested].itertuples()]
     significant = tested & (table["p_adjusted"] < alpha)
+    wins = [arm_wins(relaxation) for relaxation in table["relaxation"]]
     table["verdict"] = np.where(table["exact_arm"] == "", REFERENCE, np.where(~significant, INCONCLUSIVE, np.where(
-        table["diff"] > 0, APPROX_WINS, EXACT_WINS)))
+        table["diff"] > 0, wins, EXACT_WINS)))
     return Verdicts(table, conditions, skipped, notes, alpha, confidence, level)
+
+
+def arm_wins(relaxation: str) -> str:
+    """The verdict word of an arm that beats its reference: ``approx wins`` for an approximate size, ``<relaxation>
+    wins`` (``rpp wins``) for a relaxed net."""
+    return APPROX_WINS if relaxation == NO_RELAXATION else f"{relaxation} wins"
 
 
 def compare(exact: np.ndarray, approx: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
@@ -320,8 +344,9 @@ def more_seeds(verdicts: Verdicts) -> tuple[float, pd.DataFrame]:
 
 def display_table(verdicts: Verdicts) -> pd.DataFrame:
     """The verdict table as the report shows it (strings), in table order: condition columns, metric, the arm and
-    its mean ± std (n), the exact arm and its mean ± std (n), diff [CI] and p (adjusted), the detectable difference
-    and the seeds per arm to detect ``diff`` (accuracy points), verdict. A reference row leaves the exact side empty.
+    its mean ± std (n), the exact arm (with the rule that picked it: same size or nearest exact size) and its mean ±
+    std (n), diff [CI] and p (adjusted), the detectable difference and the seeds per arm to detect ``diff`` (accuracy
+    points), verdict. A reference row leaves the exact side empty.
     ``attrs["right"]`` names the columns of numbers (right-aligned)."""
     level = f"{verdicts.confidence * 100:g}%"
     numbers = ["mean ± std (n)", "exact mean ± std (n)", f"diff [{level} CI] (points)", "p (adj.)",
@@ -337,7 +362,8 @@ def display_table(verdicts: Verdicts) -> pd.DataFrame:
         diff = f"{_points(row.diff, signed=True)}"
         if not math.isnan(row.ci_low):
             diff += f" [{_points(row.ci_low, signed=True)}, {_points(row.ci_high, signed=True)}]"
-        rows.append([*cells, row.label, row.arm, arm, row.exact_arm, _arm(row.exact_mean, row.exact_std, row.exact_n),
+        rows.append([*cells, row.label, row.arm, arm, f"{row.exact_arm} ({row.reference})",
+                     _arm(row.exact_mean, row.exact_std, row.exact_n),
                      diff, _p(row.p_adjusted), _points(row.detectable), _seeds(row.seeds_needed), row.verdict])
     frame = pd.DataFrame(rows, columns=header)
     frame.attrs["right"] = numbers
@@ -359,32 +385,36 @@ def to_markdown(verdicts: Verdicts) -> str:
 
 
 def summary_paragraph(verdicts: Verdicts) -> str:
-    """Plain English from the table: the count of each verdict; per condition and approximate arm, which metrics
-    favour it or the exact arm and by how many accuracy points (with the interval), which are inconclusive and
-    what these seeds could detect, which could not be tested and why; the plain CNN's accuracy; how many more
-    seeds the sweep needs."""
+    """Plain English from the table: the count of each verdict; per condition, which arms win, lose or tie against
+    which reference; per condition and arm, which metrics favour it or its reference and by how many accuracy points
+    (with the interval), which are inconclusive and what these seeds could detect, which could not be tested and
+    why; the plain CNN's accuracy; how many more seeds the sweep needs."""
     table = verdicts.table
     compared = table[table["verdict"] != REFERENCE]
     level = f"{verdicts.confidence * 100:g} %"
     sentences = []
     if compared.empty:
-        sentences.append("No condition has finished trials of both an exact and an approximate network, so "
+        sentences.append("No condition has finished trials of both an exact reference and another arm, so "
                          "there is nothing to compare.")
     else:
         counts = compared["verdict"].value_counts()
         tested = int(compared["p_value"].notna().sum())
         untested = len(compared) - tested
+        what = "Approximate" if (compared["relaxation"] == NO_RELAXATION).all() else "Each arm"
         if tested:
-            lead = (f"Approximate minus exact accuracy, per condition, arm and metric ({tested} Welch t-tests over "
-                    f"seeds, Holm-adjusted at alpha = {verdicts.alpha:g}): {counts.get(APPROX_WINS, 0)} "
-                    f"{APPROX_WINS}, {counts.get(EXACT_WINS, 0)} {EXACT_WINS}, {counts.get(INCONCLUSIVE, 0)} "
-                    f"{INCONCLUSIVE}")
+            words = [APPROX_WINS, *sorted({arm_wins(r) for r in compared["relaxation"]} - {APPROX_WINS}), EXACT_WINS,
+                     INCONCLUSIVE]
+            lead = (f"{what} minus exact accuracy, per condition, arm and metric ({tested} Welch t-tests over "
+                    f"seeds, Holm-adjusted at alpha = {verdicts.alpha:g}): "
+                    + ", ".join(f"{counts.get(word, 0)} {word}" for word in words))
             if untested:
                 lead += f" ({untested} of them not tested)"
         else:
-            lead = (f"Approximate minus exact accuracy, per condition, arm and metric: none of the {len(compared)} "
+            lead = (f"{what} minus exact accuracy, per condition, arm and metric: none of the {len(compared)} "
                     f"comparisons could be tested, so all are {INCONCLUSIVE}")
         sentences.append(lead + ".")
+        for label, group in compared.groupby("condition", sort=False):
+            sentences.append(_outcome_sentence(label, group))
         for (label, _), group in compared.groupby(["condition", "arm"], sort=False):
             sentences.append(_arm_sentence(label, group, level))
         sentences.append(_seeds_sentence(verdicts))
@@ -406,9 +436,16 @@ def _finished(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["status"] == "finished"] if "status" in results.columns else results
 
 
+def with_arm_defaults(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with ``relaxation`` and ``subsampling`` columns, missing values (an older table, a run that
+    predates them) read as the defaults ``none`` and ``stride``."""
+    return results.assign(**{column: results[column].astype(object).where(results[column].notna(), default)
+                             if column in results.columns else default for column, default in ARM_DEFAULTS.items()})
+
+
 def _comparable(results: pd.DataFrame, exclude_groups: Iterable[str]) -> pd.DataFrame:
     """Finished trials of the compared groups with a known ``exact`` flag (as a plain bool column)."""
-    frame = _finished(results)
+    frame = with_arm_defaults(_finished(results))
     excluded = set(exclude_groups)
     if excluded and "group" in frame.columns:
         frame = frame[~frame["group"].isin(excluded)]
@@ -447,7 +484,7 @@ def _left_out(results: pd.DataFrame, exclude_groups: Iterable[str]) -> list[str]
 def _varying(frame: pd.DataFrame, ignore: Iterable[str]) -> list[str]:
     skip = NOT_CONDITIONS | set(ignore)
     return [column for column in frame.columns
-            if column not in skip and not column.startswith(f"{m.EQ_ERROR}/")
+            if column not in skip and not column.startswith(m.PER_LAYER_PREFIXES)
             and frame[column].map(_norm).nunique(dropna=False) > 1]
 
 
@@ -496,6 +533,42 @@ def _by_size(frame: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
     """(input size, trials) per size, smallest first."""
     sizes = frame["input_size"].map(_norm)
     return [(size, frame[sizes == size]) for size in sorted(sizes.dropna().unique())]
+
+
+ArmKey = tuple[Any, bool, str, str]  # (input size, exact, relaxation, subsampling)
+
+
+def _by_arm(frame: pd.DataFrame) -> list[tuple[ArmKey, pd.DataFrame]]:
+    """(arm key, trials) per arm: approximate sizes first, then relaxed nets by relaxation, each by size, default
+    subsampling first."""
+    keys = pd.Series(list(zip(frame["input_size"].map(_norm), frame[m.EXACT], frame["relaxation"].astype(str),
+                              frame["subsampling"].astype(str))), index=frame.index, dtype=object)
+    order = sorted(set(keys), key=lambda k: (k[2] != NO_RELAXATION, k[2], k[0], k[3] != STRIDE, k[3]))
+    return [(key, frame[keys == key]) for key in order]
+
+
+def _is_reference(arm: tuple[ArmKey, pd.DataFrame]) -> bool:
+    """Exact and not relaxed: what the other arms of a condition are measured against."""
+    (_, exact, relaxation, _), _ = arm
+    return bool(exact) and relaxation == NO_RELAXATION
+
+
+def _reference_of(key: ArmKey, references: list[tuple[ArmKey, pd.DataFrame]]) -> tuple[ArmKey, pd.DataFrame]:
+    """The reference of the arm ``key``: of its own size if there is one, else of the nearest size (the smaller on a
+    tie); among those, the one with the arm's subsampling, else ``stride``."""
+    size = _nearest(key[0], sorted({ref[0] for ref, _ in references}))
+    return min(((ref, trials) for ref, trials in references if ref[0] == size),
+               key=lambda item: (item[0][3] != key[3], item[0][3] != STRIDE, item[0][3]))
+
+
+def _label(group: str, key: ArmKey) -> str:
+    size, exact, relaxation, subsampling = key
+    return arm_label(group, size, exact, relaxation, subsampling)
+
+
+def _eq_error(trials: pd.DataFrame) -> float:
+    """The mean measured output equivariance error of ``trials``; NaN where the table has none."""
+    return float(trials[m.EQ_ERROR].mean()) if m.EQ_ERROR in trials.columns else math.nan
 
 
 def _nearest(size: Any, sizes: list[Any]) -> Any:
@@ -590,15 +663,39 @@ def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
 
 
+def _outcome_sentence(label: str, group: pd.DataFrame) -> str:
+    """``Under <condition>: p4 28 rpp wins (upright, orbit) and p4 28 partial ties against p4 28 exact (same size);
+    ...``: per reference, each arm wins (only it wins on some metric), loses (only its reference does), trades
+    (each wins on some metric) or ties (no metric shows a difference)."""
+    parts = []
+    for (reference, rule), against in group.groupby(["exact_arm", "reference"], sort=False):
+        outcomes = []
+        for arm, rows in against.groupby("arm", sort=False):
+            won = list(rows.loc[rows["verdict"] == arm_wins(rows["relaxation"].iloc[0]), "label"])
+            lost = list(rows.loc[rows["verdict"] == EXACT_WINS, "label"])
+            if won and lost:
+                outcomes.append(f"{arm} trades (wins on {', '.join(won)}, loses on {', '.join(lost)})")
+            elif won or lost:
+                outcomes.append(f"{arm} {'wins' if won else 'loses'} ({', '.join(won or lost)})")
+            else:
+                outcomes.append(f"{arm} ties ({INCONCLUSIVE} on every metric)")
+        parts.append(f"{_join(outcomes)} against {reference} ({rule})")
+    where = "Over all trials" if label == ALL_TRIALS else f"Under {label}"
+    return f"{where}: {'; '.join(parts)}."
+
+
 def _arm_sentence(label: str, group: pd.DataFrame, level: str) -> str:
     first = group.iloc[0]
     arms = (f"{first.arm} ({_count(int(group['arm_n'].max()), 'seed')}) vs {first.exact_arm} "
-            f"({_count(int(group['exact_n'].max()), 'seed')})")
+            f"({_count(int(group['exact_n'].max()), 'seed')}, {first.reference})")
+    relaxed = first.relaxation != NO_RELAXATION
+    wins = arm_wins(first.relaxation)
     parts = []
-    for verdict, who in ((APPROX_WINS, "the approximate network"), (EXACT_WINS, "the exact network")):
+    for verdict, who in ((wins, f"the {first.relaxation} network" if relaxed else "the approximate network"),
+                         (EXACT_WINS, "the exact network")):
         rows = group[group["verdict"] == verdict]
         if len(rows):
-            sign = 1 if verdict == APPROX_WINS else -1
+            sign = 1 if verdict == wins else -1
             parts.append(f"{who} is better on " + _join(
                 f"{row.label} by {sign * row.diff * 100:.1f} points ({level} CI {sign * _lo(row, sign) * 100:.1f} "
                 f"to {sign * _hi(row, sign) * 100:.1f})" for row in rows.itertuples()))
@@ -609,7 +706,7 @@ def _arm_sentence(label: str, group: pd.DataFrame, level: str) -> str:
             f"these seeds detect {row.detectable * 100:.1f} points)" for row in open_rows.itertuples()))
     untested = group[group["p_value"].isna()]
     for note, rows in untested.groupby("note", sort=False):
-        parts.append(f"{note}: approximate minus exact is " + _join(
+        parts.append(f"{note}: {first.relaxation if relaxed else 'approximate'} minus exact is " + _join(
             f"{row.diff * 100:+.1f} points on {row.label}" for row in rows.itertuples()))
     where = "Over all trials" if label == ALL_TRIALS else f"Under {label}"
     return f"{where}, {arms}: {'; '.join(parts)}."

@@ -17,7 +17,7 @@ import pandas as pd
 from equisweep.errors import UserError
 from equisweep.pipeline.sweep.results import angle_rows, trial_row
 from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.metrics import ANGLE_PREFIX, LAYER_ERROR_PREFIX
+from equisweep.pipeline.train.metrics import ANGLE_PREFIX, LAYER_ERROR_PREFIX, PER_LAYER_PREFIXES, RELAXATION_PREFIX
 from equisweep.pipeline.train.tracking import resolve_mode
 
 _STATUS = {"finished": "finished", "running": "running", "failed": "failed", "crashed": "failed", "killed": "failed"}
@@ -29,11 +29,13 @@ def tables_from_runs(runs: Iterable[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, angles = [], []
     for run in runs:
         summary = dict(run.summary)
-        result = {k: v for k, v in summary.items() if not k.startswith((ANGLE_PREFIX, LAYER_ERROR_PREFIX))}
+        result = {k: v for k, v in summary.items() if not k.startswith((ANGLE_PREFIX, *PER_LAYER_PREFIXES))}
         result[m.TEST_ACC_BY_ANGLE] = {k.removeprefix(ANGLE_PREFIX): v for k, v in summary.items()
                                        if k.startswith(ANGLE_PREFIX)}
         result[m.EQ_ERROR_BY_LAYER] = {k.removeprefix(LAYER_ERROR_PREFIX): v for k, v in summary.items()
                                        if k.startswith(LAYER_ERROR_PREFIX)}
+        result[m.RELAXATION_BY_LAYER] = {k.removeprefix(RELAXATION_PREFIX): v for k, v in summary.items()
+                                         if k.startswith(RELAXATION_PREFIX)}
         status = _STATUS.get(run.state, "pending")
         error = f"the W&B run {run.state}; see its logs" if status == "failed" else None
         rows.append(trial_row(run.id, run.name, None, dict(run.config), result.get(m.EXACT), status, error, 0, result))

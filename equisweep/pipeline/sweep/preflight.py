@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from equisweep.datamodules.sources import get_source, missing_file
+from equisweep.datamodules.sources import FOLDER, missing_file
 from equisweep.errors import UserError
 from equisweep.pipeline.sweep.driver import check_resumable, sweep_uri
 from equisweep.pipeline.sweep.spec import Sweep
@@ -75,9 +75,11 @@ def _dataset_warnings(sweep: Sweep) -> list[str]:
     places = dict.fromkeys((c.config.dataset, c.config.data_dir, c.config.download) for c in sweep.cells)
     found = []
     for dataset, data_dir, download in places:
-        missing = missing_file(get_source(dataset), data_dir)
+        missing = missing_file(dataset, data_dir)
         if missing is not None:
             then = "trials download it (download: true)" if download else "trials fail: fetch it or set download: true"
+            if dataset == FOLDER:  # a user's own images: nothing to download
+                then = "trials fail: give it train/ and val/ folders with one subfolder of images per class"
             found.append(f"data_dir: dataset '{dataset}' is missing from {data_dir} (no {missing}); {then}")
     return found
 

@@ -28,14 +28,14 @@ import pyarrow.fs as pafs
 
 from equisweep.errors import UserError
 from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
+from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX, RELAXATION_PREFIX
 
 RESULTS_FILE = "results.parquet"
 ANGLES_FILE = "angles.parquet"
 FINISHED_DIR = "finished"
 STATUSES = ("finished", "running", "pending", "stopped", "failed")  # stopped: ended early by the scheduler
 SCALAR_METRICS = (m.VAL_ACC, m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT, m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES,
-                  m.EQ_ERROR, m.PARAMS, m.TRAIN_SECONDS, m.BEST_EPOCH, m.EPOCH, m.TRAIN_LOSS)
+                  m.EQ_ERROR, m.LEE, m.PARAMS, m.TRAIN_SECONDS, m.BEST_EPOCH, m.EPOCH, m.TRAIN_LOSS)
 
 
 
@@ -52,7 +52,8 @@ def final_result(results: dict[str, Any], epochs: int) -> dict[str, Any]:
     """What a finished trial reports last: ``run_one``'s metrics, JSON-safe (angle keys as strings)."""
     return {**{key: value for key, value in results.items() if not isinstance(value, dict)},
             m.TEST_ACC_BY_ANGLE: {str(float(a)): acc for a, acc in results[m.TEST_ACC_BY_ANGLE].items()},
-            m.EQ_ERROR_BY_LAYER: dict(results[m.EQ_ERROR_BY_LAYER]), m.EPOCH: epochs}
+            m.EQ_ERROR_BY_LAYER: dict(results[m.EQ_ERROR_BY_LAYER]),
+            m.RELAXATION_BY_LAYER: dict(results.get(m.RELAXATION_BY_LAYER, {})), m.EPOCH: epochs}
 
 
 def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, Any], exact: bool | None,
@@ -73,6 +74,8 @@ def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, An
                          if {"timestamp", "time_total_s"} <= result.keys() else None)
     row.update({f"{LAYER_ERROR_PREFIX}{layer}": value
                 for layer, value in (result.get(m.EQ_ERROR_BY_LAYER) or {}).items()})
+    row.update({f"{RELAXATION_PREFIX}{layer}": value
+                for layer, value in (result.get(m.RELAXATION_BY_LAYER) or {}).items()})
     return row
 
 

@@ -4,7 +4,9 @@ A spec holds the run settings every trial shares (any ``RunConfig`` key, at the 
 
 - ``variants:`` an optional list of partial settings (the arms of the study, e.g. p4 at 27/28/29 and z2 at 28),
 - ``grid:`` the cartesian product over any run setting (``group``, ``input_size``, ``train_symmetry``, ``seed``,
-  ...); an axis is a list, or ``{range: [start, stop]}`` for integers,
+  ...); an axis is a list, or ``{range: [start, stop]}`` for integers. A *joint axis* sets several settings
+  together: its name is free (not a run setting) and its values are mappings, e.g. ``data: [{dataset: mnist5k,
+  train_symmetry: c4}, {dataset: mnist69, train_symmetry: none}]``; each setting may come from one axis only,
 - ``search:`` Optuna over hyperparameters inside each cell (``num_samples`` trials per cell, metric ``val_acc``),
 - ``scheduler:`` ASHA keyed on the epoch, ``resources:`` per trial, ``max_concurrent``, ``max_failures``,
   ``storage:`` and ``wandb:`` (its ``group`` defaults to the sweep name).
@@ -140,9 +142,15 @@ class SweepSpec(RunConfig):
             return None
         if not value:
             raise ValueError("the grid is empty; give at least one axis, e.g. seed: [0, 1, 2], or leave grid out")
-        for key in value:
-            _check_run_key(key, "grid")
-        return {key: _axis_values(key, values) for key, values in value.items()}
+        axes = {key: _axis_values(key, values) for key, values in value.items()}
+        setters: dict[str, str] = {}
+        for key, values in axes.items():
+            for setting in _axis_settings(key, values):
+                if setting in setters:
+                    raise ValueError(f"{setting!r} is set by the axes {setters[setting]!r} and {key!r}; let one axis "
+                                     "set it")
+                setters[setting] = key
+        return axes
 
     @field_validator("variants")
     @classmethod
@@ -179,9 +187,32 @@ def _axis_values(key: str, values: Any) -> list[Any]:
     return values
 
 
+def _axis_settings(key: str, values: list[Any]) -> list[str]:
+    """The run settings an axis sets: its own name, or for a joint axis (a free name with mappings as values) the
+    keys of its mappings, each checked to be a sweepable run setting."""
+    if key in RUN_KEYS or not all(isinstance(value, dict) for value in values):
+        _check_run_key(key, "grid")
+        return [key]
+    settings = list(dict.fromkeys(setting for value in values for setting in value))
+    if not settings:
+        raise ValueError(f"joint axis {key!r}: its mappings set nothing; give settings such as {{dataset: mnist5k}}")
+    for setting in settings:
+        _check_run_key(setting, f"grid.{key}")
+    return settings
+
+
+def _overrides(axes: dict[str, list[Any]], values: tuple[Any, ...]) -> dict[str, Any]:
+    """One grid point's settings: an axis's value under its name, a joint axis's mapping merged in."""
+    point: dict[str, Any] = {}
+    for key, value in zip(axes, values):
+        point.update(value if key not in RUN_KEYS else {key: value})
+    return point
+
+
 def _check_run_key(key: str, where: str) -> None:
     if key not in RUN_KEYS:
-        raise ValueError(f"{key!r} is not a run setting; use one of: {', '.join(sorted(RUN_KEYS - NOT_SWEEPABLE))}")
+        raise ValueError(f"{key!r} is not a run setting; use one of: {', '.join(sorted(RUN_KEYS - NOT_SWEEPABLE))} "
+                         "(or, as a joint grid axis, give a list of mappings of settings)")
     if key in NOT_SWEEPABLE:
         raise ValueError(f"{key!r} cannot vary across trials; set it once at the top level")
 
@@ -255,7 +286,7 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
     cells = []
     for variant in spec.variants or [{}]:
         for values in itertools.product(*axes.values()):
-            overrides = {**variant, **dict(zip(axes, values))}
+            overrides = {**variant, **_overrides(axes, values)}
             where = ", ".join(f"{key}={value}" for key, value in overrides.items())
             try:
                 config = RunConfig.model_validate({**base, **overrides})
@@ -273,18 +304,18 @@ def static_exact(config: RunConfig) -> bool | None:
     """Whether this run's model is exactly equivariant at its input size (a ``UserError`` if it cannot run); None
     for a trivial group, whose net is traced all the same so that a size it cannot take still fails here."""
     exact = _static_exact(config.model, config.group, config.input_size, config.width, config.head, config.backend,
-                          config.dataset)
+                          config.dataset, config.subsampling)
     return None if is_trivial(config.group) else exact
 
 
 @functools.lru_cache(maxsize=256)
 def _static_exact(model: str, group: str, input_size: int, width: int | None, head: str, backend: str,
-                  dataset: str) -> bool:
-    from equisweep.datamodules.sources import get_source
+                  dataset: str, subsampling: str) -> bool:
+    from equisweep.datamodules.sources import trace_shape
     from equisweep.exactness import check_exactness
     from equisweep.models import build_model
 
-    source = get_source(dataset)
-    net = build_model(model, group=group, num_classes=source.num_classes, in_channels=source.channels,
-                      width=width, head=head, backend=backend)
+    num_classes, channels = trace_shape(dataset)
+    net = build_model(model, group=group, num_classes=num_classes, in_channels=channels,
+                      width=width, head=head, backend=backend, subsampling=subsampling)
     return check_exactness(net, input_size, model_name=model, nearest=False).exact

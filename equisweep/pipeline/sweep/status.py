@@ -43,7 +43,7 @@ def _describe(name: str, table: pd.DataFrame, now: float) -> str:
     lines = [f"{name}: {len(table)} trials, " + ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)]
     lines += [f"  failed {row.trial_id}: {row.error}" for row in table[table["status"] == "failed"].itertuples()]
     lines.append(_timing(table, now))
-    arms = table.apply(lambda row: arm_label(row["group"], int(row["input_size"]), _flag(row[m.EXACT])), axis=1)
+    arms = table.apply(_arm, axis=1)
     per_arm = table.groupby([arms, "status"], sort=False).size().unstack(fill_value=0)
     width = max(len("arm"), *(len(arm) for arm in per_arm.index))
     lines.append("arm".ljust(width) + "".join(f"{status:>10}" for status in STATUSES))
@@ -78,6 +78,12 @@ def _timing(table: pd.DataFrame, now: float) -> str:
     work = (status == "pending").sum() * costs.mean() + (costs.mean() - so_far).clip(lower=0).sum()
     return (f"{elapsed}, about {_duration(work / max(running.sum(), 1))} left (a finished trial took "
             f"{_duration(costs.mean())} on average; {running.sum()} running at once)")
+
+
+def _arm(row: pd.Series) -> str:
+    """The trial's arm; a table from before relaxation and subsampling were settings has the defaults."""
+    named = {key: row[key] for key in ("relaxation", "subsampling") if key in row and not pd.isna(row[key])}
+    return arm_label(row["group"], int(row["input_size"]), _flag(row[m.EXACT]), **named)
 
 
 def _flag(value: object) -> bool | None:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from equisweep.datamodules.regimes import angle_grid, parse_regime
 from equisweep.errors import UserError
 from equisweep.groups import get_group
+from equisweep.models.registry import check_relaxation, check_subsampling
+from equisweep.models.relaxation import PARTIAL_LAMBDA, RELAX_ALPHA, RELAX_BANKS, RPP_EQUIV_WD, RPP_FREE_WD
 
 
 class WandbConfig(BaseModel):
@@ -57,6 +59,17 @@ class RunConfig(BaseModel):
     width: int | None = Field(None, ge=1)
     head: Literal["coset", "flatten"] = "coset"
     dropout: float | None = Field(None, ge=0, lt=1)  # p4cnn only; None keeps the model's default
+    # relaxed equivariance (p4/p4m, native backend; see equisweep/models/relaxation.py): the method, its banks, and
+    # the coefficients of its training penalty
+    relaxation: str = "none"  # none | relaxed | rpp | partial
+    relax_banks: int = Field(RELAX_BANKS, ge=1)
+    relax_alpha: float = Field(RELAX_ALPHA, ge=0)
+    rpp_free_wd: float = Field(RPP_FREE_WD, ge=0)
+    rpp_equiv_wd: float = Field(RPP_EQUIV_WD, ge=0)
+    partial_lambda: float = Field(PARTIAL_LAMBDA, ge=0)
+    # stride | adaptive: adaptive subsamples every stride-2 layer on a grid that follows the input, exact at any size
+    # (native backend; see equisweep/models/subsampling.py)
+    subsampling: str = "stride"
     # optimisation: the defaults train the exact p4cnn on mnist5k to >= 0.9 upright (five epochs of 94 steps; its
     # invariant head needs a few hundred steps, where the plain CNN gets there in one epoch)
     epochs: int = Field(5, ge=1)
@@ -94,9 +107,9 @@ class RunConfig(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, value: str) -> str:
-        from equisweep.datamodules.sources import get_source
+        from equisweep.datamodules.sources import check_dataset
 
-        return get_source(value).name
+        return check_dataset(value)
 
     @field_validator("model")
     @classmethod
@@ -118,6 +131,16 @@ class RunConfig(BaseModel):
     def _group_fits_backend(self) -> RunConfig:
         if self.backend == "native" and not get_group(self.group).acts_exactly_on_grid:
             raise UserError(f"group: {self.group!r} needs backend: e2cnn (the native backend has z2, p4, p4m)")
+        return self
+
+    @model_validator(mode="after")
+    def _relaxation_fits_model(self) -> RunConfig:
+        check_relaxation(self.relaxation, self.group, self.backend)
+        return self
+
+    @model_validator(mode="after")
+    def _subsampling_fits_backend(self) -> RunConfig:
+        check_subsampling(self.subsampling, self.backend)
         return self
 
     def to_yaml(self) -> str:

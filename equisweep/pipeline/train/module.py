@@ -21,6 +21,14 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from equisweep.datamodules.regimes import angle_grid, rotate
 from equisweep.groups import P4, reference_group
+from equisweep.models.relaxation import (
+    PARTIAL_LAMBDA,
+    RELAX_ALPHA,
+    RPP_EQUIV_WD,
+    RPP_FREE_WD,
+    relaxation_diagnostics,
+    relaxation_penalty,
+)
 from equisweep.pipeline.train import metrics as m
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -50,12 +58,19 @@ class View:
 
 
 class EquivarianceClassifier(pl.LightningModule):
-    """Cross-entropy classification of images by ``backbone`` (images -> logits [B, num_classes])."""
+    """Cross-entropy classification of images by ``backbone`` (images -> logits [B, num_classes]).
+
+    A backbone with relaxed layers (``build_model(..., relaxation=...)``) trains on cross-entropy plus its
+    ``relaxation_penalty`` with the coefficients given here, and logs how far each relaxed layer has moved from
+    exact as ``relaxation/<layer>`` every epoch; for any other backbone the loss is the cross-entropy alone.
+    """
 
     def __init__(self, backbone: nn.Module, num_classes: int, optimizer: str = "adam", lr: float = 1e-3,
                  weight_decay: float = 0.0, momentum: float = 0.9, schedule: str = "none", step_size: int = 10,
                  gamma: float = 0.5, eval_angles: Sequence[float] | None = None, orbit_group: str | None = None,
-                 background: float | Sequence[float] = 0.0, channels_last: bool = False) -> None:
+                 background: float | Sequence[float] = 0.0, channels_last: bool = False,
+                 relax_alpha: float = RELAX_ALPHA, rpp_free_wd: float = RPP_FREE_WD, rpp_equiv_wd: float = RPP_EQUIV_WD,
+                 partial_lambda: float = PARTIAL_LAMBDA) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -66,6 +81,7 @@ class EquivarianceClassifier(pl.LightningModule):
         self.save_hyperparameters(ignore=["backbone"])
         self.hparams.update(eval_angles=eval_angles, orbit_group=g.name)
         self.backbone = _to_channels_last(backbone) if channels_last else backbone
+        self.relaxed = bool(relaxation_diagnostics(backbone))  # an exact backbone has no penalty to compute
         self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32).reshape(-1),
                              persistent=False)
         self.upright = View(0.0)
@@ -86,6 +102,12 @@ class EquivarianceClassifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
+        if self.relaxed:
+            hp = self.hparams
+            penalty = relaxation_penalty(self.backbone, hp.relax_alpha, hp.rpp_free_wd, hp.rpp_equiv_wd,
+                                         hp.partial_lambda)
+            self.log(m.RELAXATION_PENALTY, penalty)
+            loss = loss + penalty
         # Reading the loss waits for the device: check every few steps (a diverged net stays non-finite) and last.
         checked = batch_idx % NON_FINITE_CHECK_EVERY == 0 or self.trainer.is_last_batch
         if checked and not torch.isfinite(loss):
@@ -94,6 +116,11 @@ class EquivarianceClassifier(pl.LightningModule):
         self.log(m.TRAIN_LOSS, loss, prog_bar=True)
         self.log(m.TRAIN_ACC, self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self.relaxed:
+            self.log_dict({f"{m.RELAXATION_PREFIX}{layer}": value
+                           for layer, value in relaxation_diagnostics(self.backbone).items()})
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch

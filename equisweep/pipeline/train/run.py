@@ -2,7 +2,8 @@
 
 It validates everything that can fail on user input (model, input size, data) before training, trains with
 Lightning, tests the **best** checkpoint on validation accuracy (the test set is never used for selection),
-measures the equivariance error of that checkpoint, and writes ``metrics.json`` and ``config.yaml`` next to
+measures the equivariance error of that checkpoint (over the group's orbit, and the Lie derivative under
+continuous rotation, ``lee``, on the same sample), and writes ``metrics.json`` and ``config.yaml`` next to
 ``checkpoints/best.ckpt``, each through a temporary name and a rename so a reader never sees half a file.
 """
 
@@ -23,8 +24,9 @@ from pytorch_lightning.loggers import WandbLogger
 
 from equisweep.datamodules import build_datamodule
 from equisweep.exactness import check_exactness, equivariance_error
+from equisweep.exactness.lie import OUTPUT, lie_derivative
 from equisweep.files import write_atomically
-from equisweep.models import build_model
+from equisweep.models import build_model, relaxation_diagnostics
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.arms import arm_label, is_trivial
 from equisweep.pipeline.train.callbacks import RecalibrateBatchNorm
@@ -47,7 +49,7 @@ def _wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None) -> Wandb
     mode = config.wandb.resolved_mode()
     if mode == "disabled":
         return None
-    arm = arm_label(config.group, config.input_size, exact)
+    arm = arm_label(config.group, config.input_size, exact, config.relaxation, config.subsampling)
     kind = "plain" if exact is None else "exact" if exact else "approx"
     tags = list(dict.fromkeys([*config.wandb.tags, arm, config.group, f"size-{config.input_size}", kind]))
     # A user's WANDB_DIR is where runs go; otherwise next to the run's output.
@@ -85,7 +87,8 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
     options = {} if config.dropout is None else {"dropout": config.dropout}
     backbone = build_model(config.model, group=config.group, num_classes=datamodule.num_classes,
                            in_channels=datamodule.in_channels, width=config.width, head=config.head,
-                           backend=config.backend, **options)
+                           backend=config.backend, relaxation=config.relaxation, relax_banks=config.relax_banks,
+                           subsampling=config.subsampling, **options)
     report = check_exactness(backbone, config.input_size, model_name=config.model, nearest=False)
     exact = None if is_trivial(config.group) else report.exact  # a trivial group is neither exact nor approximate
     datamodule.prepare_data()  # a missing dataset fails here, before anything is written
@@ -93,7 +96,8 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
         backbone, datamodule.num_classes, optimizer=config.optimizer, lr=config.lr,
         weight_decay=config.weight_decay, momentum=config.momentum, schedule=config.schedule,
         step_size=config.step_size, gamma=config.gamma, eval_angles=config.angles,
-        background=datamodule.background, channels_last=config.channels_last)
+        background=datamodule.background, channels_last=config.channels_last, relax_alpha=config.relax_alpha,
+        rpp_free_wd=config.rpp_free_wd, rpp_equiv_wd=config.rpp_equiv_wd, partial_lambda=config.partial_lambda)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(out_dir / "config.yaml", config.to_yaml())
@@ -122,11 +126,14 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
             m.EXACT: exact,
             m.EQ_ERROR: errors["output"]["max"],
             m.EQ_ERROR_BY_LAYER: {name: value["max"] for name, value in errors.items()},
+            m.LEE: lie_derivative(module.backbone, sample, torch.tensor(datamodule.background))[OUTPUT],
             m.PARAMS: sum(p.numel() for p in backbone.parameters()),
             m.TRAIN_SECONDS: train_seconds,
             m.BEST_CHECKPOINT: str(Path(checkpoint.best_model_path).relative_to(out_dir)),
             m.BEST_EPOCH: int(torch.load(checkpoint.best_model_path, weights_only=True, mmap=True)["epoch"]),
         }
+        if module.relaxed:  # the best checkpoint's layers, as tested
+            results[m.RELAXATION_BY_LAYER] = relaxation_diagnostics(module.backbone)
         if logger is not None:
             _log_angles_to_wandb(logger, results)
     finally:

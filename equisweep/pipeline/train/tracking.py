@@ -1,7 +1,8 @@
 """Weights & Biases for one run: which mode it logs in, and its results as flat summary keys.
 
-A run's summary holds its scalar results plus flat ``test_acc_by_angle/<angle>`` and ``eq_error/<layer>`` keys, so
-the report can rebuild a sweep's tables from its runs (``equisweep.pipeline.report.wandb_runs``).
+A run's summary holds its scalar results plus flat ``test_acc_by_angle/<angle>``, ``eq_error/<layer>`` and (relaxed
+runs) ``relaxation/<layer>`` keys, so the report can rebuild a sweep's tables from its runs
+(``equisweep.pipeline.report.wandb_runs``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 from typing import Any
 
 from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.metrics import ANGLE_PREFIX, LAYER_ERROR_PREFIX
+from equisweep.pipeline.train.metrics import ANGLE_PREFIX, LAYER_ERROR_PREFIX, RELAXATION_PREFIX
 
 
 def resolve_mode(mode: str) -> str:
@@ -25,6 +26,7 @@ def flat_summary(results: dict[str, Any]) -> dict[str, Any]:
     summary = {key: value for key, value in results.items() if not isinstance(value, dict)}
     summary.update({f"{ANGLE_PREFIX}{float(a)}": acc for a, acc in results[m.TEST_ACC_BY_ANGLE].items()})
     summary.update({f"{LAYER_ERROR_PREFIX}{layer}": v for layer, v in results[m.EQ_ERROR_BY_LAYER].items()})
+    summary.update({f"{RELAXATION_PREFIX}{layer}": v for layer, v in results.get(m.RELAXATION_BY_LAYER, {}).items()})
     return summary
 
 

@@ -429,3 +429,73 @@ def test_figures_imports_no_training_code():
     )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# relaxed and same-size arms, and what breaking symmetry bought
+
+RELAXED_ARMS = (  # (input size, exact, relaxation, subsampling, upright accuracy, eq_error)
+    (28, True, "none", "stride", 0.90, 0.0), (29, True, "none", "adaptive", 0.88, 0.0),
+    (29, False, "none", "stride", 0.85, 0.3), (28, True, "rpp", "stride", 0.95, 0.2),
+    (28, True, "relaxed", "stride", 0.90, 0.05))
+RELAXED_LABELS = ("p4 28 exact", "p4 29 adaptive exact", "p4 29 approx", "p4 28 rpp", "p4 28 relaxed")
+
+
+def _relaxed_tables(datasets=("mnist5k", "mnist6-180")):
+    """The arms above on two datasets, upright training, three seeds spread by 0.6 points."""
+    rows, angles = [], []
+    for d, dataset in enumerate(datasets):
+        for size, exact, relaxation, subsampling, upright, error in RELAXED_ARMS:
+            for seed in range(3):
+                trial = f"t{len(rows)}"
+                accuracy = upright - 0.1 * d + 0.006 * seed
+                rows.append({"trial_id": trial, "cell": len(rows), "status": "finished", "dataset": dataset,
+                             "model": "p4cnn", "group": "p4", "input_size": size, "relaxation": relaxation,
+                             "subsampling": subsampling, "train_symmetry": "none", "seed": seed, "exact": exact,
+                             "val_acc": accuracy, "test_acc_upright": accuracy, "test_acc_orbit": 0.8,
+                             "test_acc_mean_angles": 0.7, "test_acc_min_angles": 0.5 + 0.001 * seed,
+                             "eq_error": error * (1 + 0.1 * seed), "relaxation/block1": 0.1 * (relaxation != "none")})
+                angles += [{"trial_id": trial, "angle": t, "accuracy": accuracy} for t in (0.0, 90.0, 180.0)]
+    return pd.DataFrame(rows), pd.DataFrame(angles)
+
+
+def test_relaxed_and_same_size_arms_are_named_and_styled_and_the_data_picks_the_panel():
+    results, angles = _relaxed_tables()
+    assert fg.arm_columns(results) == ["group", "input_size", "exact", "relaxation", "subsampling"]
+    assert set(fg.arm_colours(results)) == set(RELAXED_LABELS)  # the dataset is no arm
+    fig = fg.accuracy_by_angle(results, angles)
+    axes = _accuracy_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["mnist5k · trained: none", "mnist6-180 · trained: none"]
+    lines = _arm_lines(axes[0])
+    assert set(lines) == set(RELAXED_LABELS)
+    assert {label: line.get_linestyle() for label, line in lines.items()} == {
+        "p4 28 exact": "-", "p4 29 adaptive exact": "-", "p4 29 approx": "--", "p4 28 rpp": "-.",
+        "p4 28 relaxed": "-."}
+    assert lines["p4 28 rpp"].get_ydata()[0] == pytest.approx(95.6)  # mnist5k's mean over seeds, in points
+
+
+def test_relaxation_gain_plots_each_arms_gain_against_its_equivariance_error_one_colour_per_arm():
+    from equisweep.pipeline.report.verdict import verdict_table
+
+    results, _ = _relaxed_tables()
+    table = verdict_table(results).table
+    colours = fg.arm_colours(results)
+    fig = fg.relaxation_gain(table, colours=colours)
+    assert [ax.get_title() for ax in fig.axes] == ["upright", "orbit", "mean over angles", "min over angles"]
+    upright = fig.axes[0]
+    assert upright.get_xscale() == "log"
+    points = {bars.get_label(): bars.lines[0] for bars in upright.containers}
+    assert set(points) == {f"{arm} · dataset={d}" for arm in ("p4 29 approx", "p4 28 relaxed", "p4 28 rpp")
+                           for d in ("mnist5k", "mnist6-180")}
+    rpp = points["p4 28 rpp · dataset=mnist5k"]
+    assert rpp.get_xdata()[0] == pytest.approx(0.2 * 1.1)  # the mean eq_error over its seeds
+    assert rpp.get_ydata()[0] == pytest.approx(5.0)  # 95 - 90 points: its gain over p4 28 exact (same size)
+    approx = points["p4 29 approx · dataset=mnist5k"]
+    assert approx.get_ydata()[0] == pytest.approx(-3.0)  # against p4 29 adaptive exact, not p4 28 exact
+    assert {label.split(" · ")[0]: line.get_color() for label, line in points.items()} == {
+        arm: colours[arm] for arm in ("p4 29 approx", "p4 28 relaxed", "p4 28 rpp")}
+    assert len({line.get_color() for line in points.values()}) == 3
+    assert {line.get_marker() for label, line in points.items() if "mnist5k" in label} != {
+        line.get_marker() for label, line in points.items() if "mnist6-180" in label}  # a marker per condition
+    with pytest.raises(UserError, match="relaxation_gain: no compared arm has a measured equivariance error"):
+        fg.relaxation_gain(table.assign(arm_eq_error=np.nan))

@@ -161,7 +161,7 @@ def test_the_plain_cnn_has_exact_empty_everywhere_and_is_a_reference_row(tmp_pat
     text = (report.out_dir / "report.md").read_text()
     rows = [line for line in text.splitlines() if "| plain CNN 28 |" in line]
     assert len(rows) == 8 and all(line.endswith("|  |  |  |  |  |  | reference |") for line in rows)
-    assert "z2" not in "".join(rows) and "| p4 29 approx | " in text and "| p4 28 exact | " in text
+    assert "z2" not in "".join(rows) and "| p4 29 approx | " in text and "| p4 28 exact (nearest exact size) | " in text
     assert "Reference, not tested: the plain CNN 28 (3 seeds) reaches" in text
     html = (report.out_dir / "report.html").read_text()
     assert html.count("<td>plain CNN 28</td>") == 8

@@ -318,7 +318,10 @@ def test_a_condition_with_one_arm_only_is_skipped(results):
 def test_summary_names_the_arms_winners_gaps_and_inconclusive_rows(verdicts):
     summary = v.summary_paragraph(verdicts)
     assert "(16 Welch t-tests" in summary and "4 approx wins, 4 exact wins, 8 inconclusive." in summary
-    assert "Under train_symmetry=none, p4 27 approx (30 seeds) vs p4 28 exact (30 seeds): " in summary
+    assert "Under train_symmetry=none, p4 27 approx (30 seeds) vs p4 28 exact (30 seeds, nearest exact size): " \
+        in summary
+    assert ("Under train_symmetry=none: p4 27 approx trades (wins on upright, loses on orbit) and p4 29 approx trades "
+            "(wins on upright, loses on orbit) against p4 28 exact (nearest exact size).") in summary
     assert "the approximate network is better on upright by 1.0 points (95 % CI" in summary
     assert "the exact network is better on orbit by 20.0 points (95 % CI" in summary
     assert "no difference is shown on mean over angles" in summary and "these seeds detect 0.3 points" in summary
@@ -336,7 +339,8 @@ def test_markdown_table(results, verdicts):
     first = {key: value * 100 for key, value in verdicts.table.iloc[0].items() if key.endswith(
         ("_mean", "_std", "diff", "ci_low", "ci_high", "detectable"))}
     assert lines[2] == (f"| none | upright | p4 27 approx | {first['arm_mean']:.2f} ± {first['arm_std']:.2f} (30) | "
-                        f"p4 28 exact | {first['exact_mean']:.2f} ± {first['exact_std']:.2f} (30) | "
+                        f"p4 28 exact (nearest exact size) | {first['exact_mean']:.2f} ± {first['exact_std']:.2f} "
+                        "(30) | "
                         f"{first['diff']:+.2f} [{first['ci_low']:+.2f}, {first['ci_high']:+.2f}] | <1e-4 | "
                         f"{first['detectable']:.2f} | {verdicts.table.iloc[0].seeds_needed:.0f} | approx wins |")
     reference = lines[2 + 8]
@@ -358,3 +362,58 @@ def test_the_module_imports_no_training_code():
     # train: the metric names and the arms' names only (its package imports nothing); results: pandas and pyarrow
     assert from_equisweep == {"equisweep.pipeline.train", "equisweep.pipeline.train.arms",
                               "equisweep.pipeline.sweep.results"}
+
+
+def relaxed_arms(seeds: int = 8, rng_seed: int = 5) -> pd.DataFrame:
+    """p4 exact at 28 (stride) and 29 (adaptive), approximate at 29, rpp and relaxed at 28, z2 at 28; upright only.
+    Planted upright gaps: rpp +5 points over exact 28, relaxed 0, approx 29 -3 points under adaptive 29 (which
+    itself sits 2 points under exact 28, so the nearest-size rule would plant -1)."""
+    rng = np.random.default_rng(rng_seed)
+    arms = [  # (group, size, exact, relaxation, subsampling, upright, eq_error)
+        ("p4", 28, True, "none", "stride", 0.90, 0.0), ("p4", 29, True, "none", "adaptive", 0.88, 0.0),
+        ("p4", 29, False, "none", "stride", 0.85, 0.3), ("p4", 28, True, "rpp", "stride", 0.95, 0.2),
+        ("p4", 28, True, "relaxed", "stride", 0.90, 0.05), ("z2", 28, None, "none", "stride", 0.6, 0.5)]
+    rows = []
+    for cell, (group, size, exact, relaxation, subsampling, upright, error) in enumerate(arms):
+        for seed in range(seeds):
+            values = dict.fromkeys(METRICS, 0.9 + rng.normal(0, NOISE)) | {
+                "test_acc_upright": upright + rng.normal(0, NOISE)}
+            row = _row(len(rows), cell, group, size, "none", seed, values, exact=exact, relaxation=relaxation,
+                       subsampling=subsampling)
+            rows.append(row | {"eq_error": error + 0.01 * seed, "relaxation/block1": 0.1 * (relaxation != "none")})
+    return pd.DataFrame(rows)
+
+
+def test_each_arm_is_compared_with_the_same_size_reference_else_the_nearest_and_relaxed_arms_name_their_wins():
+    verdicts = v.verdict_table(relaxed_arms())
+    table = verdicts.table.set_index(["arm", "metric"])
+    assert verdicts.conditions == []  # relaxation and subsampling define arms, never conditions
+    assert list(table.index.get_level_values("arm").unique()) == [
+        "p4 29 approx", "p4 28 relaxed", "p4 28 rpp", "plain CNN 28"]
+    upright = table.xs("test_acc_upright", level="metric")
+    assert upright.loc["p4 29 approx", ["exact_arm", "reference"]].tolist() == ["p4 29 adaptive exact", "same size"]
+    assert upright.loc["p4 29 approx", "diff"] == pytest.approx(-0.03, abs=0.01)
+    for arm in ("p4 28 relaxed", "p4 28 rpp"):
+        assert upright.loc[arm, ["exact_arm", "reference"]].tolist() == ["p4 28 exact", "same size"]
+    assert upright.loc["p4 28 rpp", "diff"] == pytest.approx(0.05, abs=0.01)
+    assert upright["verdict"].to_dict() == {"p4 29 approx": "exact wins", "p4 28 relaxed": "inconclusive",
+                                            "p4 28 rpp": "rpp wins", "plain CNN 28": "reference"}
+    assert upright.loc["p4 28 rpp", ["relaxation", "subsampling"]].tolist() == ["rpp", "stride"]
+    assert upright.loc["p4 28 rpp", ["arm_eq_error", "exact_eq_error"]].tolist() == pytest.approx([0.235, 0.035])
+    summary = v.summary_paragraph(verdicts)
+    assert "Each arm minus exact accuracy" in summary and "0 approx wins, 0 relaxed wins, 1 rpp wins, 1 exact wins" \
+        in summary
+    assert ("Over all trials: p4 29 approx loses (upright) against p4 29 adaptive exact (same size); p4 28 relaxed "
+            "ties (inconclusive on every metric) and p4 28 rpp wins (upright) against p4 28 exact (same size).") \
+        in summary
+    assert "the rpp network is better on upright by 5.0 points" in summary
+    shown = v.display_table(verdicts)
+    assert set(shown.loc[shown["arm"] == "p4 29 approx", "exact arm"]) == {"p4 29 adaptive exact (same size)"}
+
+
+def test_without_the_same_size_reference_an_arm_falls_back_to_the_nearest_exact_size():
+    results = relaxed_arms()
+    table = v.verdict_table(results[results["subsampling"] == "stride"]).table
+    approx = table[(table["arm"] == "p4 29 approx") & (table["metric"] == "test_acc_upright")].iloc[0]
+    assert (approx.exact_arm, approx.reference) == ("p4 28 exact", "nearest exact size")
+    assert approx["diff"] == pytest.approx(-0.05, abs=0.01)

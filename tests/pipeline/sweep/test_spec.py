@@ -47,9 +47,10 @@ def test_search_multiplies_trials_and_the_table_lists_each(tmp_path):
 
 def test_paper_preset_marks_exact_and_approximate_arms():
     sweep = load_sweep(REPO / "sweeps" / "paper_rotmnist.yaml")
-    assert sweep.num_trials == 1600
-    exact = {(c.config.group, c.config.input_size): c.exact for c in sweep.cells}
-    assert exact == {("p4", 27): False, ("p4", 28): True, ("p4", 29): False, ("z2", 28): None}  # z2: not applicable
+    assert sweep.num_trials == 2000
+    exact = {(c.config.group, c.config.input_size, c.config.subsampling): c.exact for c in sweep.cells}
+    assert exact == {("p4", 27, "stride"): False, ("p4", 28, "stride"): True, ("p4", 29, "stride"): False,
+                     ("p4", 29, "adaptive"): True, ("z2", 28, "stride"): None}  # z2: not applicable
 
 
 def test_cli_overrides_merge_into_the_spec(tmp_path):

@@ -201,13 +201,15 @@ def test_dry_run_lists_the_paper_grid_with_exact_flags():
     header, table = result.stdout.split("\n\n")  # the pre-flight header, then the trials
     assert [line.split(":")[0] for line in header.splitlines()] == ["storage", "wandb", "resources", "concurrency"]
     lines = table.splitlines()
-    assert lines[-1] == "1600 trials" and len(lines) == 1600 + 1
+    assert lines[-1] == "2000 trials" and len(lines) == 2000 + 1
     flags = {}
     for line in lines[:-1]:
         _, *settings = line.split()
         values = dict(setting.split("=") for setting in settings)
-        flags.setdefault((values["group"], int(values["input_size"])), set()).add(values["exact"])
-    assert flags == {("p4", 27): {"no"}, ("p4", 28): {"yes"}, ("p4", 29): {"no"}, ("z2", 28): {"-"}}
+        arm = (values["group"], int(values["input_size"]), values["subsampling"])
+        flags.setdefault(arm, set()).add(values["exact"])
+    assert flags == {("p4", 27, "stride"): {"no"}, ("p4", 28, "stride"): {"yes"}, ("p4", 29, "stride"): {"no"},
+                     ("p4", 29, "adaptive"): {"yes"}, ("z2", 28, "stride"): {"-"}}
 
 
 @pytest.mark.parametrize(("args", "message"), [

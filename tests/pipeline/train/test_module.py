@@ -8,7 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from equisweep.models import build_model
+from equisweep.models import build_model, relaxation_diagnostics, relaxation_penalty
+from equisweep.models.relaxed_gconv import RelaxedMixin
 from equisweep.pipeline import EquivarianceClassifier
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "own_datamodule.py"
@@ -63,3 +64,47 @@ def test_channels_last_gives_the_same_logits(group):
     torch.testing.assert_close(module(x), expected, rtol=1e-4, atol=1e-5)
     module.train()(x).sum().backward()  # and it trains: every filter bank gets a finite gradient
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.parameters() if p.requires_grad)
+
+
+class _LossCheck(pl.Callback):
+    """Before each backward: the loss Lightning got against cross-entropy plus ``penalty`` recomputed on the batch."""
+
+    def __init__(self, penalty) -> None:
+        self.penalty, self.checked = penalty, []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        x, y = batch
+        with torch.no_grad():
+            self.ce = torch.nn.functional.cross_entropy(module(x), y)
+            self.term = self.penalty(module.backbone)
+
+    def on_before_backward(self, trainer, module, loss) -> None:
+        self.checked.append((float(loss.detach()), float(self.ce), float(self.term)))
+
+
+COEFFICIENTS = {"relax_alpha": 0.05, "rpp_free_wd": 3.0, "rpp_equiv_wd": 1e-3, "partial_lambda": 0.1}
+
+
+@pytest.mark.parametrize("relaxation", ["none", "relaxed"])
+def test_training_loss_is_cross_entropy_plus_the_relaxation_penalty(relaxation, tmp_path):
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    net = build_model("p4cnn", "p4", relaxation=relaxation)
+    with torch.no_grad():  # untie the relaxed weights by hand: the penalty is then clearly above zero
+        for module in net.modules():
+            if isinstance(module, RelaxedMixin):
+                module.relaxed_weights.add_(0.5 * torch.randn_like(module.relaxed_weights))
+    check = _LossCheck(lambda backbone: relaxation_penalty(backbone, **COEFFICIENTS))
+    module = EquivarianceClassifier(net, 10, **COEFFICIENTS)
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
+                         accelerator="cpu", callbacks=[check], enable_checkpointing=False)
+    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=8))
+    assert len(check.checked) == 2
+    for loss, ce, term in check.checked:
+        assert loss == pytest.approx(ce + term, rel=1e-5)
+        assert (term > 0.01) if relaxation == "relaxed" else (term == 0 and loss == pytest.approx(ce, rel=1e-5))
+    logged = {k for k in trainer.callback_metrics if k.startswith("relaxation/")}
+    diagnostics = relaxation_diagnostics(net)
+    assert logged == {f"relaxation/{layer}" for layer in diagnostics}
+    assert module.relaxed == (relaxation != "none") and bool(diagnostics) == module.relaxed
+    assert all(float(trainer.callback_metrics[f"relaxation/{k}"]) == pytest.approx(v) for k, v in diagnostics.items())

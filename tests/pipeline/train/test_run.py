@@ -1,6 +1,7 @@
 """One training run end to end on the embedded real MNIST digits: protocol, reproducibility, files, W&B, CLI."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def test_run_directory_holds_metrics_config_and_a_weights_only_checkpoint(exact_
     assert all(0 <= metrics[k] <= 1 for k in ("val_acc", "test_acc_upright", "test_acc_orbit",
                                               "test_acc_mean_angles", "test_acc_min_angles"))
     assert metrics["params"] == 24_810 and metrics["train_seconds"] > 0
+    assert 0 < metrics["lee"] < math.inf  # the exact p4 net is still not invariant to small rotations
     assert metrics["best_checkpoint"] == "checkpoints/best.ckpt" and metrics["best_epoch"] == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["input_size"] == 28 and config["resize_method"] == "resize" and config["seed"] == 0
@@ -95,6 +97,7 @@ def test_cli_train_logs_to_wandb_offline_and_matches_the_library(exact_run, tmp_
     assert logged["project"] == "equisweep-test" and logged["config"]["input_size"] == 28
     assert logged["job_type"] == "p4 28 exact" and {"p4 28 exact", "p4", "size-28", "exact"} <= set(logged["tags"])
     assert logged["summary"]["test_acc_upright"] == pytest.approx(exact_run["test_acc_upright"])
+    assert logged["summary"]["lee"] == pytest.approx(exact_run["lee"])
     assert {"train_loss", "val_acc", "test_acc_by_angle_table/_type"} <= logged["history_keys"]
     table = json.loads(next(runs[0].parent.glob("files/media/table/test_acc_by_angle_table_*.json")).read_text())
     assert table["columns"] == ["angle", "accuracy"]
@@ -122,6 +125,9 @@ def test_cli_train_defaults_give_a_well_trained_exact_p4cnn(tmp_path):
     (["--input-size", "6"], "input_size"),
     (["--lr", "-0.1"], "lr"),
     (["--group", "c8"], "group"),
+    (["--group", "z2", "--relaxation", "relaxed"], "relaxation"),
+    (["--group", "c4", "--backend", "e2cnn", "--relaxation", "rpp"], "relaxation"),
+    (["--relaxation", "soft"], "relaxation"),
 ])
 def test_bad_settings_exit_2_in_one_line_before_training(args, field, tmp_path):
     result = _cli(*args, "--out", str(tmp_path / "run"), "--wandb-mode", "disabled", cwd=tmp_path)

@@ -1,0 +1,75 @@
+"""Cost of the Lie-derivative error: one ``lie_derivative`` pass (a forward-mode jvp through the network, softmax
+included) against one plain forward, both in eval mode without gradients, for P4CNN (p4, 28) and ResNet-44 (p4, 33).
+
+Target: the Lie-derivative pass within 3x of the forward.
+The two run round-robin, one pass each per round, so that a machine whose load drifts slows them alike: a ratio is
+the median over rounds of the ratio within a round, ``forward_ms`` the median forward time. On a CPU the clock is
+the process's CPU time on one thread (``--threads``), as in ``bench_relaxed``: wall time on a shared machine
+measures the other processes too.
+Run: ``python -m benchmarks.bench_lie`` (about a minute on a CPU with the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from benchmarks.common import device_line, write_table
+from equisweep.exactness.lie import lie_derivative
+from equisweep.models import build_model
+
+
+def _elapsed_ms(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type != "cuda":
+        start = time.process_time()
+        fn()
+        return (time.process_time() - start) * 1e3
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _compare(case: str, model: nn.Module, x: torch.Tensor, device: torch.device, repeats: int,
+             warmup: int = 1) -> dict:
+    model = model.to(device).eval()
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    passes = {"forward": forward, "lie": lambda: lie_derivative(model, x)}
+    rounds = [{name: _elapsed_ms(fn, device) for name, fn in passes.items()} for _ in range(warmup + repeats)]
+    rounds = rounds[warmup:]
+    return {"case": case, "forward_ms": statistics.median(r["forward"] for r in rounds),
+            "lie_ms": statistics.median(r["lie"] for r in rounds),
+            "lie/forward": statistics.median(r["lie"] / r["forward"] for r in rounds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows = []
+    for name, size in (("p4cnn", 28), ("resnet44", 33)):
+        x = torch.randn(args.batch, 1, size, size, device=device)
+        rows.append(_compare(f"{name} p4 {size}x{size}", build_model(name, group="p4"), x, device, args.repeats))
+    clock = "wall" if device.type == "cuda" else "cpu-time"
+    header = f"{device_line(device)} clock={clock} batch={args.batch} default width; eval, no grad"
+    print(write_table("bench_lie", header, rows, ["case", "forward_ms", "lie_ms", "lie/forward"], [18, 10, 10, 11]))
+
+
+if __name__ == "__main__":
+    main()

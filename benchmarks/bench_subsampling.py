@@ -1,0 +1,54 @@
+"""Cost of adaptive subsampling: forward+backward (train mode) of P4CNN and ResNet-44 with ``subsampling="adaptive"``
+against ``"stride"``, in the same run, at sizes where stride 2 is not exact (there adaptive does its full work:
+every stride-2 layer computed at stride 1, then a polyphase choice).
+
+Targets: P4CNN within 1.15x (one 2x2 max-pool computed at stride 1), ResNet-44 within 1.8x (two stride-2 convs
+and their shortcuts computed at stride 1).
+Timing as ``bench_relaxed``: the two variants run round-robin, one step each per round; a ratio is the median over
+rounds of the ratio within a round; on a CPU the clock is the process's CPU time on ``--threads`` threads.
+Run: ``python -m benchmarks.bench_subsampling`` (about a minute on a CPU with the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from benchmarks.bench_relaxed import _elapsed_ms, _fwd_bwd
+from benchmarks.common import device_line, write_table
+from equisweep.models import build_model
+
+CASES = (("p4cnn", "p4", 29), ("p4cnn", "p4m", 29), ("resnet44", "p4", 32), ("resnet44", "p4m", 32))
+
+
+def _compare(name: str, group: str, size: int, batch: int, device: torch.device, repeats: int,
+             warmup: int = 1) -> dict:
+    x = torch.randn(batch, 1, size, size, device=device)
+    steps = {kind: _fwd_bwd(build_model(name, group=group, subsampling=kind).to(device).train(), x)
+             for kind in ("stride", "adaptive")}
+    rounds = [{kind: _elapsed_ms(step, device) for kind, step in steps.items()} for _ in range(warmup + repeats)]
+    rounds = rounds[warmup:]
+    return {"case": f"{name} {group} {size}x{size}", "stride_ms": statistics.median(r["stride"] for r in rounds),
+            "adaptive/stride": statistics.median(r["adaptive"] / r["stride"] for r in rounds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows = [_compare(name, group, size, args.batch, device, args.repeats) for name, group, size in CASES]
+    clock = "wall" if device.type == "cuda" else "cpu-time"
+    header = f"{device_line(device)} clock={clock} batch={args.batch} default width; fwd+bwd, train mode"
+    print(write_table("bench_subsampling", header, rows, ["case", "stride_ms", "adaptive/stride"], [20, 10, 16]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Relaxed and same-size arms through the sweep: the joint grid axis, the presets, and one real sweep on the
+embedded Ray whose report names each arm against its reference."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from equisweep.errors import UserError
+from equisweep.pipeline.report.report import build_report
+from equisweep.pipeline.sweep.driver import run_sweep
+from equisweep.pipeline.sweep.results import read_results
+from equisweep.pipeline.sweep.spec import load_sweep
+from equisweep.pipeline.sweep.status import status_text
+
+SWEEPS = Path(__file__).resolve().parents[3] / "sweeps"
+# One epoch on mnist69's 600 training digits: a few seconds of training per trial.
+FAST = {"dataset": "mnist69", "model": "p4cnn", "group": "p4", "epochs": 1, "batch_size": 8, "lr": 3e-3,
+        "dropout": 0.0, "schedule": "none", "angles": [0, 90, 45], "eq_error_samples": 8, "bn_calibration_batches": 2,
+        "resources": {"cpu": 1}, "wandb": {"mode": "disabled"}}
+
+
+def _spec(tmp_path: Path, name: str, **settings) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, **FAST, "storage": str(tmp_path / "store"), **settings},
+                                   sort_keys=False))
+    return path
+
+
+def test_a_joint_grid_axis_sets_several_settings_together(tmp_path):
+    sweep = load_sweep(_spec(tmp_path, "joint", grid={
+        "data": [{"dataset": "mnist5k", "train_symmetry": "c4"}, {"dataset": "mnist69"}], "seed": [0, 1]}))
+    assert [(c.config.dataset, c.config.train_symmetry, c.config.seed) for c in sweep.cells] == [
+        ("mnist5k", "c4", 0), ("mnist5k", "c4", 1), ("mnist69", "none", 0), ("mnist69", "none", 1)]
+    assert sweep.cells[0].overrides == {"dataset": "mnist5k", "train_symmetry": "c4", "seed": 0}
+    assert sweep.varying_keys == ["dataset", "train_symmetry", "seed"]
+    assert sweep.trial_table().splitlines()[0].split() == ["0", "dataset=mnist5k", "train_symmetry=c4", "seed=0",
+                                                           "exact=yes"]
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    ({"data": [{"dataset": "mnist5k"}], "dataset": ["mnist69"]}, "'dataset' is set by the axes 'data' and 'dataset'"),
+    ({"data": [{"colour": "red"}]}, "'colour' is not a run setting"),
+    ({"data": [{}]}, "joint axis 'data': its mappings set nothing"),
+    ({"data": [{"wandb": {}}]}, "'wandb' cannot vary across trials"),
+    ({"data": ["mnist5k"]}, "'data' is not a run setting; use one of: "),
+    ({"data": [{"dataset": "mnist5k"}, "mnist69"]}, "(or, as a joint grid axis, give a list of mappings of settings)"),
+])
+def test_a_bad_joint_axis_is_refused_in_one_line(tmp_path, grid, message):
+    with pytest.raises(UserError, match=None) as caught:
+        load_sweep(_spec(tmp_path, "bad", grid=grid))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.slow  # traces every cell's network
+def test_the_relaxed_presets_cross_six_arms_with_five_kinds_of_data():
+    for name, seeds in (("relaxed_mnist", 5), ("relaxed_mnist_paper", 30)):
+        sweep = load_sweep(SWEEPS / f"{name}.yaml")
+        cells = [(c.config.group, c.config.input_size, c.config.relaxation, c.config.dataset,
+                  c.config.train_symmetry, c.exact) for c in sweep.cells]
+        assert sweep.num_trials == 6 * 5 * seeds and len(set(cells)) == 6 * 5
+        assert {cell[:3] + cell[5:] for cell in cells} == {
+            ("p4", 28, "none", True), ("p4", 29, "none", False), ("p4", 28, "relaxed", True),
+            ("p4", 28, "rpp", True), ("p4", 28, "partial", True), ("z2", 28, "none", None)}
+        assert {cell[3:5] for cell in cells} == {("mnist5k", "none"), ("mnist5k", "gaussian(45,20)"),
+                                                 ("mnist5k", "c4"), ("mnist6-180", "none"), ("mnist69", "none")}
+        assert "relaxation=rpp" in sweep.trial_table()
+
+
+@pytest.mark.slow  # traces every cell's network
+@pytest.mark.parametrize(("name", "sizes"), [("quick", (28, 29)), ("paper_rotmnist", (28, 29)),
+                                             ("paper_cifar", (33, 32)), ("paper_flowers", (225, 224)),
+                                             ("pcam", (97, 96))])
+def test_the_presets_hold_an_adaptive_exact_arm_at_the_approximate_size(name, sizes):
+    exact_size, native = sizes
+    sweep = load_sweep(SWEEPS / f"{name}.yaml")
+    flags = {(c.config.group, c.config.input_size, c.config.subsampling): c.exact for c in sweep.cells
+             if c.config.group != "z2"}
+    assert flags[("p4", native, "adaptive")] is True and flags[("p4", native, "stride")] is False
+    assert flags[("p4", exact_size, "stride")] is True
+    assert "subsampling=adaptive" in sweep.trial_table()
+
+
+@pytest.mark.slow
+def test_relaxed_and_same_size_arms_sweep_and_the_report_names_each_reference(tmp_path, ray_local):
+    # three arms, relaxation and subsampling in the grid: the approximate 29 has a same-size reference (adaptive
+    # exact 29); the rpp 28 has none at 28, so it falls back to the nearest exact size
+    sweep = load_sweep(_spec(tmp_path, "arms", grid={"arm": [
+        {"input_size": 28, "relaxation": "rpp"}, {"input_size": 29, "subsampling": "adaptive"}, {"input_size": 29}]}))
+    outcome = run_sweep(sweep, verbose=0)
+    assert outcome.counts == {"finished": 3}
+    table = read_results(outcome.path)
+    assert list(zip(table["input_size"], table["relaxation"], table["subsampling"], table["exact"])) == [
+        (28, "rpp", "stride", True), (29, "none", "adaptive", True), (29, "none", "stride", False)]
+    assert table.set_index("subsampling").loc["adaptive", "eq_error"] < 1e-4  # exact at 29, after training
+
+    report = build_report(str(outcome.path))
+    verdict = pd.read_csv(report.out_dir / "verdict.csv", keep_default_na=False)
+    arms = verdict.drop_duplicates("arm").set_index("arm")
+    assert list(arms.index) == ["p4 29 approx", "p4 28 rpp"]
+    assert arms.loc["p4 29 approx", ["exact_arm", "reference"]].tolist() == ["p4 29 adaptive exact", "same size"]
+    assert arms.loc["p4 28 rpp", ["exact_arm", "reference"]].tolist() == ["p4 29 adaptive exact",
+                                                                         "nearest exact size"]
+    assert set(verdict["verdict"]) == {"inconclusive"}  # one seed per arm: means only
+    text = (report.out_dir / "report.md").read_text()
+    assert ("Over all trials: p4 29 approx ties (inconclusive on every metric) against p4 29 adaptive exact (same "
+            "size); p4 28 rpp ties (inconclusive on every metric) against p4 29 adaptive exact (nearest exact "
+            "size).") in text
+    assert "| p4 28 rpp | " in text and "| p4 29 adaptive exact (same size) | " in text
+    assert (report.out_dir / "figures" / "relaxation_gain.png").is_file()
+    assert "## What breaking symmetry bought" in text
+    status = status_text(str(outcome.path))
+    assert all(f"\n{arm} " in status for arm in ("p4 28 rpp", "p4 29 adaptive exact", "p4 29 approx"))
