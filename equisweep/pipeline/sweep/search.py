@@ -27,6 +27,7 @@ class PerCellSearch(Searcher):
         self.num_samples = search.num_samples
         space = {key: dist.to_tune() for key, dist in search.space.items()}
         self.studies = [OptunaSearch(space=space, metric=search.metric, mode="max",
+                                     points_to_evaluate=[dict(point) for point in search.start] or None,
                                      sampler=TPESampler(seed=search.seed + index)) for index in range(len(cells))]
         self.issued = [0] * len(cells)
         self.owner: dict[str, int] = {}  # trial id -> cell index

@@ -84,6 +84,7 @@ class SearchSpec(BaseModel):
     metric: Literal["val_acc"] = "val_acc"
     space: dict[str, Distribution]
     seed: int = 0
+    start: list[dict[str, Any]] = Field(default_factory=list)  # points every cell tries first, then Optuna samples
 
     @field_validator("space")
     @classmethod
@@ -93,6 +94,14 @@ class SearchSpec(BaseModel):
         for key in value:
             _check_run_key(key, "search.space")
         return value
+
+    @model_validator(mode="after")
+    def _start_points(self) -> SearchSpec:
+        for point in self.start:
+            if set(point) != set(self.space):
+                raise ValueError(f"start: each point gives a value for every key of space ({', '.join(self.space)}), "
+                                 f"got {point}")
+        return self
 
 
 class SchedulerSpec(BaseModel):

@@ -80,6 +80,8 @@ def test_cli_overrides_merge_into_the_spec(tmp_path):
     ({"resources": {"gpu": 2}}, "resources.gpu: must be at most 1"),
     ({"search": {"num_samples": 2, "space": {}}}, "search.space"),
     ({"search": {"num_samples": 2, "space": {"lr": {"loguniform": [0, 1]}}}}, "bounds must be positive"),
+    ({"search": {"num_samples": 2, "space": {"lr": {"loguniform": [1e-4, 1e-2]}}, "start": [{"seed": 1}]}},
+     "start: each point gives a value for every key of space (lr)"),
     ({"grid": {"seed": {"range": [5, 5]}}}, "range [5, 5] is empty"),
     ({"grid": {"seed": 3}}, "give a list of values"),
     ({"name": "my sweep"}, "name: use letters"),

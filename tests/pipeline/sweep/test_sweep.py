@@ -238,10 +238,11 @@ def test_asha_stops_hopeless_samples_within_a_cell_never_across_cells(tmp_path, 
     assert table["status"].tolist() == ["finished", "finished"] and table["epoch"].tolist() == [2, 2]
     assert table["test_acc_upright"].notna().all() and (table["wandb_group"] == "cells").all()
 
-    # One searched cell: Optuna's samples (with this seed: good, hopeless, hopeless) are ranked against each other,
-    # and the hopeless ones stop at epoch 1, untested.
+    # One searched cell whose search starts from a good point, then two hopeless ones: the samples are ranked
+    # against each other, and the hopeless ones stop at epoch 1, untested.
     searched = load_sweep(_spec(tmp_path, "searched", group="z2", **asha, search={
-        "num_samples": 3, "seed": 11, "space": {"lr": {"choice": [3e-3, 1e-7]}}}))
+        "num_samples": 3, "space": {"lr": {"choice": [3e-3, 1e-7]}},
+        "start": [{"lr": 3e-3}, {"lr": 1e-7}, {"lr": 1e-7}]}))
     table = read_results(run_sweep(searched, verbose=0).path)
     assert table["lr"].tolist() == [3e-3, 1e-7, 1e-7]
     assert table["status"].tolist() == ["finished", "stopped", "stopped"]
