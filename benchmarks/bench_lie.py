@@ -13,27 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from benchmarks.common import device_line, write_table
+from benchmarks.common import device_line, interleaved_rounds, write_table
 from equisweep.exactness.lie import lie_derivative
 from equisweep.models import build_model
-
-
-def _elapsed_ms(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type != "cuda":
-        start = time.process_time()
-        fn()
-        return (time.process_time() - start) * 1e3
-    torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1e3
 
 
 def _compare(case: str, model: nn.Module, x: torch.Tensor, device: torch.device, repeats: int,
@@ -45,8 +31,7 @@ def _compare(case: str, model: nn.Module, x: torch.Tensor, device: torch.device,
             model(x)
 
     passes = {"forward": forward, "lie": lambda: lie_derivative(model, x)}
-    rounds = [{name: _elapsed_ms(fn, device) for name, fn in passes.items()} for _ in range(warmup + repeats)]
-    rounds = rounds[warmup:]
+    rounds = interleaved_rounds(passes, device, repeats, warmup)
     return {"case": case, "forward_ms": statistics.median(r["forward"] for r in rounds),
             "lie_ms": statistics.median(r["lie"] for r in rounds),
             "lie/forward": statistics.median(r["lie"] / r["forward"] for r in rounds)}

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from benchmarks.common import device_line, write_table
+from benchmarks.common import device_line, fwd_bwd, interleaved_rounds, write_table
 from equisweep.groups import get_group
 from equisweep.models import GroupConv, LiftingConv, build_model
 from equisweep.models.partial_gconv import PartialGroupConv, PartialLiftingConv
@@ -32,30 +30,11 @@ LAYERS = {"none": (LiftingConv, GroupConv), "relaxed": (RelaxedLiftingConv, Rela
           "rpp": (RPPLiftingConv, RPPGroupConv), "partial": (PartialLiftingConv, PartialGroupConv)}
 
 
-def _fwd_bwd(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    def run() -> None:
-        module.zero_grad(set_to_none=True)
-        module(x).sum().backward()
-    return run
-
-
-def _elapsed_ms(fn: Callable[[], None], device: torch.device) -> float:
-    if device.type != "cuda":
-        start = time.process_time()
-        fn()
-        return (time.process_time() - start) * 1e3
-    torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1e3
-
 
 def _compare(case: str, modules: dict[str, nn.Module], x: torch.Tensor, device: torch.device,
              repeats: int, warmup: int = 1) -> dict:
-    steps = {method: _fwd_bwd(module.to(device).train(), x) for method, module in modules.items()}
-    rounds = [{method: _elapsed_ms(step, device) for method, step in steps.items()} for _ in range(warmup + repeats)]
-    rounds = rounds[warmup:]
+    steps = {method: fwd_bwd(module.to(device).train(), x) for method, module in modules.items()}
+    rounds = interleaved_rounds(steps, device, repeats, warmup)
     row = {"case": case, "exact_ms": statistics.median(r["none"] for r in rounds)}
     row.update({f"{method}/exact": statistics.median(r[method] / r["none"] for r in rounds) for method in METHODS})
     return row

@@ -16,8 +16,7 @@ import statistics
 
 import torch
 
-from benchmarks.bench_relaxed import _elapsed_ms, _fwd_bwd
-from benchmarks.common import device_line, write_table
+from benchmarks.common import device_line, fwd_bwd, interleaved_rounds, write_table
 from equisweep.models import build_model
 
 CASES = (("p4cnn", "p4", 29), ("p4cnn", "p4m", 29), ("resnet44", "p4", 32), ("resnet44", "p4m", 32))
@@ -26,10 +25,9 @@ CASES = (("p4cnn", "p4", 29), ("p4cnn", "p4m", 29), ("resnet44", "p4", 32), ("re
 def _compare(name: str, group: str, size: int, batch: int, device: torch.device, repeats: int,
              warmup: int = 1) -> dict:
     x = torch.randn(batch, 1, size, size, device=device)
-    steps = {kind: _fwd_bwd(build_model(name, group=group, subsampling=kind).to(device).train(), x)
+    steps = {kind: fwd_bwd(build_model(name, group=group, subsampling=kind).to(device).train(), x)
              for kind in ("stride", "adaptive")}
-    rounds = [{kind: _elapsed_ms(step, device) for kind, step in steps.items()} for _ in range(warmup + repeats)]
-    rounds = rounds[warmup:]
+    rounds = interleaved_rounds(steps, device, repeats, warmup)
     return {"case": f"{name} {group} {size}x{size}", "stride_ms": statistics.median(r["stride"] for r in rounds),
             "adaptive/stride": statistics.median(r["adaptive"] / r["stride"] for r in rounds)}
 

@@ -34,6 +34,36 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warm
     return statistics.median(times)
 
 
+def elapsed_ms(fn: Callable[[], object], device: torch.device) -> float:
+    """One call of ``fn`` in milliseconds: process CPU time on the CPU (wall time on a shared, loaded machine is
+    noise), wall time between synchronisations on a GPU."""
+    if device.type != "cuda":
+        start = time.process_time()
+        fn()
+        return (time.process_time() - start) * 1e3
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def fwd_bwd(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One forward and backward pass of ``module`` on ``x``, as a callable to time."""
+    def run() -> None:
+        module.zero_grad(set_to_none=True)
+        module(x).sum().backward()
+    return run
+
+
+def interleaved_rounds(passes: dict[str, Callable[[], object]], device: torch.device, repeats: int,
+                       warmup: int = 1) -> list[dict[str, float]]:
+    """``repeats`` rounds of one timed call of each pass in turn (after ``warmup`` rounds), so that a change in the
+    machine's load hits baseline and candidate alike: take the median of within-round ratios."""
+    rounds = [{name: elapsed_ms(fn, device) for name, fn in passes.items()} for _ in range(warmup + repeats)]
+    return rounds[warmup:]
+
+
 def write_table(name: str, header: str, rows: list[dict], columns: list[str], widths: list[int]) -> str:
     """Print a fixed-width table and write it as ``results/<name>.md`` and ``results/<name>.json``."""
     lines = [header, "  ".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(columns, widths)))]
