@@ -11,13 +11,12 @@ Run: ``python -m benchmarks.bench_lie`` (about a minute on a CPU with the defaul
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
 from torch import nn
 
-from benchmarks.common import device_line, interleaved_rounds, write_table
+from benchmarks.common import device_line, interleaved_rounds, prepare, timing_parser, write_table
 from equisweep.exactness.lie import lie_derivative
 from equisweep.models import build_model
 
@@ -38,20 +37,13 @@ def _compare(case: str, model: nn.Module, x: torch.Tensor, device: torch.device,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = timing_parser(__doc__, batch=32, repeats=11)
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    device, clock = prepare(args)
     rows = []
     for name, size in (("p4cnn", 28), ("resnet44", 33)):
         x = torch.randn(args.batch, 1, size, size, device=device)
         rows.append(_compare(f"{name} p4 {size}x{size}", build_model(name, group="p4"), x, device, args.repeats))
-    clock = "wall" if device.type == "cuda" else "cpu-time"
     header = f"{device_line(device)} clock={clock} batch={args.batch} default width; eval, no grad"
     print(write_table("bench_lie", header, rows, ["case", "forward_ms", "lie_ms", "lie/forward"], [18, 10, 10, 11]))
 

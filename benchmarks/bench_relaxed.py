@@ -12,13 +12,12 @@ Run: ``python -m benchmarks.bench_relaxed`` (under a minute on a CPU with the de
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
 from torch import nn
 
-from benchmarks.common import device_line, fwd_bwd, interleaved_rounds, write_table
+from benchmarks.common import device_line, fwd_bwd, interleaved_rounds, prepare, timing_parser, write_table
 from equisweep.groups import get_group
 from equisweep.models import GroupConv, LiftingConv, build_model
 from equisweep.models.partial_gconv import PartialGroupConv, PartialLiftingConv
@@ -41,17 +40,11 @@ def _compare(case: str, modules: dict[str, nn.Module], x: torch.Tensor, device: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=16)
+    parser = timing_parser(__doc__, batch=16, repeats=11)
     parser.add_argument("--model-batch", type=int, default=8)
     parser.add_argument("--channels", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    device, clock = prepare(args)
     rows, c = [], args.channels
     for group in ("p4", "p4m"):
         order = get_group(group).order
@@ -64,7 +57,6 @@ def main() -> None:
         x = torch.randn(args.model_batch, 1, size, size, device=device)
         modules = {method: build_model(name, group="p4", relaxation=method) for method in LAYERS}
         rows.append(_compare(f"{name} p4 {size}x{size}", modules, x, device, args.repeats))
-    clock = "wall" if device.type == "cuda" else "cpu-time"
     header = (f"{device_line(device)} clock={clock} layers: batch={args.batch} channels={c} kernel=3; models: "
               f"batch={args.model_batch} default width; fwd+bwd, relaxed with 2 banks")
     columns = ["case", "exact_ms", *(f"{method}/exact" for method in METHODS)]

@@ -11,12 +11,11 @@ Run: ``python -m benchmarks.bench_subsampling`` (about a minute on a CPU with th
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
 
-from benchmarks.common import device_line, fwd_bwd, interleaved_rounds, write_table
+from benchmarks.common import device_line, fwd_bwd, interleaved_rounds, prepare, timing_parser, write_table
 from equisweep.models import build_model
 
 CASES = (("p4cnn", "p4", 29), ("p4cnn", "p4m", 29), ("resnet44", "p4", 32), ("resnet44", "p4m", 32))
@@ -33,17 +32,10 @@ def _compare(name: str, group: str, size: int, batch: int, device: torch.device,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = timing_parser(__doc__, batch=8, repeats=7)
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    device, clock = prepare(args)
     rows = [_compare(name, group, size, args.batch, device, args.repeats) for name, group, size in CASES]
-    clock = "wall" if device.type == "cuda" else "cpu-time"
     header = f"{device_line(device)} clock={clock} batch={args.batch} default width; fwd+bwd, train mode"
     print(write_table("bench_subsampling", header, rows, ["case", "stride_ms", "adaptive/stride"], [20, 10, 16]))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -11,6 +12,24 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def timing_parser(doc: str | None, batch: int, repeats: int) -> argparse.ArgumentParser:
+    """The options every same-run ratio benchmark takes: batch, repeats, CPU threads, device."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def prepare(args: argparse.Namespace) -> tuple[torch.device, str]:
+    """Threads and seed as asked; the device and the clock ``elapsed_ms`` reads on it."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    return device, "wall" if device.type == "cuda" else "cpu-time"
 
 
 def device_line(device: torch.device) -> str:

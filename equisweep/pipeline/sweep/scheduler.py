@@ -10,16 +10,16 @@ other, and a cell of one trial (a sweep without ``search:``) is never stopped ea
 from __future__ import annotations
 
 import functools
-import pickle
 from typing import Any
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from equisweep.pipeline.sweep.results import cell_key
+from equisweep.pipeline.sweep.state import PicklesItsState
 
 
-class PerCellASHA(FIFOScheduler):
+class PerCellASHA(PicklesItsState, FIFOScheduler):
     """Routes every trial hook to its cell's ``ASHAScheduler``; trials start in submission order (FIFO), as with
     ASHA alone."""
 
@@ -60,11 +60,3 @@ class PerCellASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"Using AsyncHyperBand within each cell ({len(self.cells)} cells)."
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as stream:
-            pickle.dump(self.__dict__, stream)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as stream:
-            self.__dict__.update(pickle.load(stream))

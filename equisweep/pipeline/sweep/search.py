@@ -8,7 +8,6 @@ study, so a cell's search only learns from its own trials.
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 from optuna.samplers import TPESampler
@@ -16,9 +15,10 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from equisweep.pipeline.sweep.spec import SearchSpec
+from equisweep.pipeline.sweep.state import PicklesItsState
 
 
-class PerCellSearch(Searcher):
+class PerCellSearch(PicklesItsState, Searcher):
     """Suggests ``{"cell": overrides, "search": sampled values}``; ``num_samples`` per cell, then FINISHED."""
 
     def __init__(self, cells: list[dict[str, Any]], search: SearchSpec) -> None:
@@ -54,11 +54,3 @@ class PerCellSearch(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self.owner:
             self.studies[self.owner[trial_id]].on_trial_complete(trial_id, result, error)
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as stream:
-            pickle.dump(self.__dict__, stream)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as stream:
-            self.__dict__.update(pickle.load(stream))

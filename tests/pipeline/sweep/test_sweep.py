@@ -239,12 +239,16 @@ def test_asha_stops_hopeless_samples_within_a_cell_never_across_cells(tmp_path, 
     assert table["test_acc_upright"].notna().all() and (table["wandb_group"] == "cells").all()
 
     # One searched cell whose search starts from a good point, then two hopeless ones: the samples are ranked
-    # against each other, and the hopeless ones stop at epoch 1, untested.
+    # One searched cell whose search tries a good point and hopeless ones: every hopeless sample that starts after
+    # the good one stops at epoch 1, untested (the searcher's hand-out order is its own: rows in start order).
     searched = load_sweep(_spec(tmp_path, "searched", group="z2", **asha, search={
-        "num_samples": 3, "space": {"lr": {"choice": [3e-3, 1e-7]}},
-        "start": [{"lr": 3e-3}, {"lr": 1e-7}, {"lr": 1e-7}]}))
-    table = read_results(run_sweep(searched, verbose=0).path)
-    assert table["lr"].tolist() == [3e-3, 1e-7, 1e-7]
-    assert table["status"].tolist() == ["finished", "stopped", "stopped"]
-    assert table["epoch"].tolist() == [2, 1, 1]
-    assert table["test_acc_upright"].notna().tolist() == [True, False, False]
+        "num_samples": 4, "space": {"lr": {"choice": [3e-3, 1e-7]}},
+        "start": [{"lr": 1e-7}, {"lr": 1e-7}, {"lr": 1e-7}, {"lr": 3e-3}]}))
+    table = read_results(run_sweep(searched, verbose=0).path).sort_values("started_at")
+    lrs = table["lr"].tolist()
+    assert sorted(lrs) == [1e-7, 1e-7, 1e-7, 3e-3] and lrs.index(3e-3) < 3, lrs
+    good = table[table["lr"] == 3e-3].iloc[0]
+    assert (good.status, good.epoch) == ("finished", 2) and good.test_acc_upright > 0.5
+    stopped = table[table["status"] == "stopped"]
+    assert (stopped["lr"] == 1e-7).all() and (stopped["epoch"] == 1).all() and stopped["test_acc_upright"].isna().all()
+    assert (table.iloc[lrs.index(3e-3) + 1:]["status"] == "stopped").all()  # every one after the good one
