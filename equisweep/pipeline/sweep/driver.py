@@ -92,8 +92,8 @@ class ResultsTable(tune.Callback):
     def _adopt(self, trial: Trial) -> None:
         """Count ``trial`` finished if its last result holds the test metrics."""
         if trial.trial_id not in self.finished and m.TEST_ACC_UPRIGHT in (trial.last_result or {}):
-            self.finished[trial.trial_id] = {key: value for key, value in trial.last_result.items()
-                                             if key not in _TUNE_KEYS}
+            record = {key: value for key, value in trial.last_result.items() if key not in _TUNE_KEYS}
+            self.finished[trial.trial_id] = {**record, "started_at": r.started_at(trial.last_result)}
 
     def _write(self, trials: list[Trial], starting: str | None = None) -> None:
         for trial in trials:
@@ -129,7 +129,7 @@ class ResultsTable(tune.Callback):
         return self._exact[trial_id]
 
 
-# Keys Tune adds to every result; a finished trial's record keeps only what the trial reported.
+# Keys Tune adds to every result; a finished trial's record keeps only what the trial reported, and when it started.
 _TUNE_KEYS = frozenset({"timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
                         "time_this_iter_s", "pid", "hostname", "node_ip", "config",
                         "time_since_restore", "iterations_since_restore", "experiment_tag", "should_checkpoint"})

@@ -69,14 +69,20 @@ def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, An
     row[m.EXACT] = exact  # None where not applicable (a trivial group) or not known
     row.update({key: result.get(key) for key in SCALAR_METRICS})
     row["trial_seconds"] = result.get("time_total_s")  # the trial's wall time under Tune: its compute cost
-    # When it started (Unix seconds): Tune's clock at its last report less its time so far; None if not reported.
-    row["started_at"] = (result["timestamp"] - result["time_total_s"]  # Tune's first default result has no time yet
-                         if {"timestamp", "time_total_s"} <= result.keys() else None)
+    row["started_at"] = started_at(result)
     row.update({f"{LAYER_ERROR_PREFIX}{layer}": value
                 for layer, value in (result.get(m.EQ_ERROR_BY_LAYER) or {}).items()})
     row.update({f"{RELAXATION_PREFIX}{layer}": value
                 for layer, value in (result.get(m.RELAXATION_BY_LAYER) or {}).items()})
     return row
+
+
+def started_at(result: dict[str, Any]) -> float | None:
+    """When the trial started (Unix seconds): as its finished record keeps it, else Tune's clock at its last report
+    less its time so far; None before it reported (Tune's first default result has no time yet)."""
+    if "started_at" in result:
+        return result["started_at"]
+    return result["timestamp"] - result["time_total_s"] if {"timestamp", "time_total_s"} <= result.keys() else None
 
 
 def angle_rows(trial_id: str, result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -23,10 +23,11 @@ def _row(trial_id: str, arm: str, status: str, result: dict, error: str | None =
     return trial_row(trial_id, trial_id, list(ARMS).index(arm), settings, exact, status, error, 0, result)
 
 
-def _finished(trial_id: str, arm: str, seconds: float) -> dict:
-    # A finished trial's row comes from its recorded final result, which keeps Tune's time_total_s only.
+def _finished(trial_id: str, arm: str, seconds: float, started: float) -> dict:
+    # A finished trial's row comes from its recorded final result: what it reported, Tune's time_total_s and
+    # when it started.
     return _row(trial_id, arm, "finished", {"val_acc": 0.95, "test_acc_upright": 0.94, "epoch": 5,
-                                            "time_total_s": seconds})
+                                            "time_total_s": seconds, "started_at": started})
 
 
 def _running(trial_id: str, arm: str, epoch: int, val_acc: float, started: float) -> dict:
@@ -42,7 +43,8 @@ def _write(sweep_dir: Path, rows: list[dict]) -> str:
 
 
 def test_status_counts_per_arm_lists_running_trials_and_estimates_the_time_left(tmp_path):
-    rows = [_finished("a", "p4-28", 100), _finished("b", "p4-29", 140), _running("c", "p4-28", 3, 0.91234, NOW - 50),
+    rows = [_finished("a", "p4-28", 100, NOW - 300), _finished("b", "p4-29", 140, NOW - 200),
+            _running("c", "p4-28", 3, 0.91234, NOW - 50),
             _row("d", "z2-28", "pending", {}), _row("e", "z2-28", "pending", {}),
             _row("f", "p4-29", "failed", {}, error="RuntimeError: out of memory"),
             _row("g", "z2-28", "stopped", {"time_total_s": 10.0})]
@@ -50,7 +52,7 @@ def test_status_counts_per_arm_lists_running_trials_and_estimates_the_time_left(
     assert lines[0] == "prog: 7 trials, 2 finished, 1 running, 2 pending, 1 stopped, 1 failed"
     assert lines[1] == "  failed f: RuntimeError: out of memory"
     # A mean finished trial takes 120 s: two pending trials 240 s, the running one 70 s more, one trial at a time.
-    assert lines[2] == ("elapsed 0:00:50, about 0:05:10 left (a finished trial took 0:02:00 on average; 1 running "
+    assert lines[2] == ("elapsed 0:05:00, about 0:05:10 left (a finished trial took 0:02:00 on average; 1 running "
                         "at once)")
     assert lines[3:8] == [
         "arm           finished   running   pending   stopped    failed",
@@ -63,33 +65,35 @@ def test_status_counts_per_arm_lists_running_trials_and_estimates_the_time_left(
 
 
 def test_two_trials_running_at_once_halve_the_time_left(tmp_path):
-    rows = [_finished("a", "p4-28", 100), _running("b", "p4-28", 1, 0.5, NOW - 40),
+    rows = [_finished("a", "p4-28", 100, NOW - 140), _running("b", "p4-28", 1, 0.5, NOW - 40),
             _running("c", "p4-29", 1, 0.5, NOW - 40), *(_row(f"p{i}", "z2-28", "pending", {}) for i in range(3))]
     timing = status_text(_write(tmp_path / "two", rows), now=NOW).splitlines()[1]
-    assert timing == "elapsed 0:00:40, about 0:03:30 left (a finished trial took 0:01:40 on average; 2 running at once)"
+    assert timing == "elapsed 0:02:20, about 0:03:30 left (a finished trial took 0:01:40 on average; 2 running at once)"
 
 
 def test_no_estimate_before_a_trial_finishes_and_done_after(tmp_path):
     running = [_running("a", "p4-28", 1, 0.5, NOW - 20), _row("b", "p4-28", "pending", {})]
     assert status_text(_write(tmp_path / "s", running), now=NOW).splitlines()[1] == \
         "elapsed 0:00:20, time left unknown until a trial finishes"
-    done = [_finished("a", "p4-28", 100), _finished("b", "p4-28", 100)]
-    assert status_text(_write(tmp_path / "s", done), now=NOW).splitlines()[1] == "elapsed -, done"
+    # Done: from the first start to the last end, whenever it is read.
+    done = [_finished("a", "p4-28", 100, NOW - 300), _finished("b", "p4-28", 100, NOW - 250)]
+    assert status_text(_write(tmp_path / "s", done), now=NOW + 999).splitlines()[1] == "elapsed 0:02:30, done"
 
 
 def test_watch_reprints_until_nothing_is_pending_or_running(tmp_path):
-    sweep_dir = _write(tmp_path / "w", [_finished("a", "p4-28", 100), _running("b", "z2-28", 2, 0.8, time.time())])
+    sweep_dir = _write(tmp_path / "w", [_finished("a", "p4-28", 100, NOW - 100),
+                                        _running("b", "z2-28", 2, 0.8, time.time())])
     texts = watch_status(sweep_dir, interval=0.01)
     assert next(texts).startswith("w: 2 trials, 1 finished, 1 running, 0 pending")
     assert next(texts).startswith("w: 2 trials, 1 finished, 1 running, 0 pending")  # unchanged: still watching
-    _write(tmp_path / "w", [_finished("a", "p4-28", 100), _finished("b", "z2-28", 90)])
+    _write(tmp_path / "w", [_finished("a", "p4-28", 100, NOW - 100), _finished("b", "z2-28", 90, NOW)])
     assert next(texts).startswith("w: 2 trials, 2 finished, 0 running, 0 pending")
     assert next(texts, None) is None
 
 
 @pytest.mark.timeout(60)
 def test_watch_on_a_finished_sweep_prints_once_and_exits(tmp_path):
-    sweep_dir = _write(tmp_path / "f", [_finished("a", "p4-28", 100)])
+    sweep_dir = _write(tmp_path / "f", [_finished("a", "p4-28", 100, NOW - 100)])
     started = time.monotonic()
     result = CliRunner().invoke(app, ["sweep", "--status", sweep_dir, "--watch", "--interval", "600"])
     assert result.exit_code == 0, result.output
@@ -101,7 +105,7 @@ def test_watch_from_the_command_line_follows_a_changing_table(tmp_path):
     watcher = subprocess.Popen([sys.executable, "-m", "equisweep", "sweep", "--status", sweep_dir, "--watch",
                                 "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert watcher.stdout.readline().startswith("c: 1 trials, 0 finished, 1 running")  # printed, and still watching
-    _write(tmp_path / "c", [_finished("a", "p4-28", 100)])
+    _write(tmp_path / "c", [_finished("a", "p4-28", 100, NOW - 100)])
     out, err = watcher.communicate(timeout=120)
     assert watcher.returncode == 0, err
     blocks = out.strip().split("\n\n")

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -234,10 +235,13 @@ def test_asha_stops_hopeless_samples_within_a_cell_never_across_cells(tmp_path, 
     # never compared, so both train to the end and are tested (one ASHA over the sweep would stop the second).
     asha = {"epochs": 2, "max_concurrent": 1, "scheduler": {"grace_period": 1, "reduction_factor": 2}}
     cells = load_sweep(_spec(tmp_path, "cells", group="z2", variants=[{"lr": 3e-3}, {"lr": 1e-7}], **asha))
-    table = read_results(run_sweep(cells, verbose=0).path)
+    run = run_sweep(cells, verbose=0)
+    table = read_results(run.path)
     assert table["lr"].tolist() == [3e-3, 1e-7]
     assert table["status"].tolist() == ["finished", "finished"] and table["epoch"].tolist() == [2, 2]
     assert table["test_acc_upright"].notna().all() and (table["wandb_group"] == "cells").all()
+    assert (table["started_at"] > 0).all()  # finished rows keep when they started, so --status can time a done sweep
+    assert re.fullmatch(r"elapsed \d:\d\d:\d\d, done", status_text(run.path).splitlines()[1])
 
     # One searched cell whose search tries a good point, then a hopeless one (Optuna hands its start points out in
     # order): the hopeless sample falls below the rung's median at epoch 1 and stops there, untested. Only one
