@@ -7,6 +7,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch.nn.modules.batchnorm import _BatchNorm
 
+_RESET = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}  # as reset_running_stats leaves them
+
 
 class RecalibrateBatchNorm(Callback):
     """Before each validation in ``fit``, recompute every batch-norm layer's running statistics with the current
@@ -16,6 +18,10 @@ class RecalibrateBatchNorm(Callback):
     an eval-mode network then sees statistics of a network it no longer is: on a one-epoch mnist5k run this
     alone moves upright accuracy by tens of points. Needs a datamodule with ``calibration_batches(n, device)``
     (``EquiDataModule`` has one); with any other it does nothing.
+
+    The statistics are the plain average over the batches: momentum 1/n at the n-th batch, which is what
+    ``momentum=None`` computes, written so that a packed model (``PackedModel``, whose stacked buffers vmap
+    updates per copy, and which cannot run ``momentum=None``) is recalibrated by the same code, copy by copy.
     """
 
     def __init__(self, num_batches: int = 16) -> None:
@@ -23,19 +29,24 @@ class RecalibrateBatchNorm(Callback):
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         batches = getattr(trainer.datamodule, "calibration_batches", None)
-        norms = [m for m in pl_module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+        net = pl_module.backbone
+        layers = getattr(net, "template", net)  # a packed model's architecture; its tensors live on the pack
+        norms = {name: m for name, m in layers.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats}
         if trainer.sanity_checking or batches is None or not norms or self.num_batches < 1:
             return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a plain average over the calibration batches
+        with torch.no_grad():
+            for name, buffer in net.named_buffers():
+                owner, _, leaf = name.replace("/", ".").rpartition(".")  # a pack's names join with '/'
+                if owner in norms and leaf in _RESET:
+                    buffer.fill_(_RESET[leaf])
+        momenta = [m.momentum for m in norms.values()]
         was_training = pl_module.training
         pl_module.train()
         with torch.no_grad():
-            for x in batches(self.num_batches, pl_module.device):
+            for n, x in enumerate(batches(self.num_batches, pl_module.device), 1):
+                for m in norms.values():
+                    m.momentum = 1.0 / n
                 pl_module(x)
-        for m, momentum in zip(norms, momenta):
+        for m, momentum in zip(norms.values(), momenta):
             m.momentum = momentum
         pl_module.train(was_training)
-

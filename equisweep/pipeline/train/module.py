@@ -94,6 +94,7 @@ class EquivarianceClassifier(pl.LightningModule):
         self.test_results: dict = {}
 
     def forward(self, x: Tensor) -> Tensor:
+        x = x.to(self.dtype)  # batches are prepared in float32 after Lightning's precision cast (64-true, 16-true)
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
@@ -133,18 +134,21 @@ class EquivarianceClassifier(pl.LightningModule):
             self.test_acc[view.name].update(self(view.apply(x, self.background)), y)
 
     def on_test_epoch_end(self) -> None:
-        acc = {view: float(self.test_acc[view.name].compute()) for view in self.views}
+        self.test_results = self.summarise({view: float(self.test_acc[view.name].compute()) for view in self.views})
+        for metric in self.test_acc.values():
+            metric.reset()
+        self.log_dict({k: v for k, v in self.test_results.items() if isinstance(v, float)})
+
+    def summarise(self, acc: dict[View, float]) -> dict:
+        """The protocol's test metrics from the accuracy of every view: upright, orbit mean, angle sweep."""
         by_angle = {a: acc[v] for a, v in zip(self.hparams.eval_angles, self.angle_views)}
-        self.test_results = {
+        return {
             m.TEST_ACC_UPRIGHT: acc[self.upright],
             m.TEST_ACC_ORBIT: sum(acc[v] for v in self.orbit) / len(self.orbit),
             m.TEST_ACC_BY_ANGLE: by_angle,
             m.TEST_ACC_MEAN_ANGLES: sum(by_angle.values()) / len(by_angle),
             m.TEST_ACC_MIN_ANGLES: min(by_angle.values()),
         }
-        for metric in self.test_acc.values():
-            metric.reset()
-        self.log_dict({k: v for k, v in self.test_results.items() if isinstance(v, float)})
 
     def configure_optimizers(self):
         hp = self.hparams

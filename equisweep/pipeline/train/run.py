@@ -16,13 +16,16 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
+from torch import nn
 
 from equisweep.datamodules import build_datamodule
+from equisweep.datamodules.datamodule import EquiDataModule
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.exactness.lie import OUTPUT, lie_derivative
 from equisweep.files import write_atomically
@@ -45,7 +48,10 @@ def wandb_run_id(config: RunConfig, out_dir: Path) -> str:
     return hashlib.sha256(f"{config.wandb.project}/{identity}".encode()).hexdigest()[:16]
 
 
-def _wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None) -> WandbLogger | None:
+def wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None, alongside: bool = False
+                 ) -> WandbLogger | None:
+    """The run's W&B logger, or None when W&B is disabled. ``alongside``: other runs stay open in this process (the
+    copies of a pack), else starting it finishes the previous run."""
     mode = config.wandb.resolved_mode()
     if mode == "disabled":
         return None
@@ -55,13 +61,15 @@ def _wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None) -> Wandb
     # A user's WANDB_DIR is where runs go; otherwise next to the run's output.
     save_dir = os.environ.get("WANDB_DIR") or str(out_dir)
     # The mode goes to wandb.init for this run only; WandbLogger(offline=True) would set WANDB_MODE process-wide.
-    return WandbLogger(project=config.wandb.project, entity=config.wandb.entity, group=config.wandb.group,
-                       name=config.run_name or out_dir.name, id=wandb_run_id(config, out_dir), resume="allow",
-                       job_type=arm, tags=tags, save_dir=save_dir, mode=mode, config=config.model_dump(mode="json"),
-                       reinit="finish_previous")
+    return without_anonymous(WandbLogger(
+        project=config.wandb.project, entity=config.wandb.entity, group=config.wandb.group,
+        name=config.run_name or out_dir.name, id=wandb_run_id(config, out_dir), resume="allow", job_type=arm,
+        tags=tags, save_dir=save_dir, mode=mode, config=config.model_dump(mode="json"),
+        reinit="create_new" if alongside else "finish_previous"))
 
 
-def _log_angles_to_wandb(logger: WandbLogger, results: dict) -> None:
+def log_final_to_wandb(logger: WandbLogger, results: dict) -> None:
+    """The angle sweep as a table and a plot, and every metric in the run's summary."""
     import wandb
 
     by_angle = results[m.TEST_ACC_BY_ANGLE]
@@ -72,13 +80,9 @@ def _log_angles_to_wandb(logger: WandbLogger, results: dict) -> None:
     logger.experiment.summary.update(flat_summary(results))
 
 
-def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
-            enable_progress_bar: bool = True, resume_from: str | Path | None = None) -> dict:
-    """Train, test and measure one configuration; return the metrics also written to ``out_dir/metrics.json``.
-
-    ``resume_from`` is a Lightning checkpoint of this run (a sweep trial retried after a failure) to continue from.
-    """
-    out_dir = Path(out_dir).absolute()
+def build_run(config: RunConfig) -> tuple[EquiDataModule, nn.Module, bool | None]:
+    """The datamodule, the network and its static exact flag (None for a trivial group, which is neither exact nor
+    approximate), built after seeding with the run's seed: a packed copy is built exactly as its own run."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config.dataset, config.input_size, config.train_symmetry, config.batch_size,
                                   config.data_dir, config.seed, download=config.download,
@@ -90,20 +94,52 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
                            backend=config.backend, relaxation=config.relaxation, relax_banks=config.relax_banks,
                            subsampling=config.subsampling, **options)
     report = check_exactness(backbone, config.input_size, model_name=config.model, nearest=False)
-    exact = None if is_trivial(config.group) else report.exact  # a trivial group is neither exact nor approximate
+    return datamodule, backbone, None if is_trivial(config.group) else report.exact
+
+
+def classifier_options(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any]:
+    """The LightningModule's settings from the run's: optimiser, schedule, evaluation and relaxation penalty."""
+    return dict(optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum,
+                schedule=config.schedule, step_size=config.step_size, gamma=config.gamma, eval_angles=config.angles,
+                background=datamodule.background, relax_alpha=config.relax_alpha, rpp_free_wd=config.rpp_free_wd,
+                rpp_equiv_wd=config.rpp_equiv_wd, partial_lambda=config.partial_lambda)
+
+
+def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_group: str) -> dict[str, Any]:
+    """The trained network's equivariance: orbit error (output and per layer) and Lie derivative on the first
+    ``samples`` test images, its parameter count, and how far each relaxed layer moved (relaxed nets only)."""
+    reference = next(net.parameters())
+    sample = datamodule.eval_sample(samples).to(reference.device, reference.dtype)
+    errors = equivariance_error(net, sample, orbit_group)
+    results = {
+        m.EQ_ERROR: errors["output"]["max"],
+        m.EQ_ERROR_BY_LAYER: {name: value["max"] for name, value in errors.items()},
+        m.LEE: lie_derivative(net, sample, torch.tensor(datamodule.background))[OUTPUT],
+        m.PARAMS: sum(p.numel() for p in net.parameters()),
+    }
+    relaxation = relaxation_diagnostics(net)
+    if relaxation:  # as tested: the best checkpoint's layers
+        results[m.RELAXATION_BY_LAYER] = relaxation
+    return results
+
+
+def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
+            enable_progress_bar: bool = True, resume_from: str | Path | None = None) -> dict:
+    """Train, test and measure one configuration; return the metrics also written to ``out_dir/metrics.json``.
+
+    ``resume_from`` is a Lightning checkpoint of this run (a sweep trial retried after a failure) to continue from.
+    """
+    out_dir = Path(out_dir).absolute()
+    datamodule, backbone, exact = build_run(config)
     datamodule.prepare_data()  # a missing dataset fails here, before anything is written
-    module = EquivarianceClassifier(
-        backbone, datamodule.num_classes, optimizer=config.optimizer, lr=config.lr,
-        weight_decay=config.weight_decay, momentum=config.momentum, schedule=config.schedule,
-        step_size=config.step_size, gamma=config.gamma, eval_angles=config.angles,
-        background=datamodule.background, channels_last=config.channels_last, relax_alpha=config.relax_alpha,
-        rpp_free_wd=config.rpp_free_wd, rpp_equiv_wd=config.rpp_equiv_wd, partial_lambda=config.partial_lambda)
+    module = EquivarianceClassifier(backbone, datamodule.num_classes, channels_last=config.channels_last,
+                                    **classifier_options(config, datamodule))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(out_dir / "config.yaml", config.to_yaml())
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=m.VAL_ACC, mode="max",
                                  save_top_k=1, enable_version_counter=False)
-    logger = without_anonymous(_wandb_logger(config, out_dir, exact))
+    logger = wandb_logger(config, out_dir, exact)
     silence_litlogger_tip()
     if not config.deterministic:
         torch.backends.cudnn.benchmark = True
@@ -118,24 +154,17 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds = time.perf_counter() - start
         trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
-        sample = datamodule.eval_sample(config.eq_error_samples).to(module.device)
-        errors = equivariance_error(module.backbone, sample, module.hparams.orbit_group)
         results = {
             **module.test_results,
             m.VAL_ACC: float(checkpoint.best_model_score),
             m.EXACT: exact,
-            m.EQ_ERROR: errors["output"]["max"],
-            m.EQ_ERROR_BY_LAYER: {name: value["max"] for name, value in errors.items()},
-            m.LEE: lie_derivative(module.backbone, sample, torch.tensor(datamodule.background))[OUTPUT],
-            m.PARAMS: sum(p.numel() for p in backbone.parameters()),
+            **measure(module.backbone, datamodule, config.eq_error_samples, module.hparams.orbit_group),
             m.TRAIN_SECONDS: train_seconds,
             m.BEST_CHECKPOINT: str(Path(checkpoint.best_model_path).relative_to(out_dir)),
             m.BEST_EPOCH: int(torch.load(checkpoint.best_model_path, weights_only=True, mmap=True)["epoch"]),
         }
-        if module.relaxed:  # the best checkpoint's layers, as tested
-            results[m.RELAXATION_BY_LAYER] = relaxation_diagnostics(module.backbone)
         if logger is not None:
-            _log_angles_to_wandb(logger, results)
+            log_final_to_wandb(logger, results)
     finally:
         if logger is not None:
             logger.experiment.finish()
