@@ -4,7 +4,10 @@
 #   2. the group-conv benchmark (benchmarks/bench_gconv.py) on the GPU, at its default and at a larger size,
 #   3. a fractional-GPU sweep: 4 trials sharing one GPU (cpu 2, gpu 0.25 each; bf16-mixed and 32-true x
 #      channels_last on and off; deterministic false), p4cnn p4 on mnist5k for 1 epoch, with per-trial wall time,
-#      accuracy, GPU memory, and whether all 4 ran at once (from the trials' results and nvidia-smi samples).
+#      accuracy, GPU memory, and whether all 4 ran at once (from the trials' results and nvidia-smi samples),
+#   4. packed training (benchmarks/bench_pack.py) at the paper's rotated-MNIST settings (P4CNN, batch 256):
+#      seed-runs per GPU-hour of 4 separate runs sharing the GPU against packs of K = 16, 32, 64, in bf16-mixed
+#      and 32-true, and the projected hours of paper_rotmnist.yaml.
 #
 # Run from the repo root:   bash benchmarks/gpu_check.sh
 # Everything printed is meant to be pasted into a note. The committed CPU tables in benchmarks/results/ are left
@@ -61,7 +64,8 @@ RESULTS_DIR=$ROOT/benchmarks/results
 cleanup() {
   [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
   # put back the committed CPU tables that bench_gconv overwrote
-  for f in bench_gconv.md bench_gconv.json; do
+  for f in bench_gconv.md bench_gconv.json bench_pack_paper_rotmnist.md bench_pack_paper_rotmnist.json \
+           bench_pack_quick.md bench_pack_quick.json; do
     [ -f "$WORK/saved/$f" ] && cp "$WORK/saved/$f" "$RESULTS_DIR/$f"
   done
   if [ -n "${GPU_CHECK_OUT:-}" ]; then
@@ -101,7 +105,8 @@ fi
 
 # -- 2. group conv on the GPU ---------------------------------------------------------------------------------
 mkdir -p "$WORK/saved"
-for f in bench_gconv.md bench_gconv.json; do
+for f in bench_gconv.md bench_gconv.json bench_pack_paper_rotmnist.md bench_pack_paper_rotmnist.json \
+         bench_pack_quick.md bench_pack_quick.json; do
   [ -f "$RESULTS_DIR/$f" ] && cp "$RESULTS_DIR/$f" "$WORK/saved/$f"
 done
 gconv() {  # $1: label, rest: bench_gconv arguments
@@ -243,6 +248,25 @@ finished = int((frame["status"] == "finished").sum())
 verdict = "PASS" if finished == 4 and most == 4 else "FAIL"
 print(f"{verdict}: {finished}/4 trials finished, {most} ran concurrently")
 EOF
+
+# -- 4. packed training ------------------------------------------------------------------------------------------
+pack() {  # $1: label, rest: bench_pack arguments
+  local label=$1; shift
+  section "bench_pack on $DEVICE, $label (seed-runs per hour; speedup = packed / separate)"
+  if timeout 150 "$PY" -m benchmarks.bench_pack --device "$DEVICE" "$@" > "$WORK/results/pack_$label.txt" 2>&1; then
+    grep -v -i warn "$WORK/results/pack_$label.txt"
+  else
+    echo "bench_pack failed or timed out (exit $?); its last lines:"; tail -n 15 "$WORK/results/pack_$label.txt"
+  fi
+}
+if [ "$DEVICE" = cuda ]; then
+  for precision in bf16-mixed 32-true; do
+    pack "paper_$precision" --preset paper_rotmnist --precision "$precision" --concurrent 4 --packs 16 32 64 \
+      --steps 40 --warmup 10
+  done
+else
+  pack quick_small --preset quick --packs 2 --steps 5 --warmup 2  # the CPU path only: its full table is below
+fi
 
 section "done"
 echo "gpu_check: total $(elapsed "$START" "$(now)") s; tables, logs and results.parquet in $WORK/results" \

@@ -1,4 +1,5 @@
-"""A sweep on Ray Tune: every trial runs ``run_one`` (the code behind ``equisweep train``) as a function trainable.
+"""A sweep on Ray Tune: every trial runs ``run_one`` (the code behind ``equisweep train``) as a function trainable,
+or, for a trial that packs several seeds of a cell, ``run_packed`` (one fused model, one seed-run per copy).
 
 Fixed arguments are bound with ``tune.with_parameters`` and resources with ``tune.with_resources``; the objective
 (``val_acc``, max) goes in the tune config, name and storage in the run config. Lightning meets Tune in one object,
@@ -32,11 +33,13 @@ from equisweep.pipeline.sweep import results as r
 from equisweep.pipeline.sweep.spec import Sweep, static_exact
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.config import RunConfig
+from equisweep.pipeline.train.packing import run_packed
 from equisweep.pipeline.train.run import run_one
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint"  # the Lightning checkpoint inside each Tune checkpoint
+COPY_VAL_ACC = "copy_val_acc"  # a pack's epoch report: each copy's validation accuracy, in the order of its seeds
 _STATUS = {Trial.RUNNING: "running", Trial.TERMINATED: "stopped", Trial.ERROR: "failed"}  # else pending
 
 
@@ -56,6 +59,8 @@ class EpochReport(TuneReportCheckpointCallback):
 
     def _get_report_dict(self, trainer, pl_module):
         report = super()._get_report_dict(trainer, pl_module)
+        if report and hasattr(pl_module, "copy_val_acc"):  # a pack: val_acc is its live copies' mean
+            report[COPY_VAL_ACC] = list(pl_module.copy_val_acc)
         return report and {**report, m.EPOCH: trainer.current_epoch + 1}
 
 
@@ -90,33 +95,47 @@ class ResultsTable(tune.Callback):
         self._write(trials)
 
     def _adopt(self, trial: Trial) -> None:
-        """Count ``trial`` finished if its last result holds the test metrics."""
-        if trial.trial_id not in self.finished and m.TEST_ACC_UPRIGHT in (trial.last_result or {}):
-            record = {key: value for key, value in trial.last_result.items() if key not in _TUNE_KEYS}
-            self.finished[trial.trial_id] = {**record, "started_at": r.started_at(trial.last_result)}
+        """Count ``trial``'s seed-runs finished if its last result holds their test metrics (or a copy's error)."""
+        result = trial.last_result or {}
+        _, seeds = r.pack_of(trial.config)
+        started = r.started_at(result)
+        if r.COPIES in result:
+            share = result.get("time_total_s", 0.0) / len(seeds)  # each copy's part of the pack's time
+            for seed in seeds:
+                self.finished.setdefault(r.run_id(trial.trial_id, seed, True),
+                                         {**result[r.COPIES][str(seed)], "time_total_s": share, "started_at": started})
+        elif trial.trial_id not in self.finished and m.TEST_ACC_UPRIGHT in result:
+            record = {key: value for key, value in result.items() if key not in _TUNE_KEYS}
+            self.finished[trial.trial_id] = {**record, "started_at": started}
 
     def _write(self, trials: list[Trial], starting: str | None = None) -> None:
         for trial in trials:
             if trial.status == Trial.TERMINATED:
                 self._adopt(trial)  # e.g. restored from Tune's state, its record lost with a failed write
-        for trial_id in sorted(self.finished.keys() - self._recorded):
-            if _without_raising(f"record the result of trial {trial_id}", r.record_finished, self.sweep_uri,
-                                trial_id, self.finished[trial_id]):
-                self._recorded.add(trial_id)
+        for run in sorted(self.finished.keys() - self._recorded):
+            if _without_raising(f"record the result of {run}", r.record_finished, self.sweep_uri, run,
+                                self.finished[run]):
+                self._recorded.add(run)
         _without_raising("write the results tables", self._write_tables, trials, starting)
 
     def _write_tables(self, trials: list[Trial], starting: str | None) -> None:
         rows, angles = [], []
         for trial in trials:
-            settings = {**self.base, **trial.config.get("cell", {}), **trial.config.get("search", {})}
-            result = self.finished.get(trial.trial_id) or trial.last_result or {}
-            status = "finished" if trial.trial_id in self.finished else _STATUS.get(trial.status, "pending")
-            status = "running" if trial.trial_id == starting else status
-            rows.append(r.trial_row(
-                trial.trial_id, str(trial), self.cells.get(r.cell_key(trial.config.get("cell", {}))), settings,
-                self._exact_of(trial.trial_id, settings), status, _reason(trial) if status == "failed" else None,
-                trial.num_failures, result))
-            angles.extend(r.angle_rows(trial.trial_id, result) if status == "finished" else [])
+            shared, seeds = r.pack_of(trial.config)
+            packed = len(seeds) > 1
+            for k, seed in enumerate(seeds):
+                run = r.run_id(trial.trial_id, seed, packed)
+                settings = {**self.base, **shared, **trial.config.get("search", {}), "seed": seed}
+                record = self.finished.get(run)
+                status = "running" if trial.trial_id == starting else _STATUS.get(trial.status, "pending")
+                error = _reason(trial) if status == "failed" else None
+                if record is not None:
+                    status, error = ("failed", record["error"]) if "error" in record else ("finished", None)
+                rows.append(r.trial_row(
+                    run, f"{trial}-seed{seed}" if packed else str(trial), self.cells.get(r.cell_key(
+                        {**shared, "seed": seed})), settings, self._exact_of(run, settings), status, error,
+                    trial.num_failures, record or _copy_result(trial.last_result or {}, k)))
+                angles.extend(r.angle_rows(run, record) if status == "finished" else [])
         r.write_tables(self.sweep_uri, rows, angles)
 
     def _exact_of(self, trial_id: str, settings: dict[str, Any]) -> bool | None:
@@ -158,6 +177,13 @@ def _without_raising(what: str, write: Callable[..., None], *args: Any) -> bool:
     return False
 
 
+def _copy_result(result: dict[str, Any], k: int) -> dict[str, Any]:
+    """A running trial's last report as seen by its k-th seed: a pack reports each copy's validation accuracy."""
+    if COPY_VAL_ACC not in result:
+        return result
+    return {**result, m.VAL_ACC: result[COPY_VAL_ACC][k]}
+
+
 def _reason(trial: Trial) -> str:
     """The exception that ended ``trial``, in one line (the user's exception, not Ray's wrapper)."""
     try:
@@ -176,27 +202,40 @@ def _reason(trial: Trial) -> str:
 
 
 def run_trial(config: dict[str, Any], base: dict[str, Any], finished: dict[str, dict]) -> None:
-    """The Tune function trainable: one cell (plus the searched values) trained by ``run_one`` in the trial's
-    working directory, which Tune syncs to storage."""
+    """The Tune function trainable: the seeds of one cell (plus the searched values) trained by ``run_one`` (one
+    seed) or ``run_packed`` (several, each copy in ``seed<N>/``) in the trial's working directory, which Tune
+    syncs to storage."""
     context = tune.get_context()
-    if context.get_trial_id() in finished:
+    shared, seeds = r.pack_of(config)
+    packed = len(seeds) > 1
+    runs = [r.run_id(context.get_trial_id(), seed, packed) for seed in seeds]
+    if all(run in finished for run in runs):
         # Finished and recorded by a driver that was killed before Tune saved its own state: replay, don't train.
-        tune.report(finished[context.get_trial_id()])
+        tune.report(r.pack_result({str(s): finished[run] for s, run in zip(seeds, runs)}) if packed
+                    else finished[runs[0]])
         return
-    settings = RunConfig.model_validate({**base, **config["cell"], **config.get("search", {}),
-                                         "run_name": context.get_trial_name()})
+    name = context.get_trial_name()
+    settings = [RunConfig.model_validate({**base, **shared, **config.get("search", {}), "seed": seed,
+                                          "run_name": f"{name}-seed{seed}" if packed else name}) for seed in seeds]
     checkpoint = tune.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as checkpoint_dir:
         resume_from = Path(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
-        results = run_one(settings, Path.cwd(), callbacks=[EpochReport()], enable_progress_bar=False,
+        if packed:
+            outcomes = run_packed(settings, [Path.cwd() / f"seed{seed}" for seed in seeds],
+                                  callbacks=[EpochReport()], resume_from=resume_from)
+            tune.report(r.pack_result({str(seed): r.final_result(o, settings[0].epochs) if isinstance(o, dict)
+                                       else {"error": f"{type(o).__name__}: {o}"} for seed, o in zip(seeds, outcomes)}))
+            return
+        results = run_one(settings[0], Path.cwd(), callbacks=[EpochReport()], enable_progress_bar=False,
                           resume_from=resume_from)
-    tune.report(r.final_result(results, settings.epochs))
+    tune.report(r.final_result(results, settings[0].epochs))
 
 
 def trial_dirname(trial) -> str:
     """``<trial id>-<the cell's values>``, e.g. ``3f2a1_00004-p4-29-c4-1``: readable and unique."""
-    cell = trial.config.get("cell", {})
-    values = "-".join(str(value) for value in cell.values())
+    cell, seeds = r.pack_of(trial.config)
+    seeds = [str(seed) for seed in seeds]
+    values = "-".join([*(str(value) for value in cell.values()), "-".join(dict.fromkeys([seeds[0], seeds[-1]]))])
     safe = "".join(ch if ch.isalnum() or ch in "._" else "-" for ch in values)[:80]
     return f"{trial.trial_id}-{safe}" if safe else trial.trial_id
 
@@ -245,7 +284,7 @@ def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1,
 def _param_space(sweep: Sweep) -> dict[str, Any]:
     if sweep.spec.search:
         return {}  # the searcher hands out cells and sampled values
-    return {"cell": tune.grid_search([cell.overrides for cell in sweep.cells])}
+    return {"pack": tune.grid_search([pack.trial_config() for pack in sweep.packs])}
 
 
 def _tune_config(sweep: Sweep) -> tune.TuneConfig:
@@ -254,7 +293,7 @@ def _tune_config(sweep: Sweep) -> tune.TuneConfig:
     if spec.search:
         from equisweep.pipeline.sweep.search import PerCellSearch
 
-        search_alg = PerCellSearch([cell.overrides for cell in sweep.cells], spec.search)
+        search_alg = PerCellSearch([{"pack": pack.trial_config()} for pack in sweep.packs], spec.search)
     if spec.scheduler:
         from equisweep.pipeline.sweep.scheduler import PerCellASHA
 
@@ -266,14 +305,15 @@ def _tune_config(sweep: Sweep) -> tune.TuneConfig:
                                 grace_period=spec.scheduler.grace_period,
                                 reduction_factor=spec.scheduler.reduction_factor)
     return tune.TuneConfig(metric=m.VAL_ACC, mode="max", search_alg=search_alg, scheduler=scheduler,
-                           num_samples=spec.search.num_samples * len(sweep.cells) if spec.search else 1,
+                           num_samples=spec.search.num_samples * len(sweep.packs) if spec.search else 1,
                            max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
                            trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname)
 
 
 def _run_config(sweep: Sweep, verbose: int, callbacks: Sequence[tune.Callback]) -> tune.RunConfig:
     spec = sweep.spec
-    cells = {r.cell_key(cell.overrides): cell.index for cell in sweep.cells}
+    cells = {r.cell_key({**pack.shared, "seed": cell.config.seed}): cell.index
+             for pack in sweep.packs for cell in pack.cells}
     return tune.RunConfig(
         name=spec.name, storage_path=r.storage_uri(spec.storage), verbose=verbose,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),

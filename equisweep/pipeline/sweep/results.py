@@ -2,8 +2,10 @@
 
 - ``results.parquet``: one row per trial (its settings, the static ``exact`` flag, its metrics, status and error),
 - ``angles.parquet``: trial x test angle x accuracy,
-- ``finished/<trial id>.json``: the final result of each finished trial, the durable record a resumed sweep
-  replays instead of training again.
+- ``finished/<run id>.json``: the final result of each finished seed-run, the durable record a resumed sweep
+  replays instead of training again (a copy that failed inside a finished pack: its ``error``).
+
+A row is a seed-run: an unpacked trial's id is its run id; a packed trial's copies are ``<trial id>-seed<seed>``.
 
 Every file is written whole and replaces the old one at once, so a reader (``equisweep sweep --status``, the
 report) always sees a complete table, also while the sweep runs: on a local (or mounted) filesystem through a
@@ -48,12 +50,35 @@ def cell_key(overrides: dict[str, Any]) -> str:
     return json.dumps(overrides, sort_keys=True)
 
 
+def pack_of(config: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    """A trial config's shared overrides (the cell less its seed) and the seeds it trains."""
+    pack = config.get("pack", {})
+    return pack.get("cell", {}), list(pack.get("seeds", []))
+
+
+def run_id(trial_id: str, seed: int, packed: bool) -> str:
+    """The id of one seed-run of a trial: the trial's own when it trains one seed."""
+    return f"{trial_id}-seed{seed}" if packed else trial_id
+
+
+COPIES = "copies"  # a packed trial's final result: {str(seed): the copy's final result, or {"error": why}}
+
+
 def final_result(results: dict[str, Any], epochs: int) -> dict[str, Any]:
     """What a finished trial reports last: ``run_one``'s metrics, JSON-safe (angle keys as strings)."""
     return {**{key: value for key, value in results.items() if not isinstance(value, dict)},
             m.TEST_ACC_BY_ANGLE: {str(float(a)): acc for a, acc in results[m.TEST_ACC_BY_ANGLE].items()},
             m.EQ_ERROR_BY_LAYER: dict(results[m.EQ_ERROR_BY_LAYER]),
             m.RELAXATION_BY_LAYER: dict(results.get(m.RELAXATION_BY_LAYER, {})), m.EPOCH: epochs}
+
+
+def pack_result(copies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What a finished packed trial reports last: each copy's final result (or ``{"error": why}``) by seed, the
+    epochs its copies trained, and the mean validation accuracy of the copies that finished (what a scheduler
+    reads). At least one copy finished: a pack whose copies all fail raises instead."""
+    finished = [copy for copy in copies.values() if "error" not in copy]
+    return {COPIES: copies, m.EPOCH: max(copy[m.EPOCH] for copy in finished),
+            m.VAL_ACC: sum(copy[m.VAL_ACC] for copy in finished) / len(finished)}
 
 
 def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, Any], exact: bool | None,

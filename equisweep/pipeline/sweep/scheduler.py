@@ -2,9 +2,10 @@
 
 One ``ASHAScheduler`` over a whole sweep compares every trial with every other: it would stop the weaker arm's
 trials (another group, input size, training regime or seed) early, untested, and so drop them from the verdict.
-``PerCellASHA`` keeps one ``ASHAScheduler`` per cell (keyed by the trial config's ``"cell"``, as ``PerCellSearch``
-keeps one Optuna study per cell), so early stopping only ranks Optuna's samples of one cell's setting against each
-other, and a cell of one trial (a sweep without ``search:``) is never stopped early.
+``PerCellASHA`` keeps one ``ASHAScheduler`` per cell (keyed by the trial config's ``"pack"``: the cell's settings
+and the seeds it trains, as ``PerCellSearch`` keeps one Optuna study per pack), so early stopping only ranks
+Optuna's samples of one cell's setting against each other, and a cell of one trial (a sweep without ``search:``) is
+never stopped early. A packed trial is judged by what it reports, the mean validation accuracy of its live copies.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class PerCellASHA(PicklesItsState, FIFOScheduler):
         return True
 
     def _asha(self, trial: Trial) -> ASHAScheduler:
-        key = cell_key(trial.config.get("cell", {}))
+        key = cell_key(trial.config.get("pack", {}))
         if key not in self.cells:
             self.cells[key] = self._new_asha(metric=self._metric, mode=self._mode)
         return self.cells[key]

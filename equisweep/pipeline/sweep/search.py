@@ -1,9 +1,10 @@
 """Optuna inside every grid cell, as one Tune searcher.
 
 Tune's ``OptunaSearch`` cannot take a grid, and one ``Tuner`` per cell would run the cells one after another.
-``PerCellSearch`` keeps one ``OptunaSearch`` per cell and hands out trials round-robin over the cells that still
-have samples left, so all cells progress together and fill the cluster; each result goes back to its own cell's
-study, so a cell's search only learns from its own trials.
+``PerCellSearch`` keeps one ``OptunaSearch`` per cell (a packed trial's cell: one sample serves every seed it
+packs) and hands out trials round-robin over the cells that still have samples left, so all cells progress
+together and fill the cluster; each result goes back to its own cell's study, so a cell's search only learns from
+its own trials.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from equisweep.pipeline.sweep.state import PicklesItsState
 
 
 class PerCellSearch(PicklesItsState, Searcher):
-    """Suggests ``{"cell": overrides, "search": sampled values}``; ``num_samples`` per cell, then FINISHED."""
+    """Suggests ``{**cell, "search": sampled values}`` for each trial config ``cell`` in ``cells`` (the driver's
+    ``{"pack": ...}``); ``num_samples`` per cell, then FINISHED."""
 
     def __init__(self, cells: list[dict[str, Any]], search: SearchSpec) -> None:
         super().__init__(metric=search.metric, mode="max")
@@ -45,7 +47,7 @@ class PerCellSearch(PicklesItsState, Searcher):
             return None
         self.issued[index] += 1
         self.owner[trial_id] = index
-        return {"cell": self.cells[index], "search": sampled}
+        return {**self.cells[index], "search": sampled}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.owner:

@@ -9,7 +9,11 @@ A spec holds the run settings every trial shares (any ``RunConfig`` key, at the 
   train_symmetry: c4}, {dataset: mnist69, train_symmetry: none}]``; each setting may come from one axis only,
 - ``search:`` Optuna over hyperparameters inside each cell (``num_samples`` trials per cell, metric ``val_acc``),
 - ``scheduler:`` ASHA keyed on the epoch, ``resources:`` per trial, ``max_concurrent``, ``max_failures``,
-  ``storage:`` and ``wandb:`` (its ``group`` defaults to the sweep name).
+  ``storage:`` and ``wandb:`` (its ``group`` defaults to the sweep name),
+- ``pack:`` how many seeds of a cell one trial trains as one packed model (default: all of them, up to
+  ``PACK_LIMIT``; ``pack: 1`` runs one trial per seed). A packed trial is one Tune trial (one ``resources:``
+  share, one Optuna sample, judged by ASHA on the mean validation accuracy of its live copies) that writes one
+  row, one record and one W&B run per seed, so tables, reports and resume see seed-runs either way.
 
 Cells are variants x grid. Every cell is validated as a full ``RunConfig`` and traced by the static exactness check
 (which also rejects input sizes a model cannot take) at load time, so a bad spec fails in one line, exit code 2.
@@ -34,6 +38,7 @@ RUN_KEYS = frozenset(RunConfig.model_fields)
 NOT_SWEEPABLE = frozenset({"wandb", "run_name"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _YES_NO = {True: "yes", False: "no", None: "-"}  # the dry run's exact column
+PACK_LIMIT = 16  # seeds per packed trial unless ``pack:`` says: 16 MNIST-sized P4CNNs fit any GPU and CPU memory
 
 
 class Distribution(BaseModel):
@@ -136,6 +141,7 @@ class SweepSpec(RunConfig):
     max_concurrent: int | None = Field(None, ge=1)
     max_failures: int = Field(1, ge=0)
     storage: str = "runs/sweeps"
+    pack: int | None = Field(None, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -238,8 +244,25 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Pack:
+    """The cells one trial trains together: equal but for ``seed``. ``shared``: their overrides less the seed."""
+
+    index: int
+    cells: tuple[Cell, ...]
+    shared: dict[str, Any]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [cell.config.seed for cell in self.cells]
+
+    def trial_config(self) -> dict[str, Any]:
+        """What the trial's config holds under ``"pack"`` (``results.pack_of`` reads it back)."""
+        return {"cell": self.shared, "seeds": self.seeds}
+
+
+@dataclass(frozen=True)
 class Sweep:
-    """A validated spec, expanded into its cells."""
+    """A validated spec, expanded into its cells, and the cells into packed trials."""
 
     spec: SweepSpec
     cells: tuple[Cell, ...]
@@ -247,7 +270,26 @@ class Sweep:
 
     @property
     def num_trials(self) -> int:
+        """Seed-runs: a packed trial counts once per seed it trains."""
         return len(self.cells) * (self.spec.search.num_samples if self.spec.search else 1)
+
+    @functools.cached_property
+    def packs(self) -> tuple[Pack, ...]:
+        """Cells equal but for the seed, in order, in packs of up to ``pack`` (default ``PACK_LIMIT``) seeds; a
+        channels-last cell runs alone (its layout has no room for the copies' leading axis)."""
+        limit = self.spec.pack or PACK_LIMIT
+        groups: dict[str, list[Cell]] = {}
+        for cell in self.cells:
+            shared = {key: value for key, value in cell.overrides.items() if key != "seed"}
+            alone = cell.config.channels_last or limit == 1
+            key = repr((sorted(shared.items()), cell.index if alone else None))
+            groups.setdefault(key, []).append(cell)
+        packs: list[Pack] = []
+        for cells in groups.values():
+            shared = {key: value for key, value in cells[0].overrides.items() if key != "seed"}
+            for start in range(0, len(cells), limit):
+                packs.append(Pack(len(packs), tuple(cells[start:start + limit]), shared))
+        return tuple(packs)
 
     @property
     def varying_keys(self) -> list[str]:
@@ -255,19 +297,34 @@ class Sweep:
         return [key for key in keys if len({repr(cell.overrides.get(key)) for cell in self.cells}) > 1]
 
     def trial_table(self) -> str:
-        """One line per trial, ``<index>  key=value ...  exact=yes|no|-`` (the varying settings, the static verdict,
-        ``-`` where it does not apply, the searched space), aligned; last, ``N trials``."""
-        keys = self.varying_keys or ["model", "group", "input_size"]
+        """One line per trial, ``<index>  key=value ...  seeds=...  exact=yes|no|-  cpu=.. gpu=..`` (the varying
+        settings, the seeds it packs, the static verdict, ``-`` where it does not apply, its resources, the
+        searched space), aligned; last, ``N trials`` counting seed-runs."""
+        keys = [key for key in self.varying_keys if key != "seed"] or ["model", "group", "input_size"]
         searched = []
         if self.spec.search:
             searched = [f"search {' '.join(f'{k}~{d.describe()}' for k, d in self.spec.search.space.items())}"]
         samples = self.spec.search.num_samples if self.spec.search else 1
-        rows = [[str(cell.index * samples + sample), *(f"{key}={getattr(cell.config, key)}" for key in keys),
-                 f"exact={_YES_NO[cell.exact]}", *searched]
-                for cell in self.cells for sample in range(samples)]
+        resources = f"cpu={self.spec.resources.cpu:g} gpu={self.spec.resources.gpu:g}"
+        rows = [[str(pack.index * samples + sample), *(f"{key}={getattr(pack.cells[0].config, key)}" for key in keys),
+                 f"seeds={_runs(pack.seeds)}", f"exact={_YES_NO[pack.cells[0].exact]}", resources,
+                 *searched]
+                for pack in self.packs for sample in range(samples)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
-        return "\n".join([*lines, f"{self.num_trials} trials"])
+        packed = f"{len(rows)} packed trials of up to {self.spec.pack or PACK_LIMIT} seeds (pack), resources each"
+        return "\n".join([*lines, packed, f"{self.num_trials} trials"])
+
+
+def _runs(numbers: list[int]) -> str:
+    """``0-15`` for a run of three or more consecutive numbers, else comma-separated: ``0,1,5-9``."""
+    parts, start = [], 0
+    for i in range(1, len(numbers) + 1):
+        if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
+            run = numbers[start:i]
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) >= 3 else ",".join(map(str, run)))
+            start = i
+    return ",".join(parts)
 
 
 def load_sweep(path: Path, overrides: dict[str, Any] | None = None) -> Sweep:

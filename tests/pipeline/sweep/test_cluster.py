@@ -39,7 +39,8 @@ RAY = str(Path(sys.executable).parent / "ray")  # the ray of this venv, also wha
 # Two trials of about 15 s (z2) and 25 s (p4) on one CPU: one per node when both run.
 TINY = {"dataset": "mnist5k", "model": "p4cnn", "epochs": 1, "batch_size": 8, "lr": 0.003, "dropout": 0.0,
         "schedule": "none", "angles": [0, 90], "eq_error_samples": 8, "bn_calibration_batches": 2,
-        "grid": {"group": ["z2", "p4"]}, "resources": {"cpu": 1}, "max_failures": 2, "wandb": {"mode": "disabled"}}
+        "grid": {"group": ["z2", "p4"], "seed": [0, 1]}, "resources": {"cpu": 1}, "max_failures": 2,
+        "wandb": {"mode": "disabled"}}
 
 
 @dataclass(frozen=True)
@@ -129,14 +130,16 @@ def _tail(log: Path | None, chars: int = 4000) -> str:
 
 
 def _assert_all_finished(sweep_dir: Path) -> None:
+    # Two packed trials (one per group) of two seeds each: a row per seed-run.
     table = r.read_results(str(sweep_dir))
-    assert len(table) == 2
-    assert list(table["status"]) == ["finished", "finished"], table[["trial_id", "status", "error"]]
-    assert sorted(table["group"]) == ["p4", "z2"]
+    assert len(table) == 4
+    assert list(table["status"]) == ["finished"] * 4, table[["trial_id", "status", "error"]]
+    assert list(zip(table["group"], table["seed"])) == [("z2", 0), ("z2", 1), ("p4", 0), ("p4", 1)]
+    assert table["trial_id"].str.rsplit("-seed", n=1).str[0].nunique() == 2
     assert table["test_acc_upright"].between(0, 1).all()
     assert table["eq_error"].notna().all()
     angles = r.read_angles(str(sweep_dir))
-    assert len(angles) == 4  # 2 trials x 2 test angles
+    assert len(angles) == 8  # 4 seed-runs x 2 test angles
 
 
 def test_ray_job_submit_runs_a_sweep_to_completion(cluster, tmp_path):
@@ -151,7 +154,7 @@ def test_ray_job_submit_runs_a_sweep_to_completion(cluster, tmp_path):
     assert submit.returncode == 0, f"{submit.stdout[-4000:]}\n{submit.stderr[-4000:]}"
     jobs = JobSubmissionClient(cluster.dashboard)
     assert jobs.get_job_status(job_id) == JobStatus.SUCCEEDED
-    assert "job: 2 trials, 2 finished" in jobs.get_job_logs(job_id)  # the driver's own summary line
+    assert "job: 4 trials, 4 finished" in jobs.get_job_logs(job_id)  # the driver's own summary line
     _assert_all_finished(storage / "job")
 
 

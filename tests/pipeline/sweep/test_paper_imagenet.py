@@ -23,7 +23,8 @@ def test_dry_run_lists_every_arm_with_its_verdict_and_finds_the_folder(tmp_path)
     lines = table.splitlines()
     assert lines[-1] == "14 trials"
     arms = {}
-    for line in lines[:-1]:
+    assert lines[-2] == "14 packed trials of up to 16 seeds (pack), resources each"  # channels-last: one seed each
+    for line in lines[:-2]:
         values = dict(setting.split("=") for setting in line.split()[1:])
         arm = (values["group"], int(values["input_size"]), values.get("subsampling", "stride"))
         arms.setdefault(arm, set()).add(values["exact"])

@@ -35,8 +35,8 @@ def test_a_joint_grid_axis_sets_several_settings_together(tmp_path):
         ("mnist5k", "c4", 0), ("mnist5k", "c4", 1), ("mnist69", "none", 0), ("mnist69", "none", 1)]
     assert sweep.cells[0].overrides == {"dataset": "mnist5k", "train_symmetry": "c4", "seed": 0}
     assert sweep.varying_keys == ["dataset", "train_symmetry", "seed"]
-    assert sweep.trial_table().splitlines()[0].split() == ["0", "dataset=mnist5k", "train_symmetry=c4", "seed=0",
-                                                           "exact=yes"]
+    assert sweep.trial_table().splitlines()[0].split() == ["0", "dataset=mnist5k", "train_symmetry=c4", "seeds=0,1",
+                                                           "exact=yes", "cpu=1", "gpu=0"]
 
 
 @pytest.mark.parametrize(("grid", "message"), [

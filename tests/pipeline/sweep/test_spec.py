@@ -29,8 +29,16 @@ def test_variants_times_grid_with_ranges(tmp_path):
     assert all(cell.config.wandb.group == "t" for cell in sweep.cells)  # W&B group defaults to the sweep name
     assert sweep.varying_keys == ["group", "input_size", "train_symmetry", "seed"]
     assert {cell.exact for cell in sweep.cells[6:]} == {None}  # z2: exact and approximate do not apply
-    assert sweep.trial_table().splitlines()[6].split()[1:] == ["group=z2", "input_size=28", "train_symmetry=none",
-                                                               "seed=3", "exact=-"]
+    # Packed by default: a trial per cell but the seed, its three seeds in one pack; the count stays seed-runs.
+    assert [pack.seeds for pack in sweep.packs] == [[3, 4, 5]] * 4
+    assert [cell.index for cell in sweep.packs[1].cells] == [3, 4, 5]
+    lines = sweep.trial_table().splitlines()
+    assert lines[2].split()[1:] == ["group=z2", "input_size=28", "train_symmetry=none", "seeds=3-5", "exact=-",
+                                    "cpu=1", "gpu=0"]
+    assert lines[-2:] == ["4 packed trials of up to 16 seeds (pack), resources each", "12 trials"]
+    unpacked = _load(tmp_path, pack=1, grid={"seed": {"range": [3, 6]}})
+    assert [pack.seeds for pack in unpacked.packs] == [[3], [4], [5]]
+    assert [pack.seeds for pack in _load(tmp_path, pack=2, grid={"seed": [1, 2, 3]}).packs] == [[1, 2], [3]]
 
 
 def test_search_multiplies_trials_and_the_table_lists_each(tmp_path):
@@ -39,10 +47,10 @@ def test_search_multiplies_trials_and_the_table_lists_each(tmp_path):
                                                       "batch_size": {"choice": [8, 16]}}})
     assert sweep.num_trials == 6
     lines = sweep.trial_table().splitlines()
-    assert lines[-1] == "6 trials" and len(lines) == 6 + 1
-    assert lines[0].split() == ["0", "input_size=28", "exact=yes", "search", "lr~loguniform[0.0001,", "0.01]",
-                                "batch_size~choice[8,", "16]"]
-    assert lines[5].split()[:3] == ["5", "input_size=29", "exact=no"]
+    assert lines[-1] == "6 trials" and len(lines) == 6 + 2
+    assert lines[0].split() == ["0", "input_size=28", "seeds=0", "exact=yes", "cpu=1", "gpu=0", "search",
+                                "lr~loguniform[0.0001,", "0.01]", "batch_size~choice[8,", "16]"]
+    assert lines[5].split()[:4] == ["5", "input_size=29", "seeds=0", "exact=no"]
 
 
 def test_paper_preset_marks_exact_and_approximate_arms():

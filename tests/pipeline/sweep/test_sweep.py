@@ -42,34 +42,39 @@ def _sweep_cli(*args: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def test_four_trials_land_in_the_tables_and_in_wandb(tmp_path, ray_local):
+def test_packed_trials_land_in_the_tables_and_in_wandb_one_row_per_seed(tmp_path, ray_local):
     sweep = load_sweep(_spec(tmp_path, "four", wandb={"mode": "offline", "project": "equisweep-test"},
-                             grid={"group": ["z2", "p4"], "input_size": [28, 29]}))
+                             grid={"group": ["z2", "p4"], "input_size": [28, 29], "seed": [0, 1]}))
+    assert [pack.seeds for pack in sweep.packs] == [[0, 1]] * 4  # packed by default: four trials, eight seed-runs
     outcome = run_sweep(sweep, verbose=0)
 
-    assert outcome.counts == {"finished": 4}
+    assert outcome.counts == {"finished": 8}
     table = read_results(outcome.path)
-    assert len(table) == 4 and table["trial_id"].is_unique
-    assert list(zip(table["group"], table["input_size"], table["exact"])) == [
-        ("z2", 28, None), ("z2", 29, None), ("p4", 28, True), ("p4", 29, False)]  # exactness: n/a for z2
+    assert len(table) == 8 and table["trial_id"].is_unique
+    assert table["trial_id"].str.rsplit("-seed", n=1).str[0].nunique() == 4  # a Tune trial per pack
+    assert table["seed"].tolist() == [0, 1] * 4 and table["cell"].tolist() == list(range(8))
+    arms = [("z2", 28, None), ("z2", 29, None), ("p4", 28, True), ("p4", 29, False)]  # exactness: n/a for z2
+    assert list(zip(table["group"], table["input_size"], table["exact"])) == [arm for arm in arms for _ in (0, 1)]
     assert (table["epochs"] == 1).all() and (table["lr"] == 3e-3).all() and (table["dataset"] == "mnist5k").all()
     for column in ("val_acc", "test_acc_upright", "test_acc_orbit", "test_acc_mean_angles", "test_acc_min_angles"):
         assert table[column].between(0, 1).all(), column
-    assert (table["test_acc_upright"] > 0.5).all()  # one epoch really trains
-    p4 = table[table["group"] == "p4"].set_index("input_size")
-    assert p4.loc[28, "eq_error"] < 1e-4 < p4.loc[29, "eq_error"]
-    assert p4.loc[28, "eq_error/block7"] < 1e-4 < p4.loc[29, "eq_error/block2"]
+    assert (table["test_acc_upright"] > 0.5).all()  # one epoch really trains, every copy
+    assert table.groupby(["group", "input_size"])["eq_error"].nunique().eq(2).all()  # the seeds made two nets
+    p4 = table[table["group"] == "p4"]
+    exact, approx = p4[p4["input_size"] == 28], p4[p4["input_size"] == 29]
+    assert exact["eq_error"].max() < 1e-4 < approx["eq_error"].min()
+    assert exact["eq_error/block7"].max() < 1e-4 < approx["eq_error/block2"].min()
 
     angles = read_angles(outcome.path)
-    assert len(angles) == 4 * 3 and set(angles["angle"]) == {0.0, 45.0, 90.0}
+    assert len(angles) == 8 * 3 and set(angles["angle"]) == {0.0, 45.0, 90.0}
     upright = angles[angles["angle"] == 0].set_index("trial_id")["accuracy"]
     assert upright.to_dict() == pytest.approx(table.set_index("trial_id")["test_acc_upright"].to_dict())
-    exact_id = p4.loc[28, "trial_id"]
-    exact_angles = angles[angles["trial_id"] == exact_id].set_index("angle")["accuracy"]
-    assert exact_angles[90.0] == pytest.approx(exact_angles[0.0])  # an exact p4 net is invariant to quarter turns
+    for exact_id in table[(table["group"] == "p4") & (table["input_size"] == 28)]["trial_id"]:
+        exact_angles = angles[angles["trial_id"] == exact_id].set_index("angle")["accuracy"]
+        assert exact_angles[90.0] == pytest.approx(exact_angles[0.0])  # an exact p4 net is invariant to quarter turns
 
-    # one offline W&B run per trial, in the WANDB_DIR the trials inherit, grouped by the sweep's name, with the
-    # trial's config, results and arm
+    # one offline W&B run per seed-run, in the WANDB_DIR the trials inherit, grouped by the sweep's name, with the
+    # seed-run's config, results and arm
     runs = {}
     for run_file in Path(os.environ["WANDB_DIR"], "wandb").glob("offline-run-*/run-*.wandb"):
         logged = read_wandb_run(run_file)
@@ -80,10 +85,28 @@ def test_four_trials_land_in_the_tables_and_in_wandb(tmp_path, ray_local):
         logged = runs[row.trial_name]
         assert logged["project"] == "equisweep-test"
         assert logged["job_type"] == arm_label(row.group, row.input_size, row.exact)
-        assert (logged["config"]["group"], logged["config"]["input_size"]) == (row.group, row.input_size)
+        assert (logged["config"]["group"], logged["config"]["input_size"], logged["config"]["seed"]) == (
+            row.group, row.input_size, row.seed)
         assert logged["summary"]["test_acc_upright"] == pytest.approx(row.test_acc_upright)
         assert {"val_acc", "train_loss"} <= logged["history_keys"]
-    assert status_text(outcome.path).startswith("four: 4 trials, 4 finished, 0 running, 0 pending")
+    assert status_text(outcome.path).startswith("four: 8 trials, 8 finished, 0 running, 0 pending")
+
+    # The same seeds unpacked (pack: 1): the same rows (settings, seeds, statuses), the metrics within float32
+    # noise. Packed convolutions sum in another order and 375 Adam steps carry that on: measured on this cell, a
+    # pack and its separate run agree exactly in float64 over the whole epoch, and differ by up to 0.03 in float32.
+    one = load_sweep(_spec(tmp_path, "one", group="p4", grid={"seed": [0, 1]}, pack=1))
+    assert [pack.seeds for pack in one.packs] == [[0], [1]]
+    unpacked = read_results(run_sweep(one, verbose=0).path).set_index("seed")
+    packed = table[(table["group"] == "p4") & (table["input_size"] == 28)].set_index("seed")
+    measured = ("trial_id", "trial_name", "cell", "wandb_group", "wandb_mode", "wandb_project", "started_at",
+                "trial_seconds", "train_seconds", "train_loss", "val_acc", "eq_error", "lee")
+    settings = [key for key in unpacked.columns if key in packed.columns and key not in measured
+                and not key.startswith(("test_acc", "eq_error/"))]
+    assert unpacked[settings].astype(object).to_dict() == packed[settings].astype(object).to_dict()
+    for column in ("val_acc", "test_acc_upright", "test_acc_orbit", "test_acc_mean_angles"):
+        assert unpacked[column].tolist() == pytest.approx(packed[column].tolist(), abs=0.05), column
+    assert (packed["trial_seconds"] > 0).all()  # a copy's share of its pack's time
+    assert (unpacked["eq_error"] < 1e-4).all()
 
 
 class StorageOutage(tune.Callback):
@@ -105,62 +128,66 @@ class StorageOutage(tune.Callback):
 
 
 def test_optuna_searches_inside_each_cell_and_storage_failures_never_fail_a_trial(tmp_path, ray_local, caplog):
-    sweep = load_sweep(_spec(tmp_path, "optuna", group="z2", grid={"input_size": [28, 29]},
+    # Two packs (a size each, two seeds), two Optuna samples each: four trials, eight seed-runs; a sample serves
+    # both seeds of its pack.
+    sweep = load_sweep(_spec(tmp_path, "optuna", group="z2", grid={"input_size": [28, 29], "seed": [0, 1]},
                              search={"num_samples": 2, "space": {"lr": {"loguniform": [1e-3, 1e-2]}}}))
     sweep_dir = tmp_path / "store" / "optuna"
     with caplog.at_level(logging.ERROR, logger="equisweep"):
         outcome = run_sweep(sweep, verbose=0, callbacks=[StorageOutage(sweep_dir)])
 
     table = read_results(outcome.path)
-    assert outcome.counts == {"finished": 4}
-    assert table.groupby("input_size").size().to_dict() == {28: 2, 29: 2}
-    assert table["cell"].tolist() == [0, 0, 1, 1]
+    assert outcome.counts == {"finished": 8}
+    assert table.groupby("input_size").size().to_dict() == {28: 4, 29: 4}
+    assert table["cell"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert table["lr"].between(1e-3, 1e-2).all() and table["lr"].nunique() == 4  # sampled, not the spec's lr
+    assert table.groupby("lr")["seed"].apply(sorted).tolist() == [[0, 1]] * 4  # a sample per pack, not per seed
     assert table["val_acc"].notna().all() and table["test_acc_upright"].notna().all()
     assert (table["attempts"] == 0).all()  # the failed writes neither failed nor re-ran a trial
-    assert table["angles"].map(json.loads).tolist() == [[0, 90, 45]] * 4  # list settings kept, as JSON text
+    assert table["angles"].map(json.loads).tolist() == [[0, 90, 45]] * 8  # list settings kept, as JSON text
     errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert any(message.startswith("could not write the results tables (3 attempts)") for message in errors)
-    assert sum(message.startswith("could not record the result of trial") for message in errors) >= 4
+    assert sum(message.startswith("could not record the result of ") for message in errors) >= 8
     assert (sweep_dir / "finished").is_file()  # no record could be written: the table alone says finished
 
     # Storage recovers; Tune's state holds the four trials TERMINATED with their test metrics, but no record: a
-    # resume counts them finished (not stopped), writes their records and trains nothing again.
+    # resume counts their eight seed-runs finished (not stopped), writes their records and trains nothing again.
     (sweep_dir / "finished").unlink()
     resumed = run_sweep(sweep, resume=True, verbose=0)
-    assert resumed.counts == {"finished": 4}
+    assert resumed.counts == {"finished": 8}
     after = read_results(outcome.path).set_index("trial_id")
     records = {path.stem: json.loads(path.read_text()) for path in (sweep_dir / "finished").glob("*.json")}
     assert sorted(records) == sorted(after.index)
     for trial_id, row in table.set_index("trial_id").iterrows():
         assert records[trial_id]["test_acc_upright"] == after.loc[trial_id, "test_acc_upright"]
         assert after.loc[trial_id, "train_seconds"] == row["train_seconds"]
-    assert len(read_angles(outcome.path)) == 4 * 3
+    assert len(read_angles(outcome.path)) == 8 * 3
 
 
 def test_a_failing_trial_is_recorded_the_others_finish_and_the_command_exits_1(tmp_path):
-    spec = _spec(tmp_path, "fails", group="z2", max_failures=0, variants=[{"optimizer": "sgd", "lr": 1.0e12}, {}])
+    # Two packs of two seeds: every copy of the first diverges, so that pack fails; the second finishes.
+    spec = _spec(tmp_path, "fails", group="z2", max_failures=0, variants=[{"optimizer": "sgd", "lr": 1.0e12}, {}],
+                 grid={"seed": [0, 1]})
     sweep_dir = tmp_path / "store" / "fails"
     driver = _sweep_cli(str(spec), "--num-cpus", "2")
     out, err = driver.communicate(timeout=600)
 
     assert driver.returncode == 1, err
     assert out.splitlines()[-1] == f"results: {sweep_dir}/results.parquet"
-    assert err.splitlines()[-1] == ("equisweep: 1 of 2 trials failed; see why with: "
+    assert err.splitlines()[-1] == ("equisweep: 2 of 4 trials failed; see why with: "
                                     f"equisweep sweep --status {sweep_dir}")
-    table = read_results(str(sweep_dir)).set_index("optimizer")
-    assert table.loc["sgd", "status"] == "failed" and table.loc["adam", "status"] == "finished"
-    assert table.loc["sgd", "error"].startswith("FloatingPointError: training loss is ")
-    assert pd_isna(table.loc["sgd", "test_acc_upright"]) and table.loc["adam", "test_acc_upright"] > 0.5
+    table = read_results(str(sweep_dir))
+    failed, finished = table[table["optimizer"] == "sgd"], table[table["optimizer"] == "adam"]
+    assert failed["seed"].tolist() == finished["seed"].tolist() == [0, 1]
+    assert (failed["status"] == "failed").all() and (finished["status"] == "finished").all()
+    assert failed["error"].str.match(r"FloatingPointError: every copy of the pack failed; copy \d: training loss "
+                                     "is ").all()
+    assert failed["test_acc_upright"].isna().all() and (finished["test_acc_upright"] > 0.5).all()
     assert "failed" in status_text(str(sweep_dir)).splitlines()[1]
 
 
-def pd_isna(value) -> bool:
-    return value is None or value != value
-
-
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
-    spec = _spec(tmp_path, "resume", group="z2", grid={"seed": [0, 1, 2, 3]}, max_concurrent=1)
+    spec = _spec(tmp_path, "resume", group="z2", grid={"seed": [0, 1, 2, 3]}, max_concurrent=1, pack=2)
     sweep_dir = tmp_path / "store" / "resume"
     driver = _sweep_cli(str(spec), "--num-cpus", "1", start_new_session=True)
     deadline = time.monotonic() + 300
@@ -187,6 +214,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     after = read_results(str(sweep_dir)).set_index("trial_id")
     assert len(after) == 4 and after.index.is_unique and (after["status"] == "finished").all()
     assert sorted(after["seed"]) == [0, 1, 2, 3]
+    assert after.index.str.rsplit("-seed", n=1).str[0].value_counts().tolist() == [2, 2]  # two packs of two
     for trial_id, row in finished_before.iterrows():  # not trained again: the very same measurements
         assert after.loc[trial_id, "train_seconds"] == row["train_seconds"]
         assert after.loc[trial_id, "test_acc_upright"] == row["test_acc_upright"]
@@ -203,9 +231,12 @@ def test_dry_run_lists_the_paper_grid_with_exact_flags():
     header, table = result.stdout.split("\n\n")  # the pre-flight header, then the trials
     assert [line.split(":")[0] for line in header.splitlines()] == ["storage", "wandb", "resources", "concurrency"]
     lines = table.splitlines()
-    assert lines[-1] == "2000 trials" and len(lines) == 2000 + 1
+    # 20 cells of 100 seeds, packed 16 at a time: seven trials a cell, the last of four seeds.
+    assert lines[-2:] == ["140 packed trials of up to 16 seeds (pack), resources each", "2000 trials"]
+    assert len(lines) == 140 + 2 and [line.split()[5] for line in lines[:7]] == [
+        "seeds=0-15", "seeds=16-31", "seeds=32-47", "seeds=48-63", "seeds=64-79", "seeds=80-95", "seeds=96-99"]
     flags = {}
-    for line in lines[:-1]:
+    for line in lines[:-2]:
         _, *settings = line.split()
         values = dict(setting.split("=") for setting in settings)
         arm = (values["group"], int(values["input_size"]), values["subsampling"])
