@@ -33,7 +33,8 @@ class PackedModel(nn.Module):
             raise ValueError("a packed model needs at least one copy")
         params, buffers = stack_module_state(list(copies))
         self.copies = len(copies)
-        self.group = getattr(copies[0], "group", None)
+        if hasattr(copies[0], "group"):  # the network's symmetry group, as the LightningModule reads it
+            self.group = copies[0].group
         # The architecture without storage: functional_call swaps every tensor in, so it never needs a device.
         # In lists: not submodules, no parameters. The blueprint never runs, so ``unpack`` copies no state a forward
         # under vmap left on a module (such as a partial conv's last mask).

@@ -132,7 +132,7 @@ class ResultsTable(tune.Callback):
                 if record is not None:
                     status, error = ("failed", record["error"]) if "error" in record else ("finished", None)
                 rows.append(r.trial_row(
-                    run, f"{trial}-seed{seed}" if packed else str(trial), self.cells.get(r.cell_key(
+                    run, r.run_id(str(trial), seed, packed), self.cells.get(r.cell_key(
                         {**shared, "seed": seed})), settings, self._exact_of(run, settings), status, error,
                     trial.num_failures, record or _copy_result(trial.last_result or {}, k)))
                 angles.extend(r.angle_rows(run, record) if status == "finished" else [])
@@ -216,7 +216,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], finished: dict[str, 
         return
     name = context.get_trial_name()
     settings = [RunConfig.model_validate({**base, **shared, **config.get("search", {}), "seed": seed,
-                                          "run_name": f"{name}-seed{seed}" if packed else name}) for seed in seeds]
+                                          "run_name": r.run_id(name, seed, packed)}) for seed in seeds]
     checkpoint = tune.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as checkpoint_dir:
         resume_from = Path(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None

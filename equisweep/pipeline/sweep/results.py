@@ -56,9 +56,10 @@ def pack_of(config: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
     return pack.get("cell", {}), list(pack.get("seeds", []))
 
 
-def run_id(trial_id: str, seed: int, packed: bool) -> str:
-    """The id of one seed-run of a trial: the trial's own when it trains one seed."""
-    return f"{trial_id}-seed{seed}" if packed else trial_id
+def run_id(trial: str, seed: int, packed: bool) -> str:
+    """The id (or name) of one seed-run of a trial, from the trial's id (or name): the trial's own when it trains
+    one seed."""
+    return f"{trial}-seed{seed}" if packed else trial
 
 
 COPIES = "copies"  # a packed trial's final result: {str(seed): the copy's final result, or {"error": why}}

@@ -74,6 +74,7 @@ def test_cli_overrides_merge_into_the_spec(tmp_path):
     ({"gird": {"seed": [0, 1]}}, "gird: unknown key; did you mean 'grid'?"),
     ({"search": {"num_samples": 2, "spcae": {}}}, "search.spcae: unknown key; did you mean 'space'?"),
     ({"epochs": "many"}, "epochs: must be a whole number, got 'many'"),
+    ({"pack": 0}, "pack: must be at least 1, got 0"),
     ({"grid": {}}, "grid: the grid is empty"),
     ({"grid": {"seed": []}}, "axis 'seed' has no values"),
     ({"grid": {"group": ["p5"]}}, "group: unknown group"),

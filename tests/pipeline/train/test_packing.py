@@ -136,3 +136,11 @@ def test_packed_model_computes_each_copy_with_its_own_weights_and_statistics(rel
     for k, net in enumerate(nets):  # batch-norm statistics moved per copy, and unpack gives the copy back
         copy_k = pack.unpack(k)
         torch.testing.assert_close(dict(copy_k.state_dict()), dict(net.state_dict()), rtol=1e-12, atol=1e-12)
+
+
+def test_only_the_seeds_of_one_configuration_pack(tmp_path):
+    with pytest.raises(ValueError, match="the copies of a pack may differ only in seed; seed 1 differs in lr"):
+        run_packed([tiny(0), tiny(1, lr=1e-2)], [tmp_path / "0", tmp_path / "1"])
+    with pytest.raises(ValueError, match="one output directory per configuration: 2 configurations, 1"):
+        run_packed([tiny(0), tiny(1)], [tmp_path / "0"])
+    assert not (tmp_path / "0").exists()
