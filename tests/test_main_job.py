@@ -41,7 +41,7 @@ def test_the_sweep_finishes_every_trial(demo):
     table = read_results(str(sweep_dir))
     assert len(table) == 16 and (table["status"] == "finished").all()
     assert "quick: 16 trials, 16 finished" in result.stdout
-    assert table["trial_id"].str.rsplit("-seed", n=1).str[0].nunique() == 8  # packed: a trial per cell, 2 seeds each
+    assert table["trial_id"].is_unique and not table["trial_id"].str.contains("-seed").any()  # pack: 1, on a CPU
     assert set(zip(table["group"], table["input_size"], table["subsampling"], table["exact"])) == {
         ("p4", 28, "stride", True), ("p4", 29, "stride", False), ("p4", 29, "adaptive", True),
         ("z2", 28, "stride", None)}
