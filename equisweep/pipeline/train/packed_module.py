@@ -13,6 +13,7 @@ the others go on. When no copy is left, the pack fails as a run does.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -61,7 +62,7 @@ class PackedClassifier(EquivarianceClassifier):
         # As a run does: read the losses (a device wait) every few steps and at the last batch.
         if batch_idx % NON_FINITE_CHECK_EVERY == 0 or self.trainer.is_last_batch:
             for k, loss in enumerate(losses.detach().tolist()):
-                if self.alive[k] and not torch.isfinite(torch.tensor(loss)):
+                if self.alive[k] and not math.isfinite(loss):
                     self._fail(k, f"training loss is {loss} at step {self.global_step}; lower lr")
         self.copy_losses = losses.detach()
         alive = torch.tensor(self.alive, device=losses.device)
