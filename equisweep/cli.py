@@ -155,10 +155,12 @@ def train(
 ) -> None:
     """Train one model, test the best checkpoint, and write metrics.json, config.yaml and the checkpoint to --out."""
     flags = {key: value for key, value in locals().items() if key not in ("config", "out", "wandb_mode")}
-    from equisweep.pipeline import load_run_config, run_one  # Lightning loads only for commands that train
+    from equisweep.pipeline import load_run_config
 
     flags["wandb"] = {"mode": wandb_mode} if wandb_mode is not None else None
     settings = load_run_config(flags, config)
+    from equisweep.pipeline import run_one  # Lightning loads only once the settings are valid
+
     with contextlib.redirect_stdout(sys.stderr):  # progress bars and library chatter stay off stdout
         results = run_one(settings, out)
     summary = {k: v for k, v in results.items() if not isinstance(v, dict)}

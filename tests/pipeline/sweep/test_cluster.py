@@ -3,7 +3,7 @@ job, and a sweep driven with ``--address`` that loses its worker node in the mid
 
 Each test starts its own cluster (head and worker, 1 CPU each, on free ports, in a short temp dir) and always stops
 it, whatever happens: the script ends only that cluster's processes, never another Ray on the machine. Nothing is
-mocked; a trial is one epoch of the P4CNN (or plain CNN) on the 3,000 embedded MNIST digits.
+mocked; a trial is one epoch of the P4CNN (or plain CNN) on embedded MNIST digits.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ SCRIPT = ROOT / "cluster" / "local_two_node.sh"
 PYTHON = sys.executable
 RAY = str(Path(sys.executable).parent / "ray")  # the ray of this venv, also what the script runs
 
-# Two trials of about 15 s (z2) and 25 s (p4) on one CPU: one per node when both run.
-TINY = {"dataset": "mnist5k", "model": "p4cnn", "epochs": 1, "batch_size": 8, "lr": 0.003, "dropout": 0.0,
+# Two packed trials (a group each) of two seeds, one epoch of mnist69's 600 digits: one per node when both run.
+TINY = {"dataset": "mnist69", "model": "p4cnn", "epochs": 1, "batch_size": 8, "lr": 0.003, "dropout": 0.0,
         "schedule": "none", "angles": [0, 90], "eq_error_samples": 8, "bn_calibration_batches": 2,
         "grid": {"group": ["z2", "p4"], "seed": [0, 1]}, "resources": {"cpu": 1}, "max_failures": 2,
         "wandb": {"mode": "disabled"}}
@@ -101,9 +101,9 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(cluster_dir, ignore_errors=True)
 
 
-def _write_spec(tmp_path: Path, name: str) -> Path:
+def _write_spec(tmp_path: Path, name: str, **settings) -> Path:
     spec = tmp_path / f"{name}.yaml"
-    spec.write_text(yaml.safe_dump({"name": name, "data_dir": str(tmp_path / "data"), **TINY}))
+    spec.write_text(yaml.safe_dump({"name": name, "data_dir": str(tmp_path / "data"), **TINY, **settings}))
     return spec
 
 
@@ -129,17 +129,18 @@ def _tail(log: Path | None, chars: int = 4000) -> str:
     return log.read_text(errors="replace")[-chars:] if log is not None and log.is_file() else ""
 
 
-def _assert_all_finished(sweep_dir: Path) -> None:
-    # Two packed trials (one per group) of two seeds each: a row per seed-run.
+def _assert_all_finished(sweep_dir: Path, seeds: list[int]) -> None:
+    # Two trials (one per group) of these seeds each: a row per seed-run.
     table = r.read_results(str(sweep_dir))
-    assert len(table) == 4
-    assert list(table["status"]) == ["finished"] * 4, table[["trial_id", "status", "error"]]
-    assert list(zip(table["group"], table["seed"])) == [("z2", 0), ("z2", 1), ("p4", 0), ("p4", 1)]
+    runs = [(group, seed) for group in ("z2", "p4") for seed in seeds]
+    assert len(table) == len(runs)
+    assert list(table["status"]) == ["finished"] * len(runs), table[["trial_id", "status", "error"]]
+    assert list(zip(table["group"], table["seed"])) == runs
     assert table["trial_id"].str.rsplit("-seed", n=1).str[0].nunique() == 2
     assert table["test_acc_upright"].between(0, 1).all()
     assert table["eq_error"].notna().all()
     angles = r.read_angles(str(sweep_dir))
-    assert len(angles) == 8  # 4 seed-runs x 2 test angles
+    assert len(angles) == 2 * len(runs)  # 2 test angles per seed-run
 
 
 def test_ray_job_submit_runs_a_sweep_to_completion(cluster, tmp_path):
@@ -155,11 +156,12 @@ def test_ray_job_submit_runs_a_sweep_to_completion(cluster, tmp_path):
     jobs = JobSubmissionClient(cluster.dashboard)
     assert jobs.get_job_status(job_id) == JobStatus.SUCCEEDED
     assert "job: 4 trials, 4 finished" in jobs.get_job_logs(job_id)  # the driver's own summary line
-    _assert_all_finished(storage / "job")
+    _assert_all_finished(storage / "job", [0, 1])
 
 
 def test_sweep_finishes_after_the_worker_node_dies_mid_trial(cluster, tmp_path):
-    spec = _write_spec(tmp_path, "failover")
+    # One seed per trial, on the 3,000 digits of mnist5k: a trial trains long enough to be killed mid-way.
+    spec = _write_spec(tmp_path, "failover", dataset="mnist5k", grid={"group": ["z2", "p4"], "seed": [0]})
     storage = tmp_path / "storage"
     sweep_dir = storage / "failover"
     log = tmp_path / "driver.log"
@@ -185,6 +187,6 @@ def test_sweep_finishes_after_the_worker_node_dies_mid_trial(cluster, tmp_path):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 driver.wait(timeout=30)
     assert driver.returncode == 0, _tail(log)
-    _assert_all_finished(sweep_dir)
+    _assert_all_finished(sweep_dir, [0])
     attempts = r.read_results(str(sweep_dir))["attempts"]
     assert attempts.max() >= 1, "the trial on the killed node should have failed once and been retried"

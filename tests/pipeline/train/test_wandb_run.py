@@ -1,8 +1,12 @@
 """A run's W&B identity and place: one stable id per (sweep, trial), the arm as job type and tags, WANDB_DIR obeyed."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from equisweep.pipeline import load_run_config, run_one
 from equisweep.pipeline.train.run import wandb_run_id
@@ -21,9 +25,13 @@ def test_a_retried_trial_continues_its_wandb_run_and_wandb_dir_is_obeyed(tmp_pat
     first = run_one(load_run_config(TRIAL), tmp_path / "first", enable_progress_bar=False)
     (first_file,) = (tmp_path / "first" / "wandb").glob("offline-run-*/run-*.wandb")  # no WANDB_DIR: next to the run
 
-    wandb_dir = tmp_path / "wandb-dir"
-    monkeypatch.setenv("WANDB_DIR", str(wandb_dir))
-    run_one(load_run_config(TRIAL), tmp_path / "retry", enable_progress_bar=False)  # the same trial, run again
+    # The same trial, run again in a fresh process as a retried trial runs on a Ray worker; with a WANDB_DIR.
+    wandb_dir, config = tmp_path / "wandb-dir", tmp_path / "trial.yaml"
+    config.write_text(yaml.safe_dump(TRIAL))
+    retry = subprocess.run([sys.executable, "-m", "equisweep", "train", "--config", str(config), "--out",
+                            str(tmp_path / "retry")], env={**os.environ, "WANDB_DIR": str(wandb_dir)},
+                           capture_output=True, text=True, timeout=300)
+    assert retry.returncode == 0, retry.stderr[-2000:]
     (retry_file,) = (wandb_dir / "wandb").glob("offline-run-*/run-*.wandb")
     assert not (tmp_path / "retry" / "wandb").exists()
 
