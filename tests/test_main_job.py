@@ -39,16 +39,23 @@ def demo(tmp_path_factory):
 def test_the_sweep_finishes_every_trial(demo):
     sweep_dir, result = demo
     table = read_results(str(sweep_dir))
-    assert len(table) == 16 and (table["status"] == "finished").all()
-    assert "quick: 16 trials, 16 finished" in result.stdout
+    assert len(table) == 20 and (table["status"] == "finished").all()
+    assert "quick: 20 trials, 20 finished" in result.stdout
     assert table["trial_id"].is_unique and not table["trial_id"].str.contains("-seed").any()  # pack: 1, on a CPU
-    assert set(zip(table["group"], table["input_size"], table["subsampling"], table["exact"])) == {
-        ("p4", 28, "stride", True), ("p4", 29, "stride", False), ("p4", 29, "adaptive", True),
-        ("z2", 28, "stride", None)}
+    # exact: whether the sampling grids are (the rpp net's are; its relaxation is its own column)
+    arms = set(zip(table["dataset"], table["group"], table["input_size"], table["subsampling"], table["relaxation"],
+                   table["exact"]))
+    assert arms == {("mnist5k", "p4", 28, "stride", "none", True), ("mnist5k", "p4", 29, "stride", "none", False),
+                    ("mnist5k", "p4", 29, "adaptive", "none", True), ("mnist5k", "z2", 28, "stride", "none", None),
+                    ("mnist6-180", "p4", 28, "stride", "none", True), ("mnist6-180", "p4", 28, "stride", "rpp", True)}
     p4 = table[table["group"] == "p4"]
-    assert (p4["test_acc_upright"] > 0.8).all()  # two epochs of real digits
-    exact = p4["exact"].astype(bool)  # an object column: None (not applicable) on the plain CNN's rows
+    digits, sixes = p4[p4["dataset"] == "mnist5k"], p4[p4["dataset"] == "mnist6-180"]
+    assert (digits["test_acc_upright"] > 0.8).all()  # two epochs of real digits
+    exact = p4["exact"].astype(bool) & (p4["relaxation"] == "none")  # object column: None on the plain CNN's rows
     assert (p4.loc[exact, "eq_error"] < 1e-4).all() and (p4.loc[~exact, "eq_error"] > 1e-3).all()
+    # a 6 against its half turn: the exact net cannot beat chance, the relaxed one breaks its symmetry and can
+    assert (sixes.loc[sixes["relaxation"] == "none", "test_acc_upright"] == 0.5).all()
+    assert (sixes.loc[sixes["relaxation"] == "rpp", "test_acc_upright"] > 0.8).all()
 
 
 def test_the_report_prints_its_path_and_verdicts(demo):
@@ -58,7 +65,7 @@ def test_the_report_prints_its_path_and_verdicts(demo):
     text = (sweep_dir / "report" / "report.md").read_text()
     positions = [text.index(section) for section in SECTIONS]
     assert positions == sorted(positions)
-    assert "Sweep quick: 16 trials, 16 finished" in text
+    assert "Sweep quick: 20 trials, 20 finished" in text
 
 
 def test_report_numbers_equal_those_recomputed_from_parquet(demo):
@@ -67,9 +74,10 @@ def test_report_numbers_equal_those_recomputed_from_parquet(demo):
     verdict = pd.read_csv(sweep_dir / "report" / "verdict.csv", keep_default_na=False, na_values=[""])
     text = (sweep_dir / "report" / "report.md").read_text()
     p4, z2 = results[results["group"] == "p4"], results[results["group"] == "z2"]
-    # regimes none, c4 x (p4 29 approx against its same-size reference p4 29 adaptive exact, plain CNN) x metrics
-    assert len(verdict) == 2 * 2 * 4
-    assert list(verdict["arm"].drop_duplicates()) == ["p4 29 approx", "plain CNN 28"]
+    # mnist5k, regimes none and c4 x (p4 29 approx against its same-size reference p4 29 adaptive exact, plain CNN),
+    # and mnist6-180 x p4 28 rpp against p4 28 exact; x metrics
+    assert len(verdict) == (2 * 2 + 1) * 4
+    assert list(verdict["arm"].drop_duplicates()) == ["p4 29 approx", "plain CNN 28", "p4 28 rpp"]
     p_values = []
     for row in verdict[verdict["arm"] == "p4 29 approx"].itertuples():
         assert (row.exact_arm, row.reference) == ("p4 29 adaptive exact", "same size")
@@ -97,6 +105,14 @@ def test_report_numbers_equal_those_recomputed_from_parquet(demo):
         values = z2.loc[z2["train_symmetry"] == row.train_symmetry, row.metric]
         assert row.arm_mean == pytest.approx(values.mean()) and row.arm_n == 2
         assert row.verdict == "reference" and math.isnan(row.p_value) and pd.isna(row.exact)
+    # the relaxed net on the sixes, against the exact net of its size on the same data
+    sixes = p4[p4["dataset"] == "mnist6-180"]
+    for row in verdict[verdict["arm"] == "p4 28 rpp"].itertuples():
+        assert (row.dataset, row.exact_arm, row.reference) == ("mnist6-180", "p4 28 exact", "same size")
+        rpp, exact = (sixes.loc[sixes["relaxation"] == name, row.metric] for name in ("rpp", "none"))
+        assert (row.arm_mean, row.exact_mean) == (pytest.approx(rpp.mean()), pytest.approx(exact.mean()))
+        assert row.diff == pytest.approx(rpp.mean() - exact.mean())
+    assert "Under dataset=mnist6-180, train_symmetry=none: p4 28 rpp " in text
     # the mean over angles in the table is the mean of each trial's per-angle accuracies
     per_trial = angles.groupby("trial_id")["accuracy"].mean()
     assert per_trial.to_dict() == pytest.approx(results.set_index("trial_id")["test_acc_mean_angles"].to_dict())

@@ -46,8 +46,8 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
   for an untested row (the spread is unknown).
 - **No test** (verdict ``inconclusive``, p, interval and power NaN, means still reported, the reason in ``note``)
   when an arm has fewer than two seeds with the metric (its spread cannot be estimated), or when neither arm varies
-  at all across seeds (the t statistic is 0/0 or ±inf: a "certain" difference would only reflect an evaluation
-  that is deterministic in the seed, not evidence beyond seed noise).
+  across seeds beyond float32 rounding (the t statistic is 0/0 or ±inf: a "certain" difference would only reflect
+  an evaluation that is deterministic in the seed, not evidence beyond seed noise).
 - A condition without a reference arm, or with nothing but references, is skipped and listed in
   ``Verdicts.skipped``.
 - ``arm_eq_error`` and ``exact_eq_error``: the mean measured output equivariance error (``eq_error``) of each side
@@ -622,10 +622,13 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _std(values: np.ndarray) -> float:
-    """The sample std (ddof 1); exactly 0 for identical values (not a rounding residue), NaN for fewer than 2."""
+    """The sample std (ddof 1), NaN for fewer than 2 values; exactly 0 when the values agree to float32 resolution:
+    the metrics are computed in float32, so a smaller spread (0.5 against 0.49999997, say) is rounding, not seed
+    noise."""
     if len(values) < 2:
         return math.nan
-    return 0.0 if np.ptp(values) == 0 else float(np.std(values, ddof=1))
+    resolution = 4 * np.finfo(np.float32).eps * float(np.max(np.abs(values)))
+    return 0.0 if np.ptp(values) <= resolution else float(np.std(values, ddof=1))
 
 
 def _few_seeds(n_exact: int, n_approx: int) -> str:
@@ -666,7 +669,8 @@ def _md_row(cells: list[str]) -> str:
 def _outcome_sentence(label: str, group: pd.DataFrame) -> str:
     """``Under <condition>: p4 28 rpp wins (upright, orbit) and p4 28 partial ties against p4 28 exact (same size);
     ...``: per reference, each arm wins (only it wins on some metric), loses (only its reference does), trades
-    (each wins on some metric) or ties (no metric shows a difference)."""
+    (each wins on some metric), ties (tested, and no metric shows a difference) or is not tested (no metric could be:
+    its means stand alone, and a +50-point gap is no tie)."""
     parts = []
     for (reference, rule), against in group.groupby(["exact_arm", "reference"], sort=False):
         outcomes = []
@@ -677,6 +681,8 @@ def _outcome_sentence(label: str, group: pd.DataFrame) -> str:
                 outcomes.append(f"{arm} trades (wins on {', '.join(won)}, loses on {', '.join(lost)})")
             elif won or lost:
                 outcomes.append(f"{arm} {'wins' if won else 'loses'} ({', '.join(won or lost)})")
+            elif rows["p_value"].isna().all():
+                outcomes.append(f"{arm} is not tested (means only)")
             else:
                 outcomes.append(f"{arm} ties ({INCONCLUSIVE} on every metric)")
         parts.append(f"{_join(outcomes)} against {reference} ({rule})")

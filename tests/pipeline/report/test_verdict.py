@@ -250,10 +250,16 @@ def test_one_seed_per_arm_reports_means_only(results):
 def test_zero_spread_in_both_arms_is_not_tested():
     rows = [_row(i, 0, "p4", size, "none", seed, dict.fromkeys(METRICS, 0.9 if size == 28 else 0.95))
             for i, (size, seed) in enumerate((s, k) for s in (28, 29) for k in range(3))]
-    table = v.verdict_table(pd.DataFrame(rows)).table
+    verdicts = v.verdict_table(pd.DataFrame(rows))
+    table = verdicts.table
     assert (table["verdict"] == "inconclusive").all() and table["p_value"].isna().all()
     assert table["diff"].to_numpy() == pytest.approx([0.05] * 4)
     assert table["note"].str.contains("neither arm varies").all()
+    assert "p4 29 approx is not tested (means only) against p4 28 exact" in v.summary_paragraph(verdicts)
+    # float32 rounding is not seed noise: an orbit mean of 0.5 over seeds that reads 0.49999997 in one of them
+    rounded = [{**row, "test_acc_orbit": np.float32(0.5) - np.float32(3e-8) * (row["seed"] == 1)} for row in rows]
+    orbit = v.verdict_table(pd.DataFrame(rounded)).table.set_index("metric").loc["test_acc_orbit"]
+    assert orbit["exact_std"] == orbit["arm_std"] == 0 and math.isnan(orbit["p_value"])
 
 
 def test_failed_and_running_trials_are_ignored(results, verdicts):
