@@ -4,14 +4,9 @@ The names load on first use, so validating a run's settings (regimes, sources) n
 setting is refused in the time it takes to import torch.
 """
 
-import importlib
+from equisweep.lazy import lazy_exports
 
 _EXPORTS = {"EquiDataModule": "datamodule", "build_datamodule": "datamodule", "Regime": "regimes",
             "parse_regime": "regimes"}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'equisweep.datamodules' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"equisweep.datamodules.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -8,14 +8,9 @@ The names users import load on first use, so the report and ``equisweep sweep --
 Lightning.
 """
 
-import importlib
+from equisweep.lazy import lazy_exports
 
 _EXPORTS = {"EquivarianceClassifier": "train.module", "RunConfig": "train.config", "load_run_config": "train.config",
             "run_one": "train.run"}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'equisweep.pipeline' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"equisweep.pipeline.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,5 +1,8 @@
 """Run settings: every common mistake is one plain ``field: message`` line naming the fix, YAML errors say where."""
 
+import subprocess
+import sys
+
 import pytest
 
 from equisweep.errors import UserError
@@ -64,3 +67,14 @@ def test_an_empty_file_means_all_defaults(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("")
     assert load_run_config({"epochs": 2}, config).epochs == 2
+
+
+def test_validating_run_settings_never_imports_lightning():
+    """So that ``equisweep train`` refuses a bad setting in the time it takes to import torch."""
+    code = ("import sys\n"
+            "from equisweep.pipeline import load_run_config\n"
+            "load_run_config({'dataset': 'mnist69', 'train_symmetry': 'gaussian(45,20)', 'relaxation': 'rpp'})\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning', 'ray',"
+            " 'wandb')], sorted(sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
