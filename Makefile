@@ -6,9 +6,11 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 .PHONY: demo test test-fast lint bench chromium
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+# Every version comes from requirements/lock.txt, the lock the Dockerfile and cluster/aws-gpu.yaml install from too;
+# requirements/constraints.txt says how to refresh it after a change to pyproject.toml's dependencies.
+$(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c requirements/lock.txt -e '.[dev]'
 	touch $(STAMP)
 
 # The quick sweep on an embedded local Ray (real MNIST digits, W&B offline), then its report, logged to W&B as the

@@ -42,9 +42,9 @@ START=$(now)
 # -- the venv: use the project's; create it only if missing (needs a package index, which the GPU box may lack) --
 if [ ! -x "$PY" ]; then
   echo "gpu_check: no .venv/bin/python in $ROOT."
-  echo "gpu_check: trying: python3 -m venv .venv && .venv/bin/pip install -c requirements/constraints.txt -e ."
+  echo "gpu_check: trying: python3 -m venv .venv && .venv/bin/pip install -c requirements/lock.txt -e ."
   if ! { python3 -m venv .venv && .venv/bin/pip install -q --retries 1 --timeout 15 \
-           -c requirements/constraints.txt -e .; }; then
+           -c requirements/lock.txt -e .; }; then
     echo "gpu_check: could not create the venv (no internet?). Copy or build .venv on a machine with a package" \
          "index (same Python and CUDA wheels), place it at $ROOT/.venv, and rerun." >&2
     exit 1
