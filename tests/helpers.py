@@ -39,8 +39,8 @@ def assert_equivariant(fn: Callable[[Tensor], Tensor], x: Tensor, group: str | G
 
 def read_wandb_run(run_file: Path) -> dict:
     """Read an offline W&B run file (``run-<id>.wandb``: LevelDB-log framed protobuf ``Record``s) back into
-    ``{"project", "group", "id", "job_type", "tags", "config", "summary", "history_keys"}``, so tests check what was
-    really logged."""
+    ``{"project", "group", "id", "job_type", "tags", "config", "summary", "history", "history_keys"}`` (``history``: one
+    dict per logged step), so tests check what was really logged."""
     from wandb.proto import wandb_internal_pb2
 
     raw, block, pos = run_file.read_bytes(), 32768, 7  # 7: the ':W&B' file header
@@ -60,7 +60,7 @@ def read_wandb_run(run_file: Path) -> dict:
     def key(item) -> str:
         return item.key or "/".join(item.nested_key)
 
-    run: dict = {"config": {}, "summary": {}, "history_keys": set()}
+    run: dict = {"config": {}, "summary": {}, "history": [], "history_keys": set()}
     for payload in payloads:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
@@ -74,5 +74,6 @@ def read_wandb_run(run_file: Path) -> dict:
         elif kind == "summary":
             run["summary"].update({key(item): json.loads(item.value_json) for item in record.summary.update})
         elif kind == "history":
-            run["history_keys"].update(key(item) for item in record.history.item)
+            run["history"].append({key(item): json.loads(item.value_json) for item in record.history.item})
+            run["history_keys"].update(run["history"][-1])
     return run

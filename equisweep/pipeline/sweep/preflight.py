@@ -19,6 +19,7 @@ from equisweep.datamodules.sources import FOLDER, missing_file
 from equisweep.errors import UserError
 from equisweep.pipeline.sweep.driver import check_resumable, sweep_uri
 from equisweep.pipeline.sweep.spec import Sweep
+from equisweep.pipeline.train.tracking import explain_mode
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ def preflight(sweep: Sweep, resume: bool = False, num_cpus: int | None = None) -
     except UserError as err:  # it exists: a run without --resume would be refused, so say why
         exists, found = True, [] if resume else [str(err)]
     wandb = spec.wandb
-    key_state = "WANDB_API_KEY set" if os.environ.get("WANDB_API_KEY") else "no WANDB_API_KEY"
-    mode = f"{wandb.resolved_mode()} (auto: {key_state})" if wandb.mode == "auto" else wandb.mode
+    mode, why = explain_mode(wandb.mode)
+    mode = f"{mode} (auto: {why})" if wandb.mode == "auto" else mode
     state = ("exists, --resume continues it" if resume else "exists") if exists else "new"
     header = (
         f"storage: {sweep_uri(sweep)} ({state})",

@@ -21,7 +21,8 @@ from equisweep.models.relaxation import PARTIAL_LAMBDA, RELAX_ALPHA, RELAX_BANKS
 
 
 class WandbConfig(BaseModel):
-    """Where and how runs stream to Weights & Biases; offline unless a key is set or ``mode: online``."""
+    """Where and how runs stream to Weights & Biases. ``mode: auto`` obeys an explicit ``WANDB_MODE``, then goes online
+    only with an API key (``WANDB_API_KEY`` or ``wandb login``), else offline; ``disabled`` writes nothing."""
 
     model_config = ConfigDict(extra="forbid")
     project: str = "equisweep"
@@ -31,6 +32,7 @@ class WandbConfig(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
     def resolved_mode(self) -> str:
+        """The mode runs log in here: ``auto`` resolved (``equisweep.pipeline.train.tracking.explain_mode``)."""
         from equisweep.pipeline.train.tracking import resolve_mode
 
         return resolve_mode(self.mode)

@@ -1,4 +1,5 @@
-"""Weights & Biases for one run: which mode it logs in, and its results as flat summary keys.
+"""Weights & Biases for one run: which mode it logs in (the user's explicit choice first), and its results as flat
+summary keys.
 
 A run's summary holds its scalar results plus flat ``test_acc_by_angle/<angle>``, ``eq_error/<layer>`` and (relaxed
 runs) ``relaxation/<layer>`` keys, so the report can rebuild a sweep's tables from its runs
@@ -10,15 +11,51 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from equisweep.errors import UserError
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.metrics import ANGLE_PREFIX, LAYER_ERROR_PREFIX, RELAXATION_PREFIX
 
+# What WANDB_MODE may say, as wandb reads it: its two old spellings mean offline and online.
+_ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled", "shared": "shared",
+              "dryrun": "offline", "run": "online"}
+
 
 def resolve_mode(mode: str) -> str:
-    """``auto`` is online when an API key is set and offline otherwise; other modes stand as given."""
+    """The mode a run logs in; see ``explain_mode``."""
+    return explain_mode(mode)[0]
+
+
+def explain_mode(mode: str) -> tuple[str, str]:
+    """The mode a run logs in and why. A mode other than ``auto`` stands as given. ``auto`` obeys an explicit
+    ``WANDB_MODE``, then goes online with an API key (``WANDB_API_KEY``, or the one ``wandb login`` stored), and is
+    offline otherwise: it never turns a user's offline or disabled into online."""
     if mode != "auto":
-        return mode
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        return mode, "wandb.mode"
+    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env_mode:
+        if env_mode not in _ENV_MODES:
+            raise UserError(f"WANDB_MODE: {env_mode!r} is not online, offline or disabled; fix it or unset it")
+        return _ENV_MODES[env_mode], f"WANDB_MODE={env_mode}"
+    if os.environ.get("WANDB_API_KEY"):
+        return "online", "WANDB_API_KEY set"
+    if _login_key_stored():
+        return "online", "key from wandb login"
+    return "offline", "no WANDB_API_KEY, no wandb login"
+
+
+def _login_key_stored() -> bool:
+    """Whether ``wandb login`` stored a key for the W&B host (its netrc entry), read as wandb reads it, without
+    contacting the server (``wandb.login`` would ask the server who the key belongs to)."""
+    from wandb.errors import AuthenticationError
+    from wandb.sdk import wandb_setup
+    from wandb.sdk.lib.wbauth import read_netrc_auth
+
+    host = wandb_setup.singleton().settings.base_url
+    try:
+        return read_netrc_auth(host=host) is not None
+    except (AuthenticationError, ValueError) as err:
+        raise UserError(f"wandb: the key `wandb login` stored for {host} cannot be used ({err}); run "
+                        "`wandb login --relogin`, or set WANDB_MODE=offline") from None
 
 
 def flat_summary(results: dict[str, Any]) -> dict[str, Any]:

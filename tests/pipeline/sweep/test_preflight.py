@@ -29,17 +29,20 @@ def _warnings(tmp_path: Path, resume: bool = False, **settings) -> tuple[str, ..
 
 def test_the_header_says_where_and_how_it_runs(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     sweep = load_sweep(_spec(tmp_path, resources={"cpu": 1}, max_concurrent=3))
     check = preflight(sweep, num_cpus=2)
     assert check.warnings == ()
     assert check.header == (
         f"storage: {tmp_path / 'store' / 'pre'} (new)",
-        "wandb: offline (auto: no WANDB_API_KEY), project equisweep, group pre",
+        "wandb: offline (auto: no WANDB_API_KEY, no wandb login), project equisweep, group pre",
         "resources: 1 CPU, 0 GPU per trial",
         "concurrency: at most 3 trials at once (max_concurrent); 2 fit on this machine",
     )
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)  # auto resolves to online; nothing is contacted
     assert preflight(sweep).header[1].startswith("wandb: online (auto: WANDB_API_KEY set)")
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the user's explicit choice wins over the key
+    assert preflight(sweep).header[1].startswith("wandb: offline (auto: WANDB_MODE=offline)")
 
 
 def test_warns_when_a_sweep_of_that_name_exists(tmp_path):
