@@ -170,8 +170,9 @@ def train(
 @app.command()
 def sweep(
     spec: Path | None = typer.Argument(None, help="sweep YAML file (see sweeps/)"),
-    address: str | None = typer.Option(None, "--address", help="auto | HOST:PORT | ray://HOST:10001; default: "
-                                       "RAY_ADDRESS if set (ray job submit), else an embedded local Ray"),
+    address: str | None = typer.Option(None, "--address", help="auto | HOST:PORT of a Ray cluster; default: "
+                                       "RAY_ADDRESS if set (ray job submit), else an embedded local Ray. Not "
+                                       "ray://: submit with ray job submit instead"),
     resume: bool = typer.Option(False, "--resume", help="continue the sweep of this name: finished trials are "
                                 "kept, errored ones resume from their last checkpoint"),
     storage: str | None = typer.Option(None, "--storage", help="local path or URI for results (overrides the spec)"),
@@ -202,7 +203,7 @@ def sweep(
     if dry_run:
         from equisweep.pipeline.sweep.preflight import preflight
 
-        check = preflight(plan, resume, num_cpus)
+        check = preflight(plan, resume, num_cpus, address)
         typer.echo("\n".join([*check.header, "", plan.trial_table()]))
         for warning in check.warnings:
             typer.echo(f"equisweep: warning: {warning}", err=True)

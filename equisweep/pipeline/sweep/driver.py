@@ -323,11 +323,17 @@ def _run_config(sweep: Sweep, verbose: int, callbacks: Sequence[tune.Callback]) 
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
-    """Join the Ray cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``; ``RAY_ADDRESS`` when
-    unset, as under ``ray job submit``), or start an embedded one on loopback. Reuses a connection."""
+    """Join the Ray cluster at ``address`` (``auto`` or ``HOST:PORT``; ``RAY_ADDRESS`` when unset, as under ``ray job
+    submit``), or start an embedded one on loopback. Reuses a connection. A Ray Client address (``ray://``) is
+    refused: through it Tune would run on the cluster's head, writing where this process cannot read."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address.startswith("ray://"):
+        host = urlparse(address).hostname or "HEAD"
+        raise UserError(f"address: {address!r} is a Ray Client address, where Tune runs on the head and this process "
+                        f"cannot read its results; submit the sweep as a job instead: ray job submit --address "
+                        f"http://{host}:8265 -- equisweep sweep SPEC")
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
                  configure_logging=False, log_to_driver=False)
@@ -344,9 +350,9 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Fail in seconds, in one line, where ``ray.init`` would wait a minute on an address nothing listens at."""
     if address == "auto":
         return
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    parsed = urlparse(f"tcp://{address}")
     if parsed.hostname is None or parsed.port is None:
-        raise UserError(f"address: {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+        raise UserError(f"address: {address!r} is not auto or HOST:PORT")
     try:
         socket.create_connection((parsed.hostname, parsed.port), timeout=timeout).close()
     except OSError as err:

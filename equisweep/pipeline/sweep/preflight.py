@@ -2,9 +2,10 @@
 go wrong, before any trial starts.
 
 ``preflight`` returns a few header lines (storage, W&B mode, resources, concurrency) and one warning line per
-problem it finds: a sweep of that name already at its storage, GPUs requested where none is visible, a dataset
-missing from ``data_dir``, a grid axis that overrides a variant's setting, an ASHA grace period that stops
-nothing. Nothing is written and Ray is not started; the CLI prints the warnings to stderr.
+problem it finds: a sweep of that name already at its storage, a cluster address it cannot use or local storage on a
+cluster of several nodes, GPUs requested where none is visible, a dataset missing from ``data_dir``, a grid axis that
+overrides a variant's setting, an ASHA grace period that stops nothing. Nothing is written and Ray is not started (a
+cluster given by ``--address`` is joined to count its nodes); the CLI prints the warnings to stderr.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
+import ray
 import torch
 
 from equisweep.datamodules.sources import FOLDER, missing_file
 from equisweep.errors import UserError
-from equisweep.pipeline.sweep.driver import check_resumable, sweep_uri
+from equisweep.pipeline.sweep.driver import check_resumable, connect, sweep_uri
 from equisweep.pipeline.sweep.spec import Sweep
 from equisweep.pipeline.train.tracking import explain_mode
 
@@ -28,9 +31,10 @@ class Preflight:
     warnings: tuple[str, ...]  # one line each
 
 
-def preflight(sweep: Sweep, resume: bool = False, num_cpus: int | None = None) -> Preflight:
+def preflight(sweep: Sweep, resume: bool = False, num_cpus: int | None = None, address: str | None = None
+              ) -> Preflight:
     """Check ``sweep`` as ``equisweep sweep`` would run it (with ``--resume``, with ``--num-cpus`` for an embedded
-    Ray) without starting it."""
+    Ray, on the cluster at ``address``) without starting it."""
     spec = sweep.spec
     try:
         exists, found = check_resumable(sweep, resume=False), []
@@ -46,8 +50,8 @@ def preflight(sweep: Sweep, resume: bool = False, num_cpus: int | None = None) -
         f"resources: {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial",
         f"concurrency: {_concurrency(sweep, num_cpus)}",
     )
-    warnings = [*found, *_gpu_warnings(sweep), *_dataset_warnings(sweep), *_override_warnings(sweep),
-                *_scheduler_warnings(sweep)]
+    warnings = [*found, *_cluster_warnings(sweep, address), *_gpu_warnings(sweep), *_dataset_warnings(sweep),
+                *_override_warnings(sweep), *_scheduler_warnings(sweep)]
     return Preflight(header, tuple(warnings))
 
 
@@ -61,6 +65,25 @@ def _concurrency(sweep: Sweep, num_cpus: int | None) -> str:
     if sweep.spec.max_concurrent:
         return f"at most {sweep.spec.max_concurrent} trials at once (max_concurrent); {fit} fit on this machine"
     return f"as many trials at once as the CPUs and GPUs allow: {fit} on this machine"
+
+
+def _cluster_warnings(sweep: Sweep, address: str | None) -> list[str]:
+    """On a cluster (``address``, ``RAY_ADDRESS``, or one this process joined): why joining it fails, or a local
+    storage path while the cluster has more than one node, whose other nodes would write their trials to their own
+    disks. Joining only reads the cluster; an embedded Ray is one node and is not started."""
+    if not (address or os.environ.get("RAY_ADDRESS") or ray.is_initialized()):
+        return []
+    try:
+        connect(address)
+    except UserError as err:
+        return [str(err)]
+    nodes = sum(node["Alive"] for node in ray.nodes())
+    uri = sweep_uri(sweep)
+    if nodes > 1 and urlparse(uri).scheme in ("", "file"):
+        return [f"storage: {uri} is a local path and the cluster has {nodes} nodes: trials on other nodes write to "
+                "their own disks; use an s3:// or gs:// URI, or a shared file system mounted at this path on every "
+                "node"]
+    return []
 
 
 def _gpu_warnings(sweep: Sweep) -> list[str]:

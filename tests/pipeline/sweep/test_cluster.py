@@ -146,6 +146,11 @@ def _assert_all_finished(sweep_dir: Path, seeds: list[int]) -> None:
 def test_ray_job_submit_runs_a_sweep_to_completion(cluster, tmp_path):
     spec = _write_spec(tmp_path, "job")
     storage = tmp_path / "storage"
+    # The dry run joins the cluster and counts its two nodes: on a real cluster a local path is each node's own disk.
+    dry = subprocess.run([PYTHON, "-m", "equisweep", "sweep", str(spec), "--dry-run", "--address", cluster.address,
+                          "--storage", str(storage)], env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert f"warning: storage: {storage / 'job'} is a local path and the cluster has 2 nodes" in dry.stderr
     job_id = f"equisweep-test-{uuid.uuid4().hex[:8]}"
     submit = subprocess.run(
         [RAY, "job", "submit", "--address", cluster.dashboard, "--submission-id", job_id,

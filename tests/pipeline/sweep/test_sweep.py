@@ -249,8 +249,9 @@ def test_dry_run_lists_the_paper_grid_with_exact_flags():
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--address", "127.0.0.1:1"], "address: cannot reach a Ray cluster at '127.0.0.1:1'"),
-    (["--address", "ray://127.0.0.1:1"], "address: cannot reach a Ray cluster at 'ray://127.0.0.1:1'"),
-    (["--address", "nowhere"], "address: 'nowhere' is not auto, HOST:PORT or ray://HOST:PORT"),
+    (["--address", "ray://127.0.0.1:1"], "address: 'ray://127.0.0.1:1' is a Ray Client address, where Tune runs on "
+     "the head and this process cannot read its results; submit the sweep as a job instead: ray job submit"),
+    (["--address", "nowhere"], "address: 'nowhere' is not auto or HOST:PORT"),
     (["--wandb-mode", "loud"], "wandb.mode: must be 'auto', 'online', 'offline' or 'disabled', got 'loud'"),
 ])
 def test_bad_command_lines_exit_2_before_anything_starts(tmp_path, args, message):
