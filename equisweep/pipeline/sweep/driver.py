@@ -30,6 +30,7 @@ from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
 
 from equisweep.errors import UserError
 from equisweep.pipeline.sweep import results as r
+from equisweep.pipeline.sweep.heartbeat import Heartbeat
 from equisweep.pipeline.sweep.spec import Sweep, static_exact
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.config import RunConfig
@@ -66,7 +67,8 @@ class EpochReport(TuneReportCheckpointCallback):
 
 class ResultsTable(tune.Callback):
     """Rewrites ``results.parquet`` and ``angles.parquet`` whenever a trial starts, finishes or fails, and records
-    each finished trial's result (see ``results.py``). Runs in the driver.
+    each finished trial's result (see ``results.py``); keeps the driver's heartbeat on the sweep's storage
+    (``heartbeat.py``). Runs in the driver.
 
     Writing never changes a trial's status: Tune would turn an exception raised here into a failed trial (or run a
     finished one again), so a failed write is retried, logged as an error, and left to the next write."""
@@ -76,10 +78,18 @@ class ResultsTable(tune.Callback):
         self.finished: dict[str, dict] = {}  # trial id -> its final result
         self._recorded: set[str] = set()  # the finished trials whose record is on storage
         self._exact: dict[str, bool | None] = {}
+        self._damaged: list[str] = []  # why the tables on storage could not be used: the next write rebuilds them
+        self._heartbeat = Heartbeat(sweep_uri)
 
     def setup(self, **info) -> None:
         self.finished = r.load_finished(self.sweep_uri)  # also after a restore: this object was unpickled
         self._recorded = set(self.finished)
+        self._damaged = r.damaged_tables(self.sweep_uri)
+        self._heartbeat = Heartbeat(self.sweep_uri)  # this process's: a restored sweep has a new driver
+        self.on_step_end()
+
+    def on_step_end(self, **info) -> None:
+        _without_raising("refresh the driver's heartbeat", self._heartbeat.beat)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         self._write(trials, starting=trial.trial_id)  # Tune marks it RUNNING only after this call
@@ -93,6 +103,7 @@ class ResultsTable(tune.Callback):
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
         self._write(trials)
+        _without_raising("mark the driver ended", self._heartbeat.end)
 
     def _adopt(self, trial: Trial) -> None:
         """Count ``trial``'s seed-runs finished if its last result holds their test metrics (or a copy's error)."""
@@ -137,6 +148,11 @@ class ResultsTable(tune.Callback):
                     trial.num_failures, record or _copy_result(trial.last_result or {}, k)))
                 angles.extend(r.angle_rows(run, record) if status == "finished" else [])
         r.write_tables(self.sweep_uri, rows, angles)
+        if self._damaged:
+            log.warning("%s: rebuilt %s and %s from the finished records: %d rows, %d finished",
+                        "; ".join(self._damaged), r.RESULTS_FILE, r.ANGLES_FILE, len(rows),
+                        sum(row["status"] == "finished" for row in rows))
+            self._damaged = []
 
     def _exact_of(self, trial_id: str, settings: dict[str, Any]) -> bool | None:
         """The static exact flag; None for a trivial group (not applicable) or a model that cannot be built."""
@@ -252,13 +268,18 @@ def sweep_uri(sweep: Sweep) -> str:
 
 
 def check_resumable(sweep: Sweep, resume: bool) -> bool:
-    """Whether a sweep of this name exists at its storage; one that exists must be resumed, not overwritten."""
+    """Whether a sweep of this name exists at its storage; one that exists must be resumed, not overwritten. A
+    resumed sweep first gets back the finished records that only its table still holds (so those trials replay)."""
     exists = tune.Tuner.can_restore(sweep_uri(sweep))
     if exists and not resume:
         raise UserError(f"name: a sweep called {sweep.spec.name!r} already exists at {sweep_uri(sweep)}; pass "
                         "--resume to continue it, or change its name or --storage")
     if resume and not exists:
         log.warning("nothing to resume at %s: starting the sweep", sweep_uri(sweep))
+    if resume and exists:
+        written = r.write_back_records(sweep_uri(sweep))
+        if written:
+            log.warning("wrote back the finished records of %s from %s", ", ".join(written), r.RESULTS_FILE)
     return exists
 
 
@@ -267,10 +288,11 @@ def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1,
     """Run (or with ``resume`` continue) ``sweep`` on the Ray instance this process is connected to; ``callbacks``
     are more Tune callbacks for the driver (a new sweep only: a restored one keeps those it started with)."""
     path = sweep_uri(sweep)
+    resumed = check_resumable(sweep, resume)  # first: it writes back finished records that trials then replay
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=sweep.spec.base_settings(), finished=r.load_finished(path)),
         sweep.spec.resources.to_tune())
-    if check_resumable(sweep, resume):
+    if resumed:
         tuner = tune.Tuner.restore(path, trainable, resume_errored=True, param_space=_param_space(sweep))
     else:
         tuner = tune.Tuner(trainable, param_space=_param_space(sweep), tune_config=_tune_config(sweep),

@@ -12,7 +12,11 @@ report) always sees a complete table, also while the sweep runs: on a local (or 
 temporary name unique to the writer, fsynced, then renamed (so two drivers never collide); on an object store by
 one put, which the store makes atomic (there is no rename there, and nothing to fsync). ``angles.parquet`` is
 written before ``results.parquet``, so a trial that a reader sees finished always has its angle rows.
-Nothing here imports training code.
+
+The tables and the records hold the same finished results twice, so each mends the other on ``--resume``: the
+driver rewrites damaged or missing tables from the records (and Tune's trials), and a finished row whose record is
+missing has it written back from the tables (``write_back_records``). Reading a damaged table is a user error that
+names this fix. Nothing here imports training code.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from equisweep.errors import UserError
@@ -103,6 +108,26 @@ def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, An
     return row
 
 
+def record_of_row(row: pd.Series, angles: pd.DataFrame) -> dict[str, Any]:
+    """A finished row's record as the tables keep it (``trial_row`` read backwards, with the row's ``angles`` rows):
+    every metric it holds (a checkpoint's path is not in the tables), the trial's time and when it started."""
+    def kept(key: str) -> bool:
+        return key in row.index and not pd.isna(row[key])
+
+    def by_layer(prefix: str) -> dict[str, Any]:
+        return {key.removeprefix(prefix): row[key] for key in row.index if key.startswith(prefix) and kept(key)}
+
+    record = {key: row[key] for key in (*SCALAR_METRICS, "started_at") if kept(key)}
+    return {**record, m.EXACT: exact_flag(row.get(m.EXACT)), "time_total_s": row.get("trial_seconds"),
+            m.TEST_ACC_BY_ANGLE: {str(float(a)): acc for a, acc in zip(angles["angle"], angles["accuracy"])},
+            m.EQ_ERROR_BY_LAYER: by_layer(LAYER_ERROR_PREFIX), m.RELAXATION_BY_LAYER: by_layer(RELAXATION_PREFIX)}
+
+
+def exact_flag(value: Any) -> bool | None:
+    """A table's ``exact`` cell as a flag: None where it does not apply or is not known."""
+    return None if value is None or pd.isna(value) else bool(value)
+
+
 def started_at(result: dict[str, Any]) -> float | None:
     """When the trial started (Unix seconds): as its finished record keeps it, else Tune's clock at its last report
     less its time so far; None before it reported (Tune's first default result has no time yet)."""
@@ -144,6 +169,17 @@ def write_tables(sweep_uri: str, rows: list[dict[str, Any]], angles: list[dict[s
     _write_parquet(sweep_uri, RESULTS_FILE, results)
 
 
+REBUILD = "rebuild it from the finished records with: equisweep sweep SPEC --resume (SPEC: the sweep's YAML)"
+
+
+class DamagedTable(UserError):
+    """A table that cannot be read, or is missing although trials finished: ``--resume`` rebuilds it."""
+
+    def __init__(self, uri: str, name: str, problem: str) -> None:
+        self.problem = f"{name} {problem}"
+        super().__init__(f"sweep_dir: {name} in {uri} {problem}; {REBUILD}")
+
+
 def read_results(sweep_dir: str) -> pd.DataFrame:
     return _read_parquet(sweep_dir, RESULTS_FILE)
 
@@ -152,12 +188,37 @@ def read_angles(sweep_dir: str) -> pd.DataFrame:
     return _read_parquet(sweep_dir, ANGLES_FILE)
 
 
+def damaged_tables(sweep_uri: str) -> list[str]:
+    """Why each table a resumed driver must rebuild cannot be used (empty when both can, or when none is due yet)."""
+    problems = []
+    for read in (read_results, read_angles):
+        try:
+            read(sweep_uri)
+        except DamagedTable as err:
+            problems.append(err.problem)
+        except UserError:
+            pass  # missing before any trial finished: nothing to rebuild
+    return problems
+
+
+def write_back_records(sweep_uri: str) -> list[str]:
+    """Write the record of each finished row of readable tables that has none (a driver can die between writing
+    the two), so a resumed sweep replays it instead of training it again; the ids written back."""
+    try:
+        table, angles = read_results(sweep_uri), read_angles(sweep_uri)
+    except UserError:
+        return []  # no tables to take them from (a damaged one is rebuilt from the records instead)
+    recorded = load_finished(sweep_uri)
+    missing = table[(table["status"] == "finished") & ~table["trial_id"].isin(list(recorded))]
+    for _, row in missing.iterrows():
+        record_finished(sweep_uri, row["trial_id"], record_of_row(row, angles[angles["trial_id"] == row["trial_id"]]))
+    return missing["trial_id"].tolist()
+
+
 def record_finished(sweep_uri: str, trial_id: str, result: dict[str, Any]) -> None:
     """Write ``finished/<trial_id>.json``; a value JSON cannot hold is refused (``TypeError``) before any write."""
     data = json.dumps(to_json_value(result, f"the result of trial {trial_id}")).encode()
-    fs, root = pafs.FileSystem.from_uri(sweep_uri)
-    fs.create_dir(f"{root}/{FINISHED_DIR}", recursive=True)
-    _put(fs, f"{root}/{FINISHED_DIR}/{trial_id}.json", data)
+    put_file(sweep_uri, f"{FINISHED_DIR}/{trial_id}.json", data)
 
 
 def load_finished(sweep_uri: str) -> dict[str, dict[str, Any]]:
@@ -172,11 +233,26 @@ def load_finished(sweep_uri: str) -> dict[str, dict[str, Any]]:
 
 
 def _write_parquet(sweep_uri: str, name: str, frame: pd.DataFrame) -> None:
-    fs, root = pafs.FileSystem.from_uri(sweep_uri)
-    fs.create_dir(root, recursive=True)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    _put(fs, f"{root}/{name}", buffer.getvalue())
+    put_file(sweep_uri, name, buffer.getvalue())
+
+
+def put_file(sweep_uri: str, name: str, data: bytes) -> None:
+    """Replace ``<sweep_uri>/<name>`` by ``data`` at once (see the module docstring)."""
+    fs, root = pafs.FileSystem.from_uri(sweep_uri)
+    path = f"{root}/{name}"
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    _put(fs, path, data)
+
+
+def read_file(sweep_uri: str, name: str) -> bytes | None:
+    """``<sweep_uri>/<name>``'s bytes, or None when there is no such file."""
+    fs, root = pafs.FileSystem.from_uri(storage_uri(sweep_uri))
+    if fs.get_file_info(f"{root}/{name}").type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(f"{root}/{name}") as stream:
+        return stream.readall()
 
 
 def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
@@ -203,10 +279,13 @@ def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
 
 def _read_parquet(sweep_dir: str, name: str) -> pd.DataFrame:
     uri = storage_uri(sweep_dir)
-    fs, root = pafs.FileSystem.from_uri(uri)
-    path = f"{root}/{name}"
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+    data = read_file(uri, name)
+    if data is None and load_finished(uri):
+        raise DamagedTable(uri, name, "is missing although trials finished")
+    if data is None:
         raise UserError(f"sweep_dir: no {name} in {uri}; pass the directory of a sweep (<storage>/<name>) that "
                         "has started at least one trial")
-    with fs.open_input_file(path) as stream:
-        return pd.read_parquet(stream)
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as err:  # truncated, overwritten, or not Parquet at all
+        raise DamagedTable(uri, name, f"is damaged ({str(err).partition('. ')[0]})") from None

@@ -2,8 +2,10 @@
 
 The text opens with one line ``NAME: N trials, N finished, N running, N pending, N stopped, N failed``, then one
 line per failed trial with its reason, the elapsed time with an estimate of the time left, the counts per arm and
-one line per running trial (its epoch and latest ``val_acc``). It reads only the table, so it works on any
-storage the table is on, while the sweep runs and after.
+one line per running trial (its epoch and latest ``val_acc``). It reads only the table and the driver's record
+(``heartbeat.py``), so it works on any storage they are on, while the sweep runs and after. Trials left pending or
+running by a driver that is gone are not running: then the time left gives way to that news and the command that
+resumes the sweep.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from equisweep.pipeline.sweep.results import STATUSES, read_results
+from equisweep.pipeline.sweep.heartbeat import STALE_S, process_gone, read_driver
+from equisweep.pipeline.sweep.results import STATUSES, exact_flag, read_results, storage_uri
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.arms import arm_label
 
@@ -24,25 +27,50 @@ ACTIVE = ("pending", "running")  # a sweep with none of these is over
 
 def status_text(sweep_dir: str, now: float | None = None) -> str:
     """The progress of the sweep at ``sweep_dir`` at time ``now`` (Unix seconds; default: the clock)."""
-    return _describe(Path(sweep_dir).name, read_results(sweep_dir), time.time() if now is None else now)
+    now = time.time() if now is None else now
+    table = read_results(sweep_dir)
+    return _describe(sweep_dir, table, now, _driver_gone(sweep_dir, now))
 
 
 def watch_status(sweep_dir: str, interval: float) -> Iterator[str]:
     """``status_text`` every ``interval`` seconds, ending with the first text in which no trial is pending or
-    running (a driver killed mid-sweep leaves its trials running in the table until the sweep is resumed)."""
+    running, or whose driver is gone (its trials then wait for ``--resume``)."""
     while True:
-        table = read_results(sweep_dir)
-        yield _describe(Path(sweep_dir).name, table, time.time())
-        if not table["status"].isin(ACTIVE).any():
+        now, table = time.time(), read_results(sweep_dir)
+        gone = _driver_gone(sweep_dir, now)
+        yield _describe(sweep_dir, table, now, gone)
+        if gone or not table["status"].isin(ACTIVE).any():
             return
         time.sleep(interval)
 
 
-def _describe(name: str, table: pd.DataFrame, now: float) -> str:
+def _driver_gone(sweep_dir: str, now: float) -> str | None:
+    """Why the sweep's driver is gone (it ended, its process is gone, or its heartbeat is stale); None while it
+    lives, and for a sweep whose driver kept no record."""
+    driver = read_driver(sweep_dir)
+    if driver is None:
+        return None
+    silent = f"last heartbeat {_duration(now - driver.heartbeat)} ago"
+    if driver.ended_at is not None:
+        return f"the driver (pid {driver.pid} on {driver.host}) ended {_duration(now - driver.ended_at)} ago"
+    if process_gone(driver):
+        return f"the driver is gone (no process {driver.pid} on {driver.host}; {silent})"
+    if now - driver.heartbeat > STALE_S:
+        return f"the driver is gone (pid {driver.pid} on {driver.host}: {silent})"
+    return None
+
+
+def _describe(sweep_dir: str, table: pd.DataFrame, now: float, driver_gone: str | None) -> str:
     counts = table["status"].value_counts().to_dict()
-    lines = [f"{name}: {len(table)} trials, " + ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)]
+    lines = [f"{Path(sweep_dir).name}: {len(table)} trials, "
+             + ", ".join(f"{counts.get(status, 0)} {status}" for status in STATUSES)]
     lines += [f"  failed {row.trial_id}: {row.error}" for row in table[table["status"] == "failed"].itertuples()]
-    lines.append(_timing(table, now))
+    if driver_gone and table["status"].isin(ACTIVE).any():  # nothing runs: no time left to estimate
+        storage = storage_uri(sweep_dir).rstrip("/").rpartition("/")[0]
+        lines += [f"stopped: {driver_gone}; its running and pending trials wait",
+                  f"  resume with: equisweep sweep SPEC --resume --storage {storage} (SPEC: the sweep's YAML)"]
+    else:
+        lines.append(_timing(table, now))
     arms = table.apply(_arm, axis=1)
     per_arm = table.groupby([arms, "status"], sort=False).size().unstack(fill_value=0)
     width = max(len("arm"), *(len(arm) for arm in per_arm.index))
@@ -83,11 +111,7 @@ def _timing(table: pd.DataFrame, now: float) -> str:
 def _arm(row: pd.Series) -> str:
     """The trial's arm; a table from before relaxation and subsampling were settings has the defaults."""
     named = {key: row[key] for key in ("relaxation", "subsampling") if key in row and not pd.isna(row[key])}
-    return arm_label(row["group"], int(row["input_size"]), _flag(row[m.EXACT]), **named)
-
-
-def _flag(value: object) -> bool | None:
-    return None if pd.isna(value) else bool(value)
+    return arm_label(row["group"], int(row["input_size"]), exact_flag(row[m.EXACT]), **named)
 
 
 def _number(value: object, spec: str) -> str:
