@@ -279,13 +279,13 @@ def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
 
 def _read_parquet(sweep_dir: str, name: str) -> pd.DataFrame:
     uri = storage_uri(sweep_dir)
-    data = read_file(uri, name)
-    if data is None and load_finished(uri):
-        raise DamagedTable(uri, name, "is missing although trials finished")
-    if data is None:
-        raise UserError(f"sweep_dir: no {name} in {uri}; pass the directory of a sweep (<storage>/<name>) that "
-                        "has started at least one trial")
     try:
-        return pd.read_parquet(io.BytesIO(data))
-    except (pa.ArrowException, OSError) as err:  # truncated, overwritten, or not Parquet at all
+        data = read_file(uri, name)
+        if data is not None:
+            return pd.read_parquet(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as err:  # truncated, overwritten, not Parquet, not a file
         raise DamagedTable(uri, name, f"is damaged ({str(err).partition('. ')[0]})") from None
+    if load_finished(uri):
+        raise DamagedTable(uri, name, "is missing although trials finished")
+    raise UserError(f"sweep_dir: no {name} in {uri}; pass the directory of a sweep (<storage>/<name>) that has "
+                    "started at least one trial")
