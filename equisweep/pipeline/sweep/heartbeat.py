@@ -55,9 +55,13 @@ class Heartbeat:
 
 
 def read_driver(sweep_uri: str) -> DriverRecord | None:
-    """The driver's record; None for a sweep whose driver never wrote one."""
+    """The driver's record; None for a sweep whose driver never wrote one, or whose record is unreadable (it tells
+    nothing then; the next beat of a live driver rewrites it)."""
     data = read_file(sweep_uri, DRIVER_FILE)
-    return None if data is None else DriverRecord(**json.loads(data))
+    try:
+        return None if data is None else DriverRecord(**json.loads(data))
+    except (ValueError, TypeError):
+        return None
 
 
 def process_gone(record: DriverRecord) -> bool:
@@ -69,5 +73,5 @@ def process_gone(record: DriverRecord) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False  # it exists, under another user
+        pass  # it exists, under another user
     return False

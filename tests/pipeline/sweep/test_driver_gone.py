@@ -77,3 +77,11 @@ def test_a_driver_that_ended_with_trials_left_is_gone_one_that_finished_is_done(
         "pending trials wait")
     _write(sweep_dir, [_finished("a", "p4-28", 100, NOW - 300), _finished("b", "p4-28", 90, NOW - 100)])
     assert status_text(str(sweep_dir), now=NOW).splitlines()[1] == "elapsed 0:04:50, done"
+
+
+def test_an_unreadable_driver_record_tells_nothing(tmp_path):
+    sweep_dir = tmp_path / "torn"
+    _write(sweep_dir, [_running("a", "p4-28", 1, 0.5, NOW - 300)])
+    (sweep_dir / DRIVER_FILE).write_text('{"host": "another-host", "pi')
+    assert read_driver(str(sweep_dir)) is None
+    assert status_text(str(sweep_dir), now=NOW).splitlines()[1].startswith("elapsed 0:05:00")
