@@ -1,9 +1,11 @@
 """``EquivarianceClassifier``: the LightningModule that trains any logits-returning backbone and evaluates it
 with the paper's protocol (upright, group orbit, angle sweep).
 
-It takes a built ``nn.Module`` (from ``build_model`` or your own) plus typed optimiser and schedule arguments,
-leaves the network out of the saved hyperparameters, keeps one torchmetrics object per stage and per evaluation
-view, and never moves tensors itself. Test batches are expected upright and normalised; each view (a rotation,
+It takes a built ``nn.Module`` (from ``build_model`` or your own), or the ``build_model`` arguments that build one
+(``recipe``), plus typed optimiser and schedule arguments. The network itself stays out of the saved
+hyperparameters, its recipe goes in, so a checkpoint of a module given a recipe loads with
+``load_from_checkpoint(path)`` alone. It keeps one torchmetrics object per stage and per evaluation view, and never
+moves tensors itself. Test batches are expected upright and normalised; each view (a rotation,
 optionally after a mirror) is applied here, exactly (``rot90``/``flip``) for multiples of 90 degrees, with
 ``background`` filling the corners otherwise.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -21,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from equisweep.datamodules.regimes import angle_grid, rotate
 from equisweep.groups import P4, reference_group
+from equisweep.models import build_model
 from equisweep.models.relaxation import (
     PARTIAL_LAMBDA,
     RELAX_ALPHA,
@@ -63,15 +67,28 @@ class EquivarianceClassifier(pl.LightningModule):
     A backbone with relaxed layers (``build_model(..., relaxation=...)``) trains on cross-entropy plus its
     ``relaxation_penalty`` with the coefficients given here, and logs how far each relaxed layer has moved from
     exact as ``relaxation/<layer>`` every epoch; for any other backbone the loss is the cross-entropy alone.
+
+    ``recipe``: the ``build_model`` arguments of the backbone (name, group, num_classes, ...). Without a backbone the
+    module builds it from them; with one, they are only saved, so that ``load_from_checkpoint(path)`` can rebuild
+    it. A backbone of your own has no recipe: pass it again, ``load_from_checkpoint(path, backbone=net)``.
+    ``num_classes`` defaults to the recipe's.
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, optimizer: str = "adam", lr: float = 1e-3,
-                 weight_decay: float = 0.0, momentum: float = 0.9, schedule: str = "none", step_size: int = 10,
-                 gamma: float = 0.5, eval_angles: Sequence[float] | None = None, orbit_group: str | None = None,
-                 background: float | Sequence[float] = 0.0, channels_last: bool = False,
-                 relax_alpha: float = RELAX_ALPHA, rpp_free_wd: float = RPP_FREE_WD, rpp_equiv_wd: float = RPP_EQUIV_WD,
-                 partial_lambda: float = PARTIAL_LAMBDA) -> None:
+    def __init__(self, backbone: nn.Module | None = None, num_classes: int | None = None, optimizer: str = "adam",
+                 lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9, schedule: str = "none",
+                 step_size: int = 10, gamma: float = 0.5, eval_angles: Sequence[float] | None = None,
+                 orbit_group: str | None = None, background: float | Sequence[float] = 0.0,
+                 channels_last: bool = False, relax_alpha: float = RELAX_ALPHA, rpp_free_wd: float = RPP_FREE_WD,
+                 rpp_equiv_wd: float = RPP_EQUIV_WD, partial_lambda: float = PARTIAL_LAMBDA,
+                 recipe: dict[str, Any] | None = None) -> None:
         super().__init__()
+        if backbone is None:
+            if recipe is None:
+                raise ValueError("give a backbone, or recipe: the build_model arguments that build it")
+            backbone = build_model(**recipe)
+        num_classes = num_classes or (recipe or {}).get("num_classes")
+        if not num_classes:
+            raise ValueError("num_classes: give the number of classes the backbone tells apart")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         if schedule not in SCHEDULES:
@@ -149,6 +166,12 @@ class EquivarianceClassifier(pl.LightningModule):
             m.TEST_ACC_MEAN_ANGLES: sum(by_angle.values()) / len(by_angle),
             m.TEST_ACC_MIN_ANGLES: min(by_angle.values()),
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Take the weights in the precision they were saved in (float64 under ``64-true``): loading them into this
+        module's float32 tensors would round them."""
+        saved = next((t.dtype for t in checkpoint["state_dict"].values() if t.is_floating_point()), self.dtype)
+        self.to(saved)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -4,7 +4,8 @@
 ``PackedModel`` under one Lightning trainer, and returns (and writes) per copy what ``run_one`` would: copy k is
 built by ``build_run`` exactly as its own run (seeded with its seed), draws its data order and training-symmetry
 angles from its own datamodule, and has its own loss, best-on-validation state, test, equivariance error, metrics,
-``metrics.json``, ``checkpoints/best.ckpt`` and W&B run (``PackedClassifier`` keeps what is per copy).
+``metrics.json``, ``checkpoints/best.ckpt`` (a Lightning checkpoint of the copy alone, as its run writes one) and W&B
+run (``PackedClassifier`` keeps what is per copy).
 
 The numbers are the unpacked run's up to rounding, with one exception: dropout masks (and a partial layer's
 sampled masks) are each copy's own but drawn from one generator, so with dropout a copy is a run of the same
@@ -30,6 +31,7 @@ from equisweep.models.packed import PackedModel
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.callbacks import RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
+from equisweep.pipeline.train.module import EquivarianceClassifier
 from equisweep.pipeline.train.packed_module import PackedClassifier
 from equisweep.pipeline.train.quiet import silence_litlogger_tip
 from equisweep.pipeline.train.run import build_run, classifier_options, log_final_to_wandb, measure, wandb_logger
@@ -153,8 +155,9 @@ def run_packed(configs: Sequence[RunConfig], out_dirs: Sequence[str | Path], cal
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds = (time.perf_counter() - start) / len(configs)
         trainer.test(module, datamodule=datamodule, verbose=False)
-        outcomes = [_finish_copy(module, k, datamodules[k], config, exacts[k], dirs[k], loggers[k], train_seconds)
-                    for k in range(len(configs))]
+        writer = checkpoint_writer(config.accelerator)
+        outcomes = [_finish_copy(module, k, datamodules[k], configs[k], exacts[k], dirs[k], loggers[k],
+                                 train_seconds, writer) for k in range(len(configs))]
     finally:
         for k, logger in enumerate(loggers):
             if logger is not None:  # a failed copy's run ends failed, as its row does
@@ -162,17 +165,25 @@ def run_packed(configs: Sequence[RunConfig], out_dirs: Sequence[str | Path], cal
     return outcomes
 
 
+def checkpoint_writer(accelerator: str) -> pl.Trainer:
+    """A trainer that never runs: it writes each copy's checkpoint through ``Trainer.save_checkpoint``, as its own
+    run's ``ModelCheckpoint`` would, since the copies trained inside the pack's module."""
+    return pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+
+
 def _finish_copy(module: PackedClassifier, k: int, datamodule: EquiDataModule, config: RunConfig,
-                 exact: bool | None, out_dir: Path, logger: WandbLogger | None, train_seconds: float
-                 ) -> dict | FloatingPointError:
-    """Copy k's metrics, measured on the copy unpacked, written as its run writes them; or why it failed."""
+                 exact: bool | None, out_dir: Path, logger: WandbLogger | None, train_seconds: float,
+                 writer: pl.Trainer) -> dict | FloatingPointError:
+    """Copy k's metrics, measured on the copy unpacked, and its checkpoint (its best state as the module of its own
+    run, network recipe included), written as its run writes them; or why it failed."""
     if k in module.failures:
         return FloatingPointError(module.failures[k])
-    net = module.backbone.unpack(k)
+    net = module.backbone.unpack(k)  # its best state: the test loaded it
     best = out_dir / "checkpoints" / "best.ckpt"
-    best.parent.mkdir(exist_ok=True)
-    torch.save({"epoch": module.best_epochs[k],
-                "state_dict": {f"backbone.{name}": t for name, t in net.state_dict().items()}}, best)
+    writer.strategy.connect(EquivarianceClassifier(net, **classifier_options(config, datamodule)))
+    writer.fit_loop.epoch_progress.current.completed = module.best_epochs[k]  # saved as the checkpoint's epoch
+    writer.save_checkpoint(best, weights_only=True)
     results = {
         **module.copy_test_results[k],
         m.VAL_ACC: module.best_scores[k],

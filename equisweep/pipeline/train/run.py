@@ -80,6 +80,15 @@ def log_final_to_wandb(logger: WandbLogger, results: dict) -> None:
     logger.experiment.summary.update(flat_summary(results))
 
 
+def model_recipe(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any]:
+    """The run's network as ``build_model`` arguments: the module saves them, so its checkpoints rebuild it."""
+    options = {} if config.dropout is None else {"dropout": config.dropout}
+    return dict(name=config.model, group=config.group, num_classes=datamodule.num_classes,
+                in_channels=datamodule.in_channels, width=config.width, head=config.head, backend=config.backend,
+                relaxation=config.relaxation, relax_banks=config.relax_banks, subsampling=config.subsampling,
+                **options)
+
+
 def build_run(config: RunConfig) -> tuple[EquiDataModule, nn.Module, bool | None]:
     """The datamodule, the network and its static exact flag (None for a trivial group, which is neither exact nor
     approximate), built after seeding with the run's seed: a packed copy is built exactly as its own run."""
@@ -88,21 +97,19 @@ def build_run(config: RunConfig) -> tuple[EquiDataModule, nn.Module, bool | None
                                   config.data_dir, config.seed, download=config.download,
                                   eval_batch_size=config.eval_batch_size, resize_method=config.resize_method,
                                   num_workers=config.num_workers, per_batch=config.per_batch)
-    options = {} if config.dropout is None else {"dropout": config.dropout}
-    backbone = build_model(config.model, group=config.group, num_classes=datamodule.num_classes,
-                           in_channels=datamodule.in_channels, width=config.width, head=config.head,
-                           backend=config.backend, relaxation=config.relaxation, relax_banks=config.relax_banks,
-                           subsampling=config.subsampling, **options)
+    backbone = build_model(**model_recipe(config, datamodule))
     report = check_exactness(backbone, config.input_size, model_name=config.model, nearest=False)
     return datamodule, backbone, None if is_trivial(config.group) else report.exact
 
 
 def classifier_options(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any]:
-    """The LightningModule's settings from the run's: optimiser, schedule, evaluation and relaxation penalty."""
+    """The LightningModule's settings from the run's: optimiser, schedule, evaluation, relaxation penalty and the
+    network's recipe."""
     return dict(optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum,
                 schedule=config.schedule, step_size=config.step_size, gamma=config.gamma, eval_angles=config.angles,
                 background=datamodule.background, relax_alpha=config.relax_alpha, rpp_free_wd=config.rpp_free_wd,
-                rpp_equiv_wd=config.rpp_equiv_wd, partial_lambda=config.partial_lambda)
+                rpp_equiv_wd=config.rpp_equiv_wd, partial_lambda=config.partial_lambda,
+                recipe=model_recipe(config, datamodule))
 
 
 def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_group: str) -> dict[str, Any]:
