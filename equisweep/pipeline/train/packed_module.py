@@ -6,9 +6,13 @@ copy's gradient is its own run's), validation accuracy, best-on-validation state
 over the stacked tensors is K optimisers, as Adam, AdamW and SGD with weight decay act elementwise (nothing here
 clips gradients, which would mix copies); schedules depend on the step count alone.
 
-A copy whose training loss turns non-finite fails alone: it leaves the loss, its tensors are restored after every
-step to what they were before the step that found it (so it is frozen), and ``failures`` keeps its reason, while
-the others go on. When no copy is left, the pack fails as a run does.
+A copy whose training loss turns non-finite fails alone: it leaves the loss, its gradients are zeroed (its frozen
+non-finite weights still send NaN through the backward pass, and under ``16-mixed`` the one GradScaler of the pack
+would find it and skip every step of every copy), its tensors are restored after every step to what they were
+before the step that found it (so it is frozen), and ``failures`` keeps its reason, while the others go on. When no
+copy is left, the pack fails as a run does. Under ``16-mixed`` the copies still share one loss scale: until a dying
+copy is found (at most ``NON_FINITE_CHECK_EVERY`` steps), and whenever one copy's gradients overflow, the step is
+skipped for all.
 """
 
 from __future__ import annotations
@@ -77,6 +81,14 @@ class PackedClassifier(EquivarianceClassifier):
         if not any(self.alive):
             raise FloatingPointError(f"every copy of the pack failed; copy {k}: {reason}")
 
+    def on_after_backward(self) -> None:
+        """Zero the failed copies' gradients before the optimiser (and a GradScaler's unscaling) sees them."""
+        failed = [k for k, alive in enumerate(self.alive) if not alive]
+        if failed:
+            for tensor in self.backbone.parameters():
+                if tensor.grad is not None:
+                    tensor.grad[failed] = 0
+
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         for k, state in self.frozen.items():  # elementwise optimisers: restoring a slice undoes its update alone
@@ -120,5 +132,6 @@ class PackedClassifier(EquivarianceClassifier):
         checkpoint["packed_copies"] = {name: getattr(self, name) for name in _PER_COPY_STATE}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         for name, value in checkpoint["packed_copies"].items():
             setattr(self, name, value)
