@@ -3,7 +3,7 @@ or, for a trial that packs several seeds of a cell, ``run_packed`` (one fused mo
 
 Fixed arguments are bound with ``tune.with_parameters`` and resources with ``tune.with_resources``; the objective
 (``val_acc``, max) goes in the tune config, name and storage in the run config. Lightning meets Tune in one object,
-``EpochReport``, which reports after each validation with a Lightning checkpoint to retry from. The experiment
+``EpochReport``, which reports after each epoch with what a retry on any node resumes from. The experiment
 name is the sweep's, so ``resume=True`` restores it (``Tuner.restore``): finished trials stay finished, errored
 ones resume from their last checkpoint. ``ResultsTable`` rewrites the Parquet tables (``results.py``) as trials
 start, finish and fail, and records every finished result, which a resumed trial replays instead of training.
@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,10 +25,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pytorch_lightning as pl
 import ray
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from ray import tune
 from ray.tune.experiment import Trial
-from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
 
 from equisweep.errors import UserError
 from equisweep.pipeline.sweep import results as r
@@ -39,30 +42,37 @@ from equisweep.pipeline.train.run import run_one
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint"  # the Lightning checkpoint inside each Tune checkpoint
+CHECKPOINT_FILE = "checkpoint"  # the trainer's Lightning checkpoint inside each Tune checkpoint
+BEST_FILE = "best.ckpt"  # and the run's best checkpoint so far
 COPY_VAL_ACC = "copy_val_acc"  # a pack's epoch report: each copy's validation accuracy, in the order of its seeds
 _STATUS = {Trial.RUNNING: "running", Trial.TERMINATED: "stopped", Trial.ERROR: "failed"}  # else pending
 
 
-class EpochReport(TuneReportCheckpointCallback):
-    """After each validation but the last: ``val_acc``, ``train_loss`` and the epoch (ASHA's clock), with a
-    Lightning checkpoint of the whole trainer state (what a retried trial resumes from).
+class EpochReport(Checkpoint):
+    """After each epoch but the last: ``val_acc``, ``train_loss`` and the epoch (ASHA's clock) to Tune, with a Tune
+    checkpoint of all a retried trial needs to finish on any node: the whole trainer state (``CHECKPOINT_FILE``) and
+    the run's best checkpoint so far (``BEST_FILE``; a pack keeps its copies' best states in its trainer state).
+
+    A Lightning ``Checkpoint``, so that Lightning calls it with the checkpoint callbacks: last, in the order given,
+    after the run's ``ModelCheckpoint`` has saved this epoch's best.
 
     The last epoch is reported once, by the trial's final result with the test metrics: a scheduler stops a trial
     that reaches its last epoch, and would otherwise stop it before it is tested."""
 
-    def __init__(self) -> None:
-        super().__init__(metrics=[m.VAL_ACC, m.TRAIN_LOSS], filename=CHECKPOINT_FILE)
-
-    def _handle(self, trainer, pl_module) -> None:
-        if trainer.current_epoch + 1 < trainer.max_epochs:
-            super()._handle(trainer, pl_module)
-
-    def _get_report_dict(self, trainer, pl_module):
-        report = super()._get_report_dict(trainer, pl_module)
-        if report and hasattr(pl_module, "copy_val_acc"):  # a pack: val_acc is its live copies' mean
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 >= trainer.max_epochs:
+            return
+        report = {key: trainer.callback_metrics[key].item() for key in (m.VAL_ACC, m.TRAIN_LOSS)}
+        report[m.EPOCH] = trainer.current_epoch + 1
+        if hasattr(pl_module, "copy_val_acc"):  # a pack: val_acc is its live copies' mean
             report[COPY_VAL_ACC] = list(pl_module.copy_val_acc)
-        return report and {**report, m.EPOCH: trainer.current_epoch + 1}
+        best = [c.best_model_path for c in trainer.checkpoint_callbacks
+                if isinstance(c, ModelCheckpoint) and c.best_model_path]
+        with tempfile.TemporaryDirectory() as directory:
+            trainer.save_checkpoint(Path(directory, CHECKPOINT_FILE))
+            if best:
+                shutil.copyfile(best[0], Path(directory, BEST_FILE))
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 class ResultsTable(tune.Callback):
@@ -243,7 +253,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], finished: dict[str, 
                                        else {"error": f"{type(o).__name__}: {o}"} for seed, o in zip(seeds, outcomes)}))
             return
         results = run_one(settings[0], Path.cwd(), callbacks=[EpochReport()], enable_progress_bar=False,
-                          resume_from=resume_from)
+                          resume_from=resume_from, best_so_far=resume_from and resume_from.with_name(BEST_FILE))
     tune.report(r.final_result(results, settings[0].epochs))
 
 

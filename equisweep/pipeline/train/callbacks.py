@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 _RESET = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}  # as reset_running_stats leaves them
@@ -50,3 +53,23 @@ class RecalibrateBatchNorm(Callback):
         for m, momentum in zip(norms.values(), momenta):
             m.momentum = momentum
         pl_module.train(was_training)
+
+
+class MovableModelCheckpoint(ModelCheckpoint):
+    """A ``ModelCheckpoint`` that resumes in another directory, its files moved along with it: a retried sweep trial
+    runs wherever its node and driver put it. ``ModelCheckpoint`` itself would keep its old best path and forget the
+    best score, so the first epoch after the retry would become the best whatever it scores."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+
+            def moved(path: str) -> str:
+                return os.path.join(self.dirpath, os.path.relpath(path, old)) if path else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          **{key: moved(state_dict.get(key) or "")
+                             for key in ("best_model_path", "kth_best_model_path", "last_model_path")},
+                          "best_k_models": {moved(path): score
+                                            for path, score in state_dict.get("best_k_models", {}).items()}}
+        super().load_state_dict(state_dict)

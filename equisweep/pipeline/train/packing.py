@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
@@ -147,7 +148,8 @@ def run_packed(configs: Sequence[RunConfig], out_dirs: Sequence[str | Path], cal
     own = [RecalibrateBatchNorm(config.bn_calibration_batches), CopyRunsToWandb(loggers)]
     trainer = pl.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=1,
                          precision=config.precision, deterministic=config.deterministic, logger=False,
-                         callbacks=[*own, *callbacks], enable_checkpointing=False,
+                         callbacks=[*own, *callbacks],  # the caller's checkpoints only (a sweep's epoch report)
+                         enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
                          enable_progress_bar=enable_progress_bar, enable_model_summary=False,
                          num_sanity_val_steps=0, default_root_dir=str(dirs[0]))
     try:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import WandbLogger
 from torch import nn
 
@@ -32,7 +33,7 @@ from equisweep.files import write_atomically
 from equisweep.models import build_model, relaxation_diagnostics
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.arms import arm_label, is_trivial
-from equisweep.pipeline.train.callbacks import RecalibrateBatchNorm
+from equisweep.pipeline.train.callbacks import MovableModelCheckpoint, RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.module import EquivarianceClassifier
 from equisweep.pipeline.train.quiet import silence_litlogger_tip, without_anonymous
@@ -131,10 +132,13 @@ def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_grou
 
 
 def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
-            enable_progress_bar: bool = True, resume_from: str | Path | None = None) -> dict:
+            enable_progress_bar: bool = True, resume_from: str | Path | None = None,
+            best_so_far: str | Path | None = None) -> dict:
     """Train, test and measure one configuration; return the metrics also written to ``out_dir/metrics.json``.
 
-    ``resume_from`` is a Lightning checkpoint of this run (a sweep trial retried after a failure) to continue from.
+    ``resume_from`` is a Lightning checkpoint of this run to continue from (a sweep trial retried after a failure,
+    maybe on another node, in another directory), and ``best_so_far`` the best checkpoint saved by then, which is put
+    back in place first: the trainer state names it as the best to beat, and the test may load it.
     """
     out_dir = Path(out_dir).absolute()
     datamodule, backbone, exact = build_run(config)
@@ -144,8 +148,12 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(out_dir / "config.yaml", config.to_yaml())
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=m.VAL_ACC, mode="max",
-                                 save_top_k=1, enable_version_counter=False)
+    best = out_dir / "checkpoints" / "best.ckpt"
+    if best_so_far is not None:
+        best.parent.mkdir(exist_ok=True)
+        shutil.copyfile(best_so_far, best)
+    checkpoint = MovableModelCheckpoint(dirpath=best.parent, filename=best.stem, monitor=m.VAL_ACC, mode="max",
+                                        save_top_k=1, enable_version_counter=False)
     logger = wandb_logger(config, out_dir, exact)
     silence_litlogger_tip()
     if not config.deterministic:
@@ -160,7 +168,7 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds = time.perf_counter() - start
-        trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)
+        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint.best_model_path, verbose=False)
         results = {
             **module.test_results,
             m.VAL_ACC: float(checkpoint.best_model_score),
