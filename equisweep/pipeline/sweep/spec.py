@@ -90,6 +90,9 @@ class SearchSpec(BaseModel):
     space: dict[str, Distribution]
     seed: int = 0
     start: list[dict[str, Any]] = Field(default_factory=list)  # points every cell tries first, then Optuna samples
+    # samples per cell drawn at random before TPE models the space (start points count among them); default: half
+    # of num_samples, at most Optuna's 10. At num_samples or more the whole search is random.
+    startup: int | None = Field(None, ge=1)
 
     @field_validator("space")
     @classmethod
