@@ -38,8 +38,9 @@ test-fast: $(STAMP)
 # The tests that train and then compare with a number (marker `trains`), once per SIMD kernel path this CPU has:
 # PyTorch's kernels (ATEN_CPU_CAPABILITY), oneDNN's convolutions (DNNL_MAX_CPU_ISA) and MKL's BLAS
 # (MKL_ENABLE_INSTRUCTIONS) round differently on each path, so each path trains slightly different nets, and every
-# margin must hold on all of them. AVX-512 runs only where the CPU has it.
-ISA_PATHS := default:SSE41:SSE4_2 avx2:AVX2:AVX2 $(if $(shell grep -sqw avx512f /proc/cpuinfo && echo yes),avx512:AVX512_CORE:AVX512)
+# margin must hold on all of them. AVX-512 runs only where the CPU has it. TESTS=... narrows the run to some files.
+ISA_PATHS := default:SSE41:SSE4_2 avx2:AVX2:AVX2
+ISA_PATHS += $(if $(shell grep -sqw avx512f /proc/cpuinfo && echo yes),avx512:AVX512_CORE:AVX512)
 
 test-isa: $(STAMP)
 	@failed=""; for path in $(ISA_PATHS); do \
@@ -47,7 +48,7 @@ test-isa: $(STAMP)
 	    export ATEN_CPU_CAPABILITY=$$1 DNNL_MAX_CPU_ISA=$$2 MKL_ENABLE_INSTRUCTIONS=$$3; \
 	    echo "== kernel path: $$($(BIN)/python -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')," \
 	         "oneDNN up to $$2, MKL up to $$3"; \
-	    $(BIN)/pytest -m trains -q || failed="$$failed $$1"; \
+	    $(BIN)/pytest -m trains -q $(TESTS) || failed="$$failed $$1"; \
 	done; \
 	test -z "$$failed" || { echo "test-isa: the tests that train failed on:$$failed"; exit 1; }
 
