@@ -19,7 +19,6 @@ Only rotations by multiples of 90 degrees map the pixel grid onto itself, so onl
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 
 from equisweep.errors import UserError
+from equisweep.names import CYCLIC_OR_DIHEDRAL
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,6 @@ P4 = Group("p4", 4, False)
 P4M = Group("p4m", 4, True)
 
 _NAMED = {"z2": Z2, "p4": P4, "p4m": P4M}
-_CN_DN = re.compile(r"^([cd])([1-9][0-9]*)$")
 
 
 def reference_group(group: str | Group) -> Group:
@@ -135,7 +134,7 @@ def get_group(name: str | Group) -> Group:
     key = str(name).strip().lower()
     if key in _NAMED:
         return _NAMED[key]
-    match = _CN_DN.match(key)
+    match = CYCLIC_OR_DIHEDRAL.match(key)
     if not match:
         raise UserError(f"group: unknown group {name!r}; choose from z2, p4, p4m, c<N>, d<N> (e.g. c8, d4)")
     kind, n = match.group(1), int(match.group(2))

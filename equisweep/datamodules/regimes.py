@@ -11,7 +11,6 @@ outside the image filled with a given background value.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -19,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from equisweep.errors import UserError
+from equisweep.names import gaussian_params, regime_key
 
 KINDS = ("none", "c4", "d4", "flip", "uniform", "gaussian(MEAN,STD)")
-_GAUSSIAN = re.compile(r"^gaussian\(\s*(-?[0-9.]+)\s*,\s*([0-9.]+)\s*\)$")
 
 
 @dataclass(frozen=True)
@@ -58,13 +57,12 @@ class Regime:
 
 def parse_regime(text: str, per_batch: bool = False) -> Regime:
     """``"gaussian(45,20)"`` -> ``Regime("gaussian", 45.0, 20.0)``; unknown strings raise a one-line ``UserError``."""
-    key = str(text).strip().lower().replace(" ", "")
+    key = regime_key(text)
     if key in ("none", "c4", "d4", "flip", "uniform"):
         return Regime(key, per_batch=per_batch)
-    match = _GAUSSIAN.match(key)
-    if match:
-        mean, std = float(match.group(1)), float(match.group(2))
-        return Regime("gaussian", mean, std, per_batch)
+    params = gaussian_params(key)
+    if params:
+        return Regime("gaussian", *params, per_batch)
     raise UserError(f"train_symmetry: unknown regime {text!r}; choose from: {', '.join(KINDS)} "
                     "(e.g. gaussian(45,20), degrees)")
 

@@ -17,48 +17,24 @@ import pandas as pd
 
 from equisweep.errors import UserError
 from equisweep.files import write_atomically
+from equisweep.names import gaussian_params
+from equisweep.pipeline.report import arms, wandb_runs
 from equisweep.pipeline.report import figures as fig
-from equisweep.pipeline.report import wandb_runs
-from equisweep.pipeline.report.verdict import (
-    NOT_SETTINGS,
-    POWER,
-    REGIME,
-    Verdicts,
+from equisweep.pipeline.report.arms import REGIME, without_trivial_exactness
+from equisweep.pipeline.report.text import (
+    FIGURE_TEXT,
     display_table,
     markdown_table,
+    metric_definitions,
     summary_paragraph,
     to_markdown,
-    verdict_table,
-    without_trivial_exactness,
+    verdict_intro,
 )
+from equisweep.pipeline.report.verdict import Verdicts, verdict_table
 from equisweep.pipeline.sweep.results import read_angles, read_results, storage_uri
-from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX, PER_LAYER_PREFIXES
+from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
 
 FORMATS = ("md", "html")
-_FIGURE_TEXT = {
-    "accuracy_by_angle": ("Accuracy over test rotation angle",
-                          "Mean test accuracy over seeds at each rotation angle, with a band of ± one std; one panel "
-                          "per training regime (and dataset, where it varies), one colour per arm (exact solid, "
-                          "approximate dashed, relaxed dash-dotted, plain CNN dotted). The small axis under each "
-                          "panel shows the angles that regime trains on."),
-    "gap_map": ("Gap map", "Each arm's accuracy minus its exact reference's, in points with its 95 % interval, per "
-                "condition and arm (rows in the verdict table's order, labels in the arm's colour) and metric; "
-                "starred cells differ significantly after the Holm correction, the other cells are muted."),
-    "relaxation_gain": ("What breaking symmetry bought", "Each arm's accuracy gained over its exact reference (points, "
-                        "difference of the means over seeds, bars: its 95 % interval) against the arm's measured "
-                        "output equivariance error after training (eq_error, mean over seeds, log scale; the dotted "
-                        "line is the floor where an arm stayed exact), one colour per arm, one marker per "
-                        "condition, one panel per metric. Points up and to the right: the arm broke its symmetry "
-                        "and gained; up at the left: it gained while staying (nearly) exact, so something else "
-                        "bought the gain; down and to the right: breaking the symmetry cost accuracy."),
-    "gap_by_input_size": ("Gap by input size", "Approximate minus exact accuracy in points for each approximate "
-                          "input size, in the arm's colour; bars: ± one standard error."),
-    "gap_by_gaussian_std": ("Gap by the spread of training angles", "Approximate minus exact accuracy in points "
-                            "against the std of the Gaussian training regime, one line per approximate arm."),
-    "layer_errors": ("Equivariance error per layer", "Measured relative equivariance error of each layer after "
-                     "training (mean over seeds, bars min..max), one colour per arm, one marker per training regime: "
-                     "where the approximate net learned to break its symmetry."),
-}
 # a setting that only acts under some values of another one: (the other one, the values it acts under)
 _ACTS_ONLY_UNDER = {"momentum": ("optimizer", {"sgd"}), "step_size": ("schedule", {"step"}),
                     "gamma": ("schedule", {"step"})}
@@ -124,17 +100,17 @@ def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, ou
     drawn = {"accuracy_by_angle": fig.accuracy_by_angle(results, angles)}
     if not verdicts.table.empty:
         drawn["gap_map"] = fig.gap_map(verdicts.table, conditions=verdicts.conditions,
-                                       colours=fig.arm_colours(results))
-    finished = results[results["status"] == "finished"]
+                                       colours=arms.colours(results))
+    finished = arms.finished(results)
     approx_sizes = finished.loc[finished["exact"].astype(object).eq(False), "input_size"].nunique()
     if not verdicts.table.empty and approx_sizes > 1:
         drawn["gap_by_input_size"] = fig.gap_by(results, axis="input_size")
-    gaussians = [r for r in finished["train_symmetry"].unique() if fig.gaussian_params(r)]
-    if not verdicts.table.empty and len({fig.gaussian_params(r)[1] for r in gaussians}) > 1:
+    gaussians = [r for r in finished["train_symmetry"].unique() if gaussian_params(r)]
+    if not verdicts.table.empty and len({gaussian_params(r)[1] for r in gaussians}) > 1:
         drawn["gap_by_gaussian_std"] = fig.gap_by(results, axis="gaussian_std")
     relaxed = verdicts.table[(verdicts.table["relaxation"] != "none") & verdicts.table["arm_eq_error"].notna()]
     if not relaxed.empty:
-        drawn["relaxation_gain"] = fig.relaxation_gain(verdicts.table, colours=fig.arm_colours(results))
+        drawn["relaxation_gain"] = fig.relaxation_gain(verdicts.table, colours=arms.colours(results))
     if any(column.startswith(LAYER_ERROR_PREFIX) for column in results.columns):
         drawn["layer_errors"] = fig.layer_errors(results)
     return {name: fig.save_figure(figure, out, name) for name, figure in drawn.items()}
@@ -151,56 +127,26 @@ def _sections(name: str, results: pd.DataFrame, angles: pd.DataFrame, verdicts: 
     context = _context(results, verdicts)
     sections: list[Section] = [
         ("Summary", [("p", summary_paragraph(verdicts))]),
-        ("Metrics", [("p", _metric_definitions(angles))]),
-        ("Verdict", [("p", f"Each arm (an equivariant network at an input size where it is only approximately "
-                      f"equivariant, or a relaxed one) against the exact reference of its condition, per metric: "
-                      f"the exact, unrelaxed arm of the same input size where there is one (same size), else of "
-                      f"the nearest size (nearest exact size); the plain CNN as a reference row, never tested. "
-                      f"{context}. Accuracies in points; diff is the arm minus the exact arm with its "
-                      f"{verdicts.confidence:.0%} confidence interval (Welch); p is "
-                      f"Welch's t-test over seeds after the Holm correction across the table; a winner needs p < "
-                      f"{verdicts.alpha:g}, else the row is inconclusive: no difference was shown, which does not "
-                      f"mean there is none. detectable: the smallest difference these seeds detect with "
-                      f"{POWER:.0%} power; seeds/arm for diff: the seeds per arm that would detect the observed "
-                      f"difference with {POWER:.0%} power (∞ when it is exactly 0); both at the per-test level "
-                      f"alpha over the number of tests (Holm's strictest step){_level(verdicts)}."),
+        ("Metrics", [("p", metric_definitions(angles))]),
+        ("Verdict", [("p", verdict_intro(verdicts, context)),
                      ("table", (shown, shown.attrs["right"]))]),
     ]
     for key, paths in figures.items():
-        title, caption = _FIGURE_TEXT[key]
+        title, caption = FIGURE_TEXT[key]
         sections.append((title, [("figure", (paths, f"{caption} {context}."))]))
     sections.append(("Sweep", _sweep_blocks(name, results)))
     return sections
 
 
-def _level(verdicts: Verdicts) -> str:
-    return f", here {verdicts.level:.2g}" if verdicts.level == verdicts.level else ", here no test was possible"
-
-
-def _metric_definitions(angles: pd.DataFrame) -> str:
-    """Every metric the report shows, in plain words, once."""
-    tested = sorted(angles["angle"].dropna().unique()) if "angle" in angles else []
-    where = (f"the {len(tested)} test rotations ({', '.join(f'{a:g}°' for a in tested)})" if 0 < len(tested) <= 12
-             else f"the {len(tested)} test rotations" if tested else "the test rotations")
-    return ("upright: accuracy on the test images as they are. orbit: mean accuracy over the test images turned by "
-            "each of the group's symmetries of the pixel grid (the four quarter turns, with their mirror images for "
-            f"p4m). mean over angles and min over angles: the mean and the lowest accuracy over {where}, each image "
-            "rotated by interpolation. eq_error: measured relative equivariance error, "
-            "||g·f(x) − f(g·x)|| / ||f(x)|| for the network's output f on test images x, worst over the group's "
-            "pixel-grid symmetries g; per layer in the last figure. 0 means exactly equivariant, 1 an error as "
-            "large as the output. Accuracies are shown in points (percent); all are measured on the test set, "
-            "with the checkpoint chosen on upright validation accuracy.")
-
-
 def _context(results: pd.DataFrame, verdicts: Verdicts) -> str:
     """Dataset, epochs and seeds per arm, as each caption states them."""
-    finished = results[results["status"] == "finished"]
+    finished = arms.finished(results)
 
     def values(column: str) -> str:
         found = sorted(finished[column].dropna().unique(), key=str) if column in finished else []
         return ", ".join(str(v) for v in found) or "?"
 
-    per_arm = [column for column in [*fig.arm_columns(finished), REGIME, *verdicts.conditions]
+    per_arm = [column for column in [*arms.arm_columns(finished), REGIME, *verdicts.conditions]
                if column in finished]
     counts = finished.groupby(list(dict.fromkeys(per_arm)), dropna=False).size() if per_arm else pd.Series(
         [len(finished)])
@@ -213,11 +159,10 @@ def _sweep_blocks(name: str, results: pd.DataFrame) -> list[tuple[str, object]]:
     """The sweep's config (shared and varying settings that act under its optimizer and schedule), trial counts,
     failures and compute time."""
     counts = results["status"].value_counts()
-    settings = [c for c in results.columns if c not in NOT_SETTINGS and not c.startswith(PER_LAYER_PREFIXES)
-                and _acts(results, c)]
+    settings = [c for c in arms.setting_columns(results) if _acts(results, c)]
     varying = {c: sorted(results[c].dropna().astype(str).unique()) for c in settings if results[c].nunique() > 1}
     shared = {c: results[c].iloc[0] for c in settings if c not in varying and results[c].notna().any()}
-    finished = results[results["status"] == "finished"]
+    finished = arms.finished(results)
     hours = finished.get("trial_seconds", pd.Series(dtype=float)).sum() / 3600
     train_hours = finished["train_seconds"].sum() / 3600
     blocks: list[tuple[str, object]] = [

@@ -3,7 +3,8 @@
 An arm is (model, group, relaxation, subsampling, input size) with its static verdict: ``p4 28 exact``, ``p4 29
 approx``, ``p4 29 adaptive exact``, ``p4 28 rpp``; a trivial group is neither exact nor approximate, so a z2 net is the
 ``plain CNN 28`` (its ``exact`` is None: not applicable). The defaults (relaxation ``none``, subsampling ``stride``)
-are left out of the name, so the names of the original arms never change.
+are left out of the name, so the names of the original arms never change. The report's arms
+(``equisweep.pipeline.report.arms``) are labelled by this same function.
 """
 
 from __future__ import annotations

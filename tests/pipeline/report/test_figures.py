@@ -14,6 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from equisweep.errors import UserError
+from equisweep.names import gaussian_params
+from equisweep.pipeline.report import arms
 from equisweep.pipeline.report import figures as fg
 
 REGIMES = ("none", "gaussian(45,20)")
@@ -197,21 +199,21 @@ def test_a_searched_cell_is_represented_by_its_best_trial_and_searched_values_do
     finished = results[results["status"] == "finished"]
     twin = finished.iloc[[0]].assign(trial_id="twin", lr=0.001, val_acc=0.95)
     searched = pd.concat([finished.assign(val_acc=0.9), twin], ignore_index=True)
-    kept = fg.finished_trials(searched)
+    kept = arms.finished_trials(searched)
     assert len(kept) == len(finished) and "twin" in set(kept["trial_id"]) and "t0" not in set(kept["trial_id"])
-    assert fg.arm_columns(searched) == ["group", "input_size", "exact"]  # lr varies inside a cell
+    assert arms.arm_columns(searched) == ["group", "input_size", "exact"]  # lr varies inside a cell
 
     varied = finished.assign(width=[8, 16, 8])
-    assert fg.arm_columns(varied) == ["group", "input_size", "exact", "width"]
-    assert fg.arm_label(fg.arm_columns(varied), ("p4", 29, False, 16)) == "p4 29 approx width=16"
+    assert arms.arm_columns(varied) == ["group", "input_size", "exact", "width"]
+    assert arms.label(dict(zip(arms.arm_columns(varied), ("p4", 29, False, 16)))) == "p4 29 approx width=16"
 
 
 def test_regime_parsing_order_and_wrapped_density():
-    assert fg.gaussian_params("gaussian(45,20)") == (45.0, 20.0)
-    assert fg.gaussian_params("Gaussian( -10 , 7.5 )") == (-10.0, 7.5)
-    assert fg.gaussian_params("uniform") is None
+    assert gaussian_params("gaussian(45,20)") == (45.0, 20.0)
+    assert gaussian_params("Gaussian( -10 , 7.5 )") == (-10.0, 7.5)
+    assert gaussian_params("uniform") is None
     regimes = ["uniform", "gaussian(45,40)", "c4", "none", "gaussian(45,20)", "flip", "d4"]
-    assert sorted(regimes, key=fg.regime_order) == ["none", "flip", "gaussian(45,20)", "gaussian(45,40)", "c4", "d4",
+    assert sorted(regimes, key=arms.regime_order) == ["none", "flip", "gaussian(45,20)", "gaussian(45,40)", "c4", "d4",
                                                      "uniform"]
     x = np.linspace(0, 360, 3601)[:-1]
     density = fg.wrapped_normal_pdf(x, 350.0, 20.0)
@@ -274,7 +276,7 @@ def test_gap_map_mutes_cells_that_are_not_significant_and_shows_their_intervals(
 def test_gap_map_has_one_row_per_condition_and_arm_and_leaves_out_reference_rows():
     table = pd.concat([_verdicts().assign(arm=arm) for arm in ("p4 27 approx", "p4 29 approx")]
                       + [_verdicts().assign(arm="plain CNN 28", verdict="reference", diff=np.nan)], ignore_index=True)
-    table = table.sort_values(["train_symmetry", "arm"], key=lambda c: c.map(fg.regime_order) if c.name ==
+    table = table.sort_values(["train_symmetry", "arm"], key=lambda c: c.map(arms.regime_order) if c.name ==
                               "train_symmetry" else c, kind="stable")
     fig = fg.gap_map(table, conditions=["train_symmetry"], colours={"p4 27 approx": "#123456"})
     ticks = fig.axes[0].get_yticklabels()
@@ -308,7 +310,7 @@ def test_gap_by_gaussian_std_plots_approx_minus_exact_per_metric():
     upright = fig.axes[0].containers[0].lines[0].get_data()[1]
     np.testing.assert_allclose(upright, [-10.0, -10.0])
     assert container.get_label() == "p4 29 approx, gaussian_mean=45"
-    assert container.lines[0].get_color() == fg.arm_colours(results)["p4 29 approx"]
+    assert container.lines[0].get_color() == arms.colours(results)["p4 29 approx"]
 
     sizes = fg.gap_by(results, axis="input_size", metrics=["test_acc_min_angles"])
     assert len(sizes.axes) == 1
@@ -316,7 +318,7 @@ def test_gap_by_gaussian_std_plots_approx_minus_exact_per_metric():
     x, y = point.lines[0].get_data()
     np.testing.assert_allclose(np.asarray(x, float), [29.0])
     np.testing.assert_allclose(np.asarray(y, float), [-5.0])  # min over angles: p4 29 approx minus p4 28 exact
-    assert point.lines[0].get_color() == fg.arm_colours(results)["p4 29 approx"]
+    assert point.lines[0].get_color() == arms.colours(results)["p4 29 approx"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -363,7 +365,7 @@ def test_layer_errors_pooled_over_regimes_and_without_the_plain_cnn():
 
 def test_each_arm_has_one_colour_in_every_figure():
     results, angles = _tables(regimes=("none", "gaussian(45,20)", "gaussian(45,40)"))
-    colours = fg.arm_colours(results)
+    colours = arms.colours(results)
     assert set(colours) == set(LABELS) and len(set(colours.values())) == 3
     drawn = {}
     for ax in _accuracy_axes(fg.accuracy_by_angle(results, angles)):
@@ -379,7 +381,7 @@ def test_each_arm_has_one_colour_in_every_figure():
     assert {label: values for label, values in drawn.items()} == {label: {colour} for label, colour in colours.items()}
     # an older table that calls the plain CNN exact names and colours it the same way
     older = results.assign(exact=[True if g == "z2" else e for g, e in zip(results["group"], results["exact"])])
-    assert fg.arm_colours(older) == colours
+    assert arms.colours(older) == colours
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -404,22 +406,19 @@ def test_save_figure_writes_a_png_and_an_svg(tmp_path):
 
 
 def test_figures_imports_no_training_code():
-    source = Path(fg.__file__).read_text()
     imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module)
+    for module in Path(fg.__file__).parent.glob("*.py"):  # every figure's module and their shared helpers
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(node.module)
     roots = {name.split(".")[0] for name in imported}
     assert roots <= {"__future__", "collections", "math", "pathlib", "re", "typing", "numpy", "pandas", "matplotlib",
                      "scipy", "equisweep"}, roots
-    # and transitively: load the module without the package __init__ (which brings the training stack)
+    # and transitively, in a fresh interpreter: the package imports its training code lazily, so none of it loads
     probe = (
-        "import sys, types, pathlib, equisweep\n"
-        "pkg = types.ModuleType('equisweep.pipeline')\n"
-        "pkg.__path__ = [str(pathlib.Path(equisweep.__file__).parent / 'pipeline')]\n"
-        "sys.modules['equisweep.pipeline'] = pkg\n"
+        "import sys\n"
         "import equisweep.pipeline.report.figures\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'torch', 'lightning', 'pytorch_lightning', 'ray', 'wandb', 'optuna', 'torchvision', 'e2cnn'})\n"
@@ -461,8 +460,8 @@ def _relaxed_tables(datasets=("mnist5k", "mnist6-180")):
 
 def test_relaxed_and_same_size_arms_are_named_and_styled_and_the_data_picks_the_panel():
     results, angles = _relaxed_tables()
-    assert fg.arm_columns(results) == ["group", "input_size", "exact", "relaxation", "subsampling"]
-    assert set(fg.arm_colours(results)) == set(RELAXED_LABELS)  # the dataset is no arm
+    assert arms.arm_columns(results) == ["group", "input_size", "exact", "relaxation", "subsampling"]
+    assert set(arms.colours(results)) == set(RELAXED_LABELS)  # the dataset is no arm
     fig = fg.accuracy_by_angle(results, angles)
     axes = _accuracy_axes(fig)
     assert [ax.get_title() for ax in axes] == ["mnist5k · trained: none", "mnist6-180 · trained: none"]
@@ -479,7 +478,7 @@ def test_relaxation_gain_plots_each_arms_gain_against_its_equivariance_error_one
 
     results, _ = _relaxed_tables()
     table = verdict_table(results).table
-    colours = fg.arm_colours(results)
+    colours = arms.colours(results)
     fig = fg.relaxation_gain(table, colours=colours)
     assert [ax.get_title() for ax in fig.axes] == ["upright", "orbit", "mean over angles", "min over angles"]
     upright = fig.axes[0]

@@ -1,6 +1,8 @@
 """The report on synthetic sweep tables (fast): sections, files, partial sweeps, W&B-sourced tables, bad input."""
 
 import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +14,8 @@ from equisweep.cli import app
 from equisweep.errors import UserError
 from equisweep.pipeline.report import figures as fg
 from equisweep.pipeline.report.report import _sweep_blocks, build_report
-from equisweep.pipeline.report.verdict import display_table, verdict_table
+from equisweep.pipeline.report.text import display_table
+from equisweep.pipeline.report.verdict import verdict_table
 from equisweep.pipeline.report.wandb_runs import tables_from_runs
 from equisweep.pipeline.sweep.results import angle_rows, read_angles, read_results, trial_row, write_tables
 from equisweep.pipeline.train import metrics as m
@@ -212,3 +215,9 @@ def test_log_to_wandb_twice_leaves_one_summary_run(tmp_path, monkeypatch):
     assert run_file.name == "run-logged-report.wandb"
     logged = read_wandb_run(run_file)
     assert logged["group"] == "logged" and {"verdict", "gap_map"} <= {k.split("/")[0] for k in logged["history_keys"]}
+
+
+def test_the_report_imports_no_torch():
+    probe = "import sys, equisweep.pipeline.report.report; assert 'torch' not in sys.modules, 'torch loaded'"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr

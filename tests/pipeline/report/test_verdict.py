@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from equisweep.pipeline.report import arms
+from equisweep.pipeline.report import stats as st
+from equisweep.pipeline.report import text as tx
 from equisweep.pipeline.report import verdict as v
 
 METRICS = list(v.REPORT_METRICS)
@@ -109,7 +112,7 @@ def test_the_plain_cnn_is_a_reference_row_never_tested(results, verdicts):
         values = z2.loc[z2["train_symmetry"] == row.train_symmetry, row.metric]
         assert (row.arm_mean, row.arm_std, row.arm_n) == pytest.approx((values.mean(), values.std(ddof=1), 30))
     tested = table[table["p_value"].notna()]
-    assert len(tested) == 16 and np.allclose(tested["p_adjusted"], v.holm(tested["p_value"].to_numpy()))
+    assert len(tested) == 16 and np.allclose(tested["p_adjusted"], st.holm(tested["p_value"].to_numpy()))
     assert (table.loc[table["exact_arm"] != "", "exact_mean"] > 0.75).all()  # z2 sits at 0.5, never the exact arm
     assert "group" not in table.columns  # only p4 is compared, so group does not vary
     assert any("z2" in note and "reference rows" in note and "(60)" in note for note in verdicts.notes)
@@ -126,7 +129,7 @@ def test_exact_as_an_object_column_and_older_tables_with_z2_exact_give_the_same_
     assert older["exact"].dtype == bool
     for table in (objects, older):
         pd.testing.assert_frame_equal(v.verdict_table(table).table, verdicts.table)
-    assert v.without_trivial_exactness(older)["exact"].tolist() == objects["exact"].tolist()
+    assert arms.without_trivial_exactness(older)["exact"].tolist() == objects["exact"].tolist()
 
 
 def test_p_values_and_intervals_match_scipy(results, verdicts):
@@ -141,7 +144,7 @@ def test_p_values_and_intervals_match_scipy(results, verdicts):
         # the interval's ends are exactly the shifts that Welch's test rejects at 5 %, two-sided
         for end in (row.ci_low, row.ci_high):
             assert stats.ttest_ind(approx - end, exact, equal_var=False).pvalue == pytest.approx(0.05, rel=1e-6)
-    assert np.allclose(verdicts.table["p_adjusted"], v.holm(verdicts.table["p_value"].to_numpy()), equal_nan=True)
+    assert np.allclose(verdicts.table["p_adjusted"], st.holm(verdicts.table["p_value"].to_numpy()), equal_nan=True)
 
 
 def test_power_columns_at_holms_strictest_level(results, verdicts):
@@ -150,8 +153,8 @@ def test_power_columns_at_holms_strictest_level(results, verdicts):
     assert verdicts.level == pytest.approx(0.05 / 16)
     for row in tested.itertuples():
         pooled = math.sqrt((29 * row.exact_std**2 + 29 * row.arm_std**2) / 58)
-        assert row.detectable == pytest.approx(v.detectable_difference(30, 30, pooled, 0.05 / 16))
-        assert row.seeds_needed == v.seeds_needed(row.diff, pooled, 0.05 / 16)
+        assert row.detectable == pytest.approx(st.detectable_difference(30, 30, pooled, 0.05 / 16))
+        assert row.seeds_needed == st.seeds_needed(row.diff, pooled, 0.05 / 16)
         # with 30 seeds and 0.3 points of noise, about a third of a point is detectable
         assert 0.002 < row.detectable < 0.004
     wins = tested[tested["verdict"] != "inconclusive"]
@@ -161,8 +164,8 @@ def test_power_columns_at_holms_strictest_level(results, verdicts):
 
 @pytest.mark.parametrize(("seeds", "level"), [(2, 0.05), (5, 0.05 / 16)])
 def test_detectable_difference_has_the_stated_power_under_welchs_test_in_simulation(seeds, level):
-    detectable = v.detectable_difference(seeds, seeds, 1.0, level)
-    assert v.power(detectable, seeds, seeds, 1.0, level) == pytest.approx(0.8)
+    detectable = st.detectable_difference(seeds, seeds, 1.0, level)
+    assert st.power(detectable, seeds, seeds, 1.0, level) == pytest.approx(0.8)
     rng = np.random.default_rng(seeds)
     exact = rng.normal(0.0, 1.0, (40_000, seeds))
     approx = rng.normal(detectable, 1.0, (40_000, seeds))
@@ -173,38 +176,38 @@ def test_detectable_difference_has_the_stated_power_under_welchs_test_in_simulat
 
 
 def test_seeds_needed_is_the_fewest_that_reach_the_power():
-    needed = v.seeds_needed(0.5, 1.0, 0.05)
-    assert v.power(0.5, int(needed), int(needed), 1.0, 0.05) >= 0.8 > v.power(0.5, int(needed) - 1,
+    needed = st.seeds_needed(0.5, 1.0, 0.05)
+    assert st.power(0.5, int(needed), int(needed), 1.0, 0.05) >= 0.8 > st.power(0.5, int(needed) - 1,
                                                                                int(needed) - 1, 1.0, 0.05)
     assert needed == 64  # the textbook figure for half a standard deviation at 5 % and 80 % power
-    assert v.seeds_needed(-0.5, 1.0, 0.05) == needed
-    assert v.seeds_needed(0.0, 1.0, 0.05) == math.inf  # no number of seeds detects no difference
-    assert math.isnan(v.seeds_needed(0.5, math.nan, 0.05)) and math.isnan(v.detectable_difference(1, 5, 1.0, 0.05))
+    assert st.seeds_needed(-0.5, 1.0, 0.05) == needed
+    assert st.seeds_needed(0.0, 1.0, 0.05) == math.inf  # no number of seeds detects no difference
+    assert math.isnan(st.seeds_needed(0.5, math.nan, 0.05)) and math.isnan(st.detectable_difference(1, 5, 1.0, 0.05))
 
 
 def test_the_summary_says_how_many_more_seeds_the_sweep_needs(results):
     verdicts = v.verdict_table(results[results["seed"] < 4])
-    more, worst = v.more_seeds(verdicts)
+    more, worst = tx.more_seeds(verdicts)
     open_rows = verdicts.table[(verdicts.table["verdict"] == "inconclusive") & verdicts.table["p_value"].notna()]
     assert more == (open_rows["seeds_needed"] - 4).max() and more > 0
     row = next(worst.itertuples())
-    summary = v.summary_paragraph(verdicts)
+    summary = tx.summary_paragraph(verdicts)
     assert (f"the sweep needs {more:.0f} more seeds per arm: {row.seeds_needed:.0f} per arm for {row.arm} vs "
             f"p4 28 exact on {row.label}") in summary
     zero = verdicts.table.assign(diff=np.where(verdicts.table["metric"] == "test_acc_min_angles", 0.0,
                                                verdicts.table["diff"]))
-    zero["seeds_needed"] = [v.seeds_needed(d, 0.01, verdicts.level) for d in zero["diff"]]
+    zero["seeds_needed"] = [st.seeds_needed(d, 0.01, verdicts.level) for d in zero["diff"]]
     infinite = v.Verdicts(zero, verdicts.conditions, alpha=0.05, level=verdicts.level)
-    assert v.more_seeds(infinite)[0] == math.inf
-    assert "needs ∞ more seeds per arm" in v.summary_paragraph(infinite)
+    assert tx.more_seeds(infinite)[0] == math.inf
+    assert "needs ∞ more seeds per arm" in tx.summary_paragraph(infinite)
 
 
 def test_holm_on_a_hand_made_example():
-    adjusted = v.holm([0.01, 0.04, 0.03, math.nan, 0.005])
+    adjusted = st.holm([0.01, 0.04, 0.03, math.nan, 0.005])
     assert np.allclose(adjusted, [0.03, 0.06, 0.06, math.nan, 0.02], equal_nan=True)
-    assert np.allclose(v.holm([0.4, 0.5]), [0.8, 0.8])
-    assert np.allclose(v.holm([0.7, 0.9]), [1.0, 1.0])
-    assert v.holm([]).shape == (0,)
+    assert np.allclose(st.holm([0.4, 0.5]), [0.8, 0.8])
+    assert np.allclose(st.holm([0.7, 0.9]), [1.0, 1.0])
+    assert st.holm([]).shape == (0,)
 
 
 def test_the_verdict_follows_the_adjusted_p_not_the_raw_one():
@@ -238,10 +241,10 @@ def test_one_seed_per_arm_reports_means_only(results):
     assert row.note == "with one seed per arm there is no test; means only"
     assert math.isnan(verdicts.level)
 
-    summary = v.summary_paragraph(verdicts)
+    summary = tx.summary_paragraph(verdicts)
     assert "with one seed per arm there is no test; means only" in summary
     assert "none of the 16 comparisons could be tested, so all are inconclusive" in summary
-    assert "inconclusive" in v.to_markdown(verdicts) and "more seeds" not in summary
+    assert "inconclusive" in tx.to_markdown(verdicts) and "more seeds" not in summary
     uneven = v.verdict_table(pd.concat([one, results[(results["seed"] == 1) & (results["input_size"] == 29)]]))
     assert "with one seed in the exact arm its spread is unknown, so there is no test; means only" in set(
         uneven.table["note"])
@@ -255,7 +258,7 @@ def test_zero_spread_in_both_arms_is_not_tested():
     assert (table["verdict"] == "inconclusive").all() and table["p_value"].isna().all()
     assert table["diff"].to_numpy() == pytest.approx([0.05] * 4)
     assert table["note"].str.contains("neither arm varies").all()
-    assert "p4 29 approx is not tested (means only) against p4 28 exact" in v.summary_paragraph(verdicts)
+    assert "p4 29 approx is not tested (means only) against p4 28 exact" in tx.summary_paragraph(verdicts)
     # float32 rounding is not seed noise: an orbit mean of 0.5 over seeds that reads 0.49999997 in one of them
     rounded = [{**row, "test_acc_orbit": np.float32(0.5) - np.float32(3e-8) * (row["seed"] == 1)} for row in rows]
     orbit = v.verdict_table(pd.DataFrame(rounded)).table.set_index("metric").loc["test_acc_orbit"]
@@ -318,11 +321,11 @@ def test_a_condition_with_one_arm_only_is_skipped(results):
     verdicts = v.verdict_table(pd.concat([results, uniform], ignore_index=True))
     assert set(verdicts.table["train_symmetry"]) == set(REGIMES)
     assert verdicts.skipped == ["train_symmetry=uniform: only exact trials finished (30); nothing to compare."]
-    assert "train_symmetry=uniform: only exact" in v.summary_paragraph(verdicts)
+    assert "train_symmetry=uniform: only exact" in tx.summary_paragraph(verdicts)
 
 
 def test_summary_names_the_arms_winners_gaps_and_inconclusive_rows(verdicts):
-    summary = v.summary_paragraph(verdicts)
+    summary = tx.summary_paragraph(verdicts)
     assert "(16 Welch t-tests" in summary and "4 approx wins, 4 exact wins, 8 inconclusive." in summary
     assert "Under train_symmetry=none, p4 27 approx (30 seeds) vs p4 28 exact (30 seeds, nearest exact size): " \
         in summary
@@ -336,7 +339,7 @@ def test_summary_names_the_arms_winners_gaps_and_inconclusive_rows(verdicts):
 
 
 def test_markdown_table(results, verdicts):
-    lines = v.to_markdown(verdicts).splitlines()
+    lines = tx.to_markdown(verdicts).splitlines()
     assert len(lines) == 2 + len(verdicts.table)
     assert lines[0] == ("| train_symmetry | metric | arm | mean ± std (n) | exact arm | exact mean ± std (n) | "
                         "diff [95% CI] (points) | p (adj.) | detectable (points) | seeds/arm for diff | verdict |")
@@ -352,22 +355,24 @@ def test_markdown_table(results, verdicts):
     reference = lines[2 + 8]
     assert reference.startswith("| none | upright | plain CNN 28 | ") and reference.endswith(
         " |  |  |  |  |  |  | reference |")
-    one = v.to_markdown(v.verdict_table(results[results["seed"] == 0])).splitlines()
+    one = tx.to_markdown(v.verdict_table(results[results["seed"] == 0])).splitlines()
     assert one[2].endswith("| – | – | – | inconclusive |") and " ± " not in one[2].split(" | ")[3]
 
 
-def test_the_module_imports_no_training_code():
-    tree = ast.parse(Path(v.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "math", "re", "collections", "dataclasses", "types", "typing", "numpy",
-                        "pandas", "scipy", "equisweep"}
-    from_equisweep = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                      and node.module.startswith("equisweep")}
-    # train: the metric names and the arms' names only (its package imports nothing); results: pandas and pyarrow
-    assert from_equisweep == {"equisweep.pipeline.train", "equisweep.pipeline.train.arms",
-                              "equisweep.pipeline.sweep.results"}
+def test_the_verdict_and_its_statistics_import_no_training_code():
+    for module in (v, st, arms):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert imported <= {"__future__", "itertools", "math", "collections", "dataclasses", "types", "typing",
+                            "numpy", "pandas", "scipy", "equisweep"}, module.__name__
+    from_equisweep = {node.module for module in (v, st, arms) for node in ast.walk(ast.parse(
+        Path(module.__file__).read_text())) if isinstance(node, ast.ImportFrom) and node.module.startswith("equisweep")}
+    # train: the metric names and the arms' names only (its package imports nothing); results: pandas and pyarrow;
+    # names: the spelling of groups and regimes, without torch
+    assert from_equisweep == {"equisweep.names", "equisweep.pipeline.report", "equisweep.pipeline.report.arms",
+                              "equisweep.pipeline.train", "equisweep.pipeline.sweep.results"}
 
 
 def relaxed_arms(seeds: int = 8, rng_seed: int = 5) -> pd.DataFrame:
@@ -406,14 +411,14 @@ def test_each_arm_is_compared_with_the_same_size_reference_else_the_nearest_and_
                                             "p4 28 rpp": "rpp wins", "plain CNN 28": "reference"}
     assert upright.loc["p4 28 rpp", ["relaxation", "subsampling"]].tolist() == ["rpp", "stride"]
     assert upright.loc["p4 28 rpp", ["arm_eq_error", "exact_eq_error"]].tolist() == pytest.approx([0.235, 0.035])
-    summary = v.summary_paragraph(verdicts)
+    summary = tx.summary_paragraph(verdicts)
     assert "Each arm minus exact accuracy" in summary and "0 approx wins, 0 relaxed wins, 1 rpp wins, 1 exact wins" \
         in summary
     assert ("Over all trials: p4 29 approx loses (upright) against p4 29 adaptive exact (same size); p4 28 relaxed "
             "ties (inconclusive on every metric) and p4 28 rpp wins (upright) against p4 28 exact (same size).") \
         in summary
     assert "the rpp network is better on upright by 5.0 points" in summary
-    shown = v.display_table(verdicts)
+    shown = tx.display_table(verdicts)
     assert set(shown.loc[shown["arm"] == "p4 29 approx", "exact arm"]) == {"p4 29 adaptive exact (same size)"}
 
 
@@ -423,3 +428,22 @@ def test_without_the_same_size_reference_an_arm_falls_back_to_the_nearest_exact_
     approx = table[(table["arm"] == "p4 29 approx") & (table["metric"] == "test_acc_upright")].iloc[0]
     assert (approx.exact_arm, approx.reference) == ("p4 28 exact", "nearest exact size")
     assert approx["diff"] == pytest.approx(-0.05, abs=0.01)
+
+
+@pytest.mark.parametrize(("seeds", "verdict"), [(4, "inconclusive"), (5, "approx wins")])
+def test_arms_without_spread_and_enough_seeds_get_an_exact_permutation_test(seeds, verdict):
+    rows = [_row(i, 0, "p4", size, "none", seed, dict.fromkeys(METRICS, 0.9 if size == 28 else 0.95))
+            for i, (size, seed) in enumerate((s, k) for s in (28, 29) for k in range(seeds))]
+    verdicts = v.verdict_table(pd.DataFrame(rows))
+    table = verdicts.table
+    smallest = 2 / math.comb(2 * seeds, seeds)  # only the observed split and its mirror separate 0.9 from 0.95
+    assert table["p_value"].to_numpy() == pytest.approx([smallest] * 4)
+    assert table["p_adjusted"].to_numpy() == pytest.approx([4 * smallest] * 4)  # Holm over the four metrics
+    assert (table["verdict"] == verdict).all() and (table["note"] == v.PERMUTED).all()
+    assert table["ci_low"].isna().all() and table["detectable"].isna().all() and table["seeds_needed"].isna().all()
+    summary = tx.summary_paragraph(verdicts)
+    assert "(4 exact permutation tests over seeds, Holm-adjusted at alpha = 0.05)" in summary
+    assert f"exact permutation test, p = {smallest:.2g}" in summary and "nan" not in summary
+    assert "more seeds" not in summary  # no spread: Welch's power says nothing here
+    shown = tx.display_table(verdicts).iloc[0]
+    assert shown["diff [95% CI] (points)"] == "+5.00" and shown["verdict"] == verdict

@@ -1,0 +1,305 @@
+"""The report's words: the verdict table as strings and Markdown, and the summary in plain English.
+
+Accuracies are fractions in the verdict table and accuracy points (fraction x 100) here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from equisweep.pipeline.report.arms import ARM_DEFAULTS
+from equisweep.pipeline.report.stats import POWER
+from equisweep.pipeline.report.verdict import (
+    ALL_TRIALS,
+    APPROX_WINS,
+    EXACT_WINS,
+    INCONCLUSIVE,
+    PERMUTED,
+    REFERENCE,
+    Verdicts,
+    arm_wins,
+    count_of,
+    format_value,
+)
+
+FIGURE_TEXT = {
+    "accuracy_by_angle": ("Accuracy over test rotation angle",
+                          "Mean test accuracy over seeds at each rotation angle, with a band of ± one std; one panel "
+                          "per training regime (and dataset, where it varies), one colour per arm (exact solid, "
+                          "approximate dashed, relaxed dash-dotted, plain CNN dotted). The small axis under each "
+                          "panel shows the angles that regime trains on."),
+    "gap_map": ("Gap map", "Each arm's accuracy minus its exact reference's, in points with its 95 % interval, per "
+                "condition and arm (rows in the verdict table's order, labels in the arm's colour) and metric; "
+                "starred cells differ significantly after the Holm correction, the other cells are muted."),
+    "relaxation_gain": ("What breaking symmetry bought", "Each arm's accuracy gained over its exact reference (points, "
+                        "difference of the means over seeds, bars: its 95 % interval) against the arm's measured "
+                        "output equivariance error after training (eq_error, mean over seeds, log scale; the dotted "
+                        "line is the floor where an arm stayed exact), one colour per arm, one marker per "
+                        "condition, one panel per metric. Points up and to the right: the arm broke its symmetry "
+                        "and gained; up at the left: it gained while staying (nearly) exact, so something else "
+                        "bought the gain; down and to the right: breaking the symmetry cost accuracy."),
+    "gap_by_input_size": ("Gap by input size", "Approximate minus exact accuracy in points for each approximate "
+                          "input size, in the arm's colour; bars: ± one standard error."),
+    "gap_by_gaussian_std": ("Gap by the spread of training angles", "Approximate minus exact accuracy in points "
+                            "against the std of the Gaussian training regime, one line per approximate arm."),
+    "layer_errors": ("Equivariance error per layer", "Measured relative equivariance error of each layer after "
+                     "training (mean over seeds, bars min..max), one colour per arm, one marker per training regime: "
+                     "where the approximate net learned to break its symmetry."),
+}
+NO_RELAXATION = ARM_DEFAULTS["relaxation"]
+
+
+def display_table(verdicts: Verdicts) -> pd.DataFrame:
+    """The verdict table as the report shows it (strings), in table order: condition columns, metric, the arm and
+    its mean ± std (n), the exact arm (with the rule that picked it: same size or nearest exact size) and its mean ±
+    std (n), diff [CI] and p (adjusted), the detectable difference and the seeds per arm to detect ``diff`` (accuracy
+    points), verdict. A reference row leaves the exact side empty.
+    ``attrs["right"]`` names the columns of numbers (right-aligned)."""
+    level = f"{verdicts.confidence * 100:g}%"
+    numbers = ["mean ± std (n)", "exact mean ± std (n)", f"diff [{level} CI] (points)", "p (adj.)",
+               "detectable (points)", "seeds/arm for diff"]
+    header = [*verdicts.conditions, "metric", "arm", numbers[0], "exact arm", *numbers[1:], "verdict"]
+    rows = []
+    for row in verdicts.table.itertuples(index=False):
+        cells = [format_value(value) for value in row[:len(verdicts.conditions)]]
+        arm = _arm(row.arm_mean, row.arm_std, row.arm_n)
+        if not row.exact_arm:
+            rows.append([*cells, row.label, row.arm, arm, "", "", "", "", "", "", row.verdict])
+            continue
+        diff = f"{_points(row.diff, signed=True)}"
+        if not math.isnan(row.ci_low):
+            diff += f" [{_points(row.ci_low, signed=True)}, {_points(row.ci_high, signed=True)}]"
+        rows.append([*cells, row.label, row.arm, arm, f"{row.exact_arm} ({row.reference})",
+                     _arm(row.exact_mean, row.exact_std, row.exact_n),
+                     diff, _p(row.p_adjusted), _points(row.detectable), _seeds(row.seeds_needed), row.verdict])
+    frame = pd.DataFrame(rows, columns=header)
+    frame.attrs["right"] = numbers
+    return frame
+
+
+def markdown_table(frame: pd.DataFrame, right: Iterable[str] = ()) -> str:
+    """A pipe table of ``frame`` (hand-formatted, no ``tabulate``); columns in ``right`` align right."""
+    right = set(right)
+    lines = [_md_row(list(frame.columns)), _md_row(["---:" if c in right else "---" for c in frame.columns])]
+    lines += [_md_row([format_value(v) for v in row]) for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def to_markdown(verdicts: Verdicts) -> str:
+    """The verdict table as Markdown (numbers right-aligned)."""
+    table = display_table(verdicts)
+    return markdown_table(table, right=table.attrs["right"])
+
+
+def summary_paragraph(verdicts: Verdicts) -> str:
+    """Plain English from the table: the count of each verdict; per condition, which arms win, lose or tie against
+    which reference; per condition and arm, which metrics favour it or its reference and by how many accuracy points
+    (with the interval), which are inconclusive and what these seeds could detect, which could not be tested and
+    why; the plain CNN's accuracy; how many more seeds the sweep needs."""
+    table = verdicts.table
+    compared = table[table["verdict"] != REFERENCE]
+    level = f"{verdicts.confidence * 100:g} %"
+    sentences = []
+    if compared.empty:
+        sentences.append("No condition has finished trials of both an exact reference and another arm, so "
+                         "there is nothing to compare.")
+    else:
+        counts = compared["verdict"].value_counts()
+        tested = int(compared["p_value"].notna().sum())
+        untested = len(compared) - tested
+        what = "Approximate" if (compared["relaxation"] == NO_RELAXATION).all() else "Each arm"
+        if tested:
+            words = [APPROX_WINS, *sorted({arm_wins(r) for r in compared["relaxation"]} - {APPROX_WINS}), EXACT_WINS,
+                     INCONCLUSIVE]
+            lead = (f"{what} minus exact accuracy, per condition, arm and metric ({_tests(compared)} over "
+                    f"seeds, Holm-adjusted at alpha = {verdicts.alpha:g}): "
+                    + ", ".join(f"{counts.get(word, 0)} {word}" for word in words))
+            if untested:
+                lead += f" ({untested} of them not tested)"
+        else:
+            lead = (f"{what} minus exact accuracy, per condition, arm and metric: none of the {len(compared)} "
+                    f"comparisons could be tested, so all are {INCONCLUSIVE}")
+        sentences.append(lead + ".")
+        for label, group in compared.groupby("condition", sort=False):
+            sentences.append(_outcome_sentence(label, group))
+        for (label, _), group in compared.groupby(["condition", "arm"], sort=False):
+            sentences.append(_arm_sentence(label, group, level))
+        sentences.append(_seeds_sentence(verdicts))
+    for (label, arm), group in table[table["verdict"] == REFERENCE].groupby(["condition", "arm"], sort=False):
+        where = "over all trials" if label == ALL_TRIALS else f"under {label}"
+        sentences.append(f"Reference, not tested: the {arm} ({count_of(int(group['arm_n'].max()), 'seed')}) reaches "
+                         + _join(f"{row.arm_mean * 100:.1f} points {row.label}" for row in group.itertuples())
+                         + f" {where}.")
+    sentences += verdicts.skipped
+    sentences += verdicts.notes
+    return " ".join(sentence for sentence in sentences if sentence)
+
+
+def verdict_intro(verdicts: Verdicts, context: str) -> str:
+    """What the verdict table shows and how to read it; ``context`` says dataset, epochs and seeds."""
+    permuted = " (an exact permutation test where neither arm varies)" if (
+        verdicts.table["note"] == PERMUTED).any() else ""
+    return (f"Each arm (an equivariant network at an input size where it is only approximately "
+            f"equivariant, or a relaxed one) against the exact reference of its condition, per metric: "
+            f"the exact, unrelaxed arm of the same input size where there is one (same size), else of "
+            f"the nearest size (nearest exact size); the plain CNN as a reference row, never tested. "
+            f"{context}. Accuracies in points; diff is the arm minus the exact arm with its "
+            f"{verdicts.confidence:.0%} confidence interval (Welch); p is "
+            f"Welch's t-test over seeds{permuted} after the Holm correction across the table; a winner needs p < "
+            f"{verdicts.alpha:g}, else the row is inconclusive: no difference was shown, which does not "
+            f"mean there is none. detectable: the smallest difference these seeds detect with "
+            f"{POWER:.0%} power; seeds/arm for diff: the seeds per arm that would detect the observed "
+            f"difference with {POWER:.0%} power (∞ when it is exactly 0); both at the per-test level "
+            f"alpha over the number of tests (Holm's strictest step){_level(verdicts)}.")
+
+
+def metric_definitions(angles: pd.DataFrame) -> str:
+    """Every metric the report shows, in plain words, once."""
+    tested = sorted(angles["angle"].dropna().unique()) if "angle" in angles else []
+    where = (f"the {len(tested)} test rotations ({', '.join(f'{a:g}°' for a in tested)})" if 0 < len(tested) <= 12
+             else f"the {len(tested)} test rotations" if tested else "the test rotations")
+    return ("upright: accuracy on the test images as they are. orbit: mean accuracy over the test images turned by "
+            "each of the group's symmetries of the pixel grid (the four quarter turns, with their mirror images for "
+            f"p4m). mean over angles and min over angles: the mean and the lowest accuracy over {where}, each image "
+            "rotated by interpolation. eq_error: measured relative equivariance error, "
+            "||g·f(x) − f(g·x)|| / ||f(x)|| for the network's output f on test images x, worst over the group's "
+            "pixel-grid symmetries g; per layer in the last figure. 0 means exactly equivariant, 1 an error as "
+            "large as the output. Accuracies are shown in points (percent); all are measured on the test set, "
+            "with the checkpoint chosen on upright validation accuracy.")
+
+
+def _level(verdicts: Verdicts) -> str:
+    return f", here {verdicts.level:.2g}" if verdicts.level == verdicts.level else ", here no test was possible"
+
+
+def _outcome_sentence(label: str, group: pd.DataFrame) -> str:
+    """``Under <condition>: p4 28 rpp wins (upright, orbit) and p4 28 partial ties against p4 28 exact (same size);
+    ...``: per reference, each arm wins (only it wins on some metric), loses (only its reference does), trades
+    (each wins on some metric), ties (tested, and no metric shows a difference) or is not tested (no metric could be:
+    its means stand alone, and a +50-point gap is no tie)."""
+    parts = []
+    for (reference, rule), against in group.groupby(["exact_arm", "reference"], sort=False):
+        outcomes = []
+        for arm, rows in against.groupby("arm", sort=False):
+            won = list(rows.loc[rows["verdict"] == arm_wins(rows["relaxation"].iloc[0]), "label"])
+            lost = list(rows.loc[rows["verdict"] == EXACT_WINS, "label"])
+            if won and lost:
+                outcomes.append(f"{arm} trades (wins on {', '.join(won)}, loses on {', '.join(lost)})")
+            elif won or lost:
+                outcomes.append(f"{arm} {'wins' if won else 'loses'} ({', '.join(won or lost)})")
+            elif rows["p_value"].isna().all():
+                outcomes.append(f"{arm} is not tested (means only)")
+            else:
+                outcomes.append(f"{arm} ties ({INCONCLUSIVE} on every metric)")
+        parts.append(f"{_join(outcomes)} against {reference} ({rule})")
+    where = "Over all trials" if label == ALL_TRIALS else f"Under {label}"
+    return f"{where}: {'; '.join(parts)}."
+
+
+def _arm_sentence(label: str, group: pd.DataFrame, level: str) -> str:
+    first = group.iloc[0]
+    arms = (f"{first.arm} ({count_of(int(group['arm_n'].max()), 'seed')}) vs {first.exact_arm} "
+            f"({count_of(int(group['exact_n'].max()), 'seed')}, {first.reference})")
+    relaxed = first.relaxation != NO_RELAXATION
+    wins = arm_wins(first.relaxation)
+    parts = []
+    for verdict, who in ((wins, f"the {first.relaxation} network" if relaxed else "the approximate network"),
+                         (EXACT_WINS, "the exact network")):
+        rows = group[group["verdict"] == verdict]
+        if len(rows):
+            sign = 1 if verdict == wins else -1
+            parts.append(f"{who} is better on " + _join(
+                f"{row.label} by {sign * row.diff * 100:.1f} points ({_interval(row, sign, level)})"
+                for row in rows.itertuples()))
+    open_rows = group[(group["verdict"] == INCONCLUSIVE) & group["p_value"].notna()]
+    if len(open_rows):
+        parts.append("no difference is shown on " + _join(
+            f"{row.label} ({row.diff * 100:+.1f} points, " + (
+                f"exact permutation test, p = {row.p_value:.2g})" if row.note == PERMUTED else
+                f"CI {row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f}; these seeds detect "
+                f"{row.detectable * 100:.1f} points)") for row in open_rows.itertuples()))
+    untested = group[group["p_value"].isna()]
+    for note, rows in untested.groupby("note", sort=False):
+        parts.append(f"{note}: {first.relaxation if relaxed else 'approximate'} minus exact is " + _join(
+            f"{row.diff * 100:+.1f} points on {row.label}" for row in rows.itertuples()))
+    where = "Over all trials" if label == ALL_TRIALS else f"Under {label}"
+    return f"{where}, {arms}: {'; '.join(parts)}."
+
+
+def _seeds_sentence(verdicts: Verdicts) -> str:
+    more, worst = more_seeds(verdicts)
+    if worst.empty:
+        return ""
+    row = next(worst.itertuples())
+    where = "" if row.condition == ALL_TRIALS else f" under {row.condition}"
+    return (f"To detect each inconclusive difference observed here with {POWER:.0%} power (per-test level "
+            f"{verdicts.level:.2g}), the sweep needs {_seeds(more)} more seeds per arm: {_seeds(row.seeds_needed)} "
+            f"per arm for {row.arm} vs {row.exact_arm} on {row.label}{where} ({row.diff * 100:+.2f} points)"
+            + (", whose observed difference is exactly 0" if math.isinf(more) else "") + ".")
+
+
+def more_seeds(verdicts: Verdicts) -> tuple[float, pd.DataFrame]:
+    """How many more seeds per arm the sweep needs so that every inconclusive row tested by Welch's test would detect
+    its observed difference (80 % power): the largest ``seeds_needed - min(arm_n, exact_n)`` over those rows (0 when
+    none is short, infinite when an observed difference is exactly 0), and the row that needs it."""
+    table = verdicts.table
+    rows = table[(table["verdict"] == INCONCLUSIVE) & table["p_value"].notna() & table["seeds_needed"].notna()]
+    if rows.empty:
+        return 0.0, rows
+    short = rows["seeds_needed"] - np.minimum(rows["arm_n"], rows["exact_n"])
+    worst = short.idxmax()
+    return max(0.0, float(short[worst])), rows.loc[[worst]]
+
+
+def _points(fraction: float, signed: bool = False) -> str:
+    if math.isnan(fraction):
+        return "–"
+    return f"{fraction * 100:+.2f}" if signed else f"{fraction * 100:.2f}"
+
+
+def _arm(mean: float, std: float, n: int) -> str:
+    if math.isnan(std):
+        return f"{_points(mean)} ({n})"
+    return f"{_points(mean)} ± {_points(std)} ({n})"
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "–"
+    return "<1e-4" if p < 1e-4 else f"{p:.2g}"
+
+
+def _seeds(n: float) -> str:
+    return "–" if math.isnan(n) else "∞" if math.isinf(n) else f"{n:.0f}"
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+
+def _interval(row: Any, sign: int, level: str) -> str:
+    """The interval of a winning row, turned to the winner's side; a permutation test has none."""
+    if row.note == PERMUTED:
+        return f"exact permutation test, p = {row.p_value:.2g}"
+    low, high = (row.ci_low, row.ci_high) if sign > 0 else (row.ci_high, row.ci_low)
+    return f"{level} CI {sign * low * 100:.1f} to {sign * high * 100:.1f}"
+
+
+def _tests(compared: pd.DataFrame) -> str:
+    """``12 Welch t-tests``, or with exact permutation tests for arms that do not vary: ``10 Welch t-tests and 2
+    exact permutation tests``."""
+    tested = compared["p_value"].notna()
+    permuted = int((tested & (compared["note"] == PERMUTED)).sum())
+    welch = int(tested.sum()) - permuted
+    words = [f"{welch} Welch t-tests" if welch or not permuted else "", f"{permuted} exact permutation tests"
+             if permuted else ""]
+    return " and ".join(word for word in words if word)
+
+
+def _join(items: Iterable[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
