@@ -1,4 +1,5 @@
-"""The report's words: the verdict table as strings and Markdown, and the summary in plain English.
+"""The report's words: the verdict table as strings and Markdown, the summary in plain English, the definitions of
+the metrics and of the verdict table, and the figures' titles and captions.
 
 Accuracies are fractions in the verdict table and accuracy points (fraction x 100) here."""
 
