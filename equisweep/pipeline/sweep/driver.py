@@ -296,21 +296,51 @@ def check_resumable(sweep: Sweep, resume: bool) -> bool:
 def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1,
               callbacks: Sequence[tune.Callback] = ()) -> SweepOutcome:
     """Run (or with ``resume`` continue) ``sweep`` on the Ray instance this process is connected to; ``callbacks``
-    are more Tune callbacks for the driver (a new sweep only: a restored one keeps those it started with)."""
+    are more Tune callbacks for the driver (a new sweep only: a restored one keeps those it started with).
+
+    A trial worker killed by Ray's memory monitor ends Tune's whole run (Tune counts a dead worker as a failed
+    attempt, but not one killed for memory): the sweep is then restored, as ``--resume`` does, up to
+    ``max_failures`` times, and after that ends in a ``UserError`` that says to continue with ``--resume``."""
     path = sweep_uri(sweep)
     resumed = check_resumable(sweep, resume)  # first: it writes back finished records that trials then replay
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=sweep.spec.base_settings(), finished=r.load_finished(path)),
         sweep.spec.resources.to_tune())
+
+    def restored() -> tune.Tuner:  # finished trials stay finished, the others go on from their last checkpoints
+        return tune.Tuner.restore(path, trainable, resume_errored=True, param_space=_param_space(sweep))
+
     if resumed:
-        tuner = tune.Tuner.restore(path, trainable, resume_errored=True, param_space=_param_space(sweep))
+        tuner = restored()
     else:
         tuner = tune.Tuner(trainable, param_space=_param_space(sweep), tune_config=_tune_config(sweep),
                            run_config=_run_config(sweep, verbose, callbacks))
-    grid = tuner.fit()
+    kills = 0
+    while True:
+        try:
+            grid = tuner.fit()
+            break
+        except RuntimeError as err:  # Tune ends the whole run when Ray's memory monitor kills a trial's worker
+            killed = _killed_for_memory(err)
+            if killed is None:
+                raise
+            kills += 1
+            if kills > sweep.spec.max_failures:
+                raise UserError(f"max_failures: Ray killed trial workers for memory {kills} times ({killed}); give "
+                                "each trial more memory (a smaller batch_size or pack, fewer max_concurrent trials, "
+                                "more resources.cpu) and continue with --resume") from None
+            log.warning("a trial's worker was killed for memory (%s); resuming the sweep", killed)
+            tuner = restored()
     counts = r.read_results(path)["status"].value_counts().to_dict()
     log.info("sweep %s: %s (%d errors reported by Tune)", sweep.spec.name, counts, grid.num_errors)
     return SweepOutcome(path, counts)
+
+
+def _killed_for_memory(error: BaseException) -> str | None:
+    """The first line of the ``OutOfMemoryError`` (Ray's memory monitor killed a worker) behind ``error``, if any."""
+    while error is not None and not isinstance(error, ray.exceptions.OutOfMemoryError):
+        error = error.__cause__ or error.__context__
+    return str(error).splitlines()[0] if error is not None else None
 
 
 def _param_space(sweep: Sweep) -> dict[str, Any]:
