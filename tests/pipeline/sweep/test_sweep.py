@@ -42,6 +42,7 @@ def _sweep_cli(*args: str, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.mark.trains
 def test_packed_trials_land_in_the_tables_and_in_wandb_one_row_per_seed(tmp_path, ray_local):
     # The exact p4 cell in float64, so that its seeds unpacked (below) must give the very same numbers.
     sweep = load_sweep(_spec(tmp_path, "four", wandb={"mode": "offline", "project": "equisweep-test"}, variants=[
@@ -166,6 +167,7 @@ def test_optuna_searches_inside_each_cell_and_storage_failures_never_fail_a_tria
     assert len(read_angles(outcome.path)) == 8 * 3
 
 
+@pytest.mark.trains
 def test_a_failing_trial_is_recorded_the_others_finish_and_the_command_exits_1(tmp_path):
     # Two packs of two seeds: every copy of the first diverges, so that pack fails; the second finishes.
     spec = _spec(tmp_path, "fails", group="z2", max_failures=0, variants=[{"optimizer": "sgd", "lr": 1.0e12}, {}],
@@ -264,6 +266,7 @@ def test_bad_command_lines_exit_2_before_anything_starts(tmp_path, args, message
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.trains
 def test_asha_stops_hopeless_samples_within_a_cell_never_across_cells(tmp_path, ray_local):
     # Sequential trials, so the first sets ASHA's bar at epoch 1. Two cells, the second with a hopeless lr: cells are
     # never compared, so both train to the end and are tested (one ASHA over the sweep would stop the second).

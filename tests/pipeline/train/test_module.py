@@ -15,6 +15,7 @@ from equisweep.pipeline import EquivarianceClassifier
 EXAMPLE = Path(__file__).parents[3] / "examples" / "own_datamodule.py"
 
 
+@pytest.mark.trains
 def test_example_with_a_users_own_datamodule_and_plain_trainer():
     spec = importlib.util.spec_from_file_location("own_datamodule", EXAMPLE)
     example = importlib.util.module_from_spec(spec)

@@ -55,6 +55,7 @@ def assert_same_run(packed_result: dict, separate: dict, tol: float) -> None:
             assert packed_result[key] == value, key
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("model, group, size, optimizer, schedule, relaxation, seeds", [
     ("p4cnn", "z2", 28, "adam", "none", "none", SEEDS),
     ("p4cnn", "p4", 28, "adamw", "step", "rpp", SEEDS),
@@ -104,6 +105,7 @@ class PoisonCopy(pl.Callback):
         return {name: state[name] for name in pl_module.backbone.param_names}
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_a_diverging_copy_fails_alone_and_stays_frozen(tmp_path):
     configs = [tiny(seed, precision="64-true") for seed in SEEDS]

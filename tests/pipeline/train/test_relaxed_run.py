@@ -42,6 +42,7 @@ def rpp(tmp_path_factory):
     return _run(tmp_path_factory, "rpp")
 
 
+@pytest.mark.trains
 def test_exact_p4_net_cannot_tell_a_six_from_its_half_turn(exact):
     assert abs(exact["results"]["test_acc_upright"] - 0.5) <= 0.03
     assert exact["results"]["exact"]
@@ -49,6 +50,7 @@ def test_exact_p4_net_cannot_tell_a_six_from_its_half_turn(exact):
     assert not any(key.startswith("relaxation/") for key in flat_summary(exact["results"]))
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("method", ["relaxed", "rpp"])
 def test_relaxed_nets_learn_the_orientation(method, request):
     run = request.getfixturevalue(method)
@@ -73,6 +75,7 @@ def test_relaxation_reaches_the_summary_and_the_results_row(rpp):
     assert "relaxation" in settings and not any(c.startswith("relaxation/") for c in settings)
 
 
+@pytest.mark.trains
 def test_a_large_free_weight_decay_keeps_rpp_near_exact(rpp, tmp_path_factory):
     tied = _run(tmp_path_factory, "rpp", rpp_free_wd=1e4)
     assert max(tied["metrics"]["relaxation_by_layer"].values()) < 0.02

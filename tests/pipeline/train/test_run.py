@@ -35,6 +35,7 @@ def approx_run(tmp_path_factory):
     return _run(tmp_path_factory, "approx", input_size=29, seed=0)
 
 
+@pytest.mark.trains
 def test_exact_p4cnn_is_equally_accurate_at_every_quarter_turn(exact_run):
     by_angle = exact_run["test_acc_by_angle"]
     assert by_angle[0.0] == by_angle[90.0] == by_angle[180.0] == by_angle[270.0] == exact_run["test_acc_orbit"]
@@ -42,14 +43,17 @@ def test_exact_p4cnn_is_equally_accurate_at_every_quarter_turn(exact_run):
     assert exact_run["exact"] and exact_run["eq_error"] < 1e-5
 
 
+@pytest.mark.trains
 def test_approximate_p4cnn_at_29_is_not(approx_run):
     by_angle = approx_run["test_acc_by_angle"]
     assert len({by_angle[a] for a in (0.0, 90.0, 180.0, 270.0)}) > 1
     assert not approx_run["exact"] and approx_run["eq_error"] > 1e-3
 
 
+@pytest.mark.trains
 def test_one_epoch_is_clearly_better_than_chance(exact_run, approx_run):
-    assert exact_run["test_acc_upright"] > 0.8 and approx_run["test_acc_upright"] > 0.8
+    # Chance is 0.1. Over seeds and SIMD kernel paths one epoch gives 0.80 to 0.85 (`make test-isa`).
+    assert exact_run["test_acc_upright"] > 0.7 and approx_run["test_acc_upright"] > 0.7
 
 
 def test_run_directory_holds_metrics_config_and_a_weights_only_checkpoint(exact_run):
@@ -104,6 +108,7 @@ def test_cli_train_logs_to_wandb_offline_and_matches_the_library(exact_run, tmp_
     assert {angle: acc for angle, acc in table["data"]} == pytest.approx(exact_run["test_acc_by_angle"])
 
 
+@pytest.mark.trains
 def test_cli_train_defaults_give_a_well_trained_exact_p4cnn(tmp_path):
     """Only a dataset and a model: the defaults must train the exact (invariant) p4 net well on the embedded
     digits; it needs a few hundred steps where the plain CNN needs one epoch. (The file only cuts the test angles,
