@@ -3,7 +3,8 @@ its unfinished trials, up to ``max_failures`` times, then says in one line what 
 
 Real Ray, started by the command in its own process with a memory threshold a little above what the machine uses
 now; the trial's first training step (a batch of 64 digits at 400 pixels) needs gigabytes more, so the monitor
-kills it there, every time. Linux only, as Ray's memory monitor."""
+kills it there, every time. Linux only, as Ray's memory monitor. The threshold follows the machine's use when the
+test starts: another process that takes or frees gigabytes meanwhile can move the kill (or stop it happening)."""
 
 import os
 import subprocess
@@ -15,7 +16,9 @@ import yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-MARGIN_BYTES = 3_000_000_000  # more than a trial worker needs to start, far less than its first step takes
+# More than the driver and a trial worker need to start (about 2 GB), well below what the trial's first step takes
+# (6.3 GB more, measured: a 400-pixel batch of 64 through the P4CNN and back).
+MARGIN_BYTES = 4_000_000_000
 
 
 def _threshold() -> str:
@@ -37,7 +40,7 @@ def test_workers_killed_for_memory_resume_the_sweep_then_end_in_one_line(tmp_pat
                             capture_output=True, text=True, timeout=540)
 
     lines = driver.stderr.strip().splitlines()
-    assert driver.returncode == 2, driver.stderr[-3000:]
+    assert driver.returncode == 2, [line for line in lines if line.startswith(("equisweep", "RuntimeError"))]
     assert "Traceback" not in driver.stderr
     resumed = [line for line in lines if "a trial's worker was killed for memory" in line]
     assert len(resumed) == 1 and resumed[0].endswith("; resuming the sweep")  # max_failures: 1
