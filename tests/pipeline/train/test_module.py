@@ -24,7 +24,8 @@ def test_example_with_a_users_own_datamodule_and_plain_trainer():
     assert set(results) == {"test_acc_upright", "test_acc_orbit", "test_acc_by_angle", "test_acc_mean_angles",
                             "test_acc_min_angles"}
     assert list(results["test_acc_by_angle"]) == [0.0, 45.0, 90.0]
-    assert results["test_acc_upright"] > 0.2  # 40 steps: well clear of chance (0.1) already
+    # 40 steps: clear of chance (0.1, four standard errors below 0.15) already; 0.26 to 0.33 over seeds
+    assert results["test_acc_upright"] > 0.15
     # exact p4 net at 28: the orbit's four quarter turns are all equally good
     assert results["test_acc_by_angle"][90.0] == results["test_acc_upright"] == results["test_acc_orbit"]
 
