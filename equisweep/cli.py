@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -20,6 +21,7 @@ import typer
 
 from equisweep.errors import UserError
 from equisweep.exactness import check_exactness, equivariance_error
+from equisweep.files import first_missing, unwritable
 from equisweep.groups import Group, reference_group
 from equisweep.models import build_model
 
@@ -159,10 +161,20 @@ def train(
 
     flags["wandb"] = {"mode": wandb_mode} if wandb_mode is not None else None
     settings = load_run_config(flags, config)
+    _check_accelerator(settings.accelerator)
+    problem = unwritable(out)
+    if problem:
+        raise UserError(f"out: cannot write the run directory {out}: {problem}; pass another --out")
     from equisweep.pipeline import run_one  # Lightning loads only once the settings are valid
 
-    with contextlib.redirect_stdout(sys.stderr):  # progress bars and library chatter stay off stdout
-        results = run_one(settings, out)
+    created = first_missing(out)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # progress bars and library chatter stay off stdout
+            results = run_one(settings, out)
+    except BaseException:  # failed or interrupted: a run directory without metrics is of no use, so it goes
+        if created is not None:  # only if this command made it; a directory the user had stays
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     summary = {k: v for k, v in results.items() if not isinstance(v, dict)}
     typer.echo(json.dumps({"out": str(out), **summary}))
 
@@ -200,9 +212,9 @@ def sweep(
     from equisweep.pipeline.sweep.spec import load_sweep
 
     plan = load_sweep(spec, {"storage": storage, "wandb": {"mode": wandb_mode} if wandb_mode else None})
-    if dry_run:
-        from equisweep.pipeline.sweep.preflight import preflight
+    from equisweep.pipeline.sweep.preflight import preflight, storage_problem
 
+    if dry_run:
         check = preflight(plan, resume, num_cpus, address)
         typer.echo("\n".join([*check.header, "", plan.trial_table()]))
         for warning in check.warnings:
@@ -210,6 +222,9 @@ def sweep(
         return
     from equisweep.pipeline.sweep.driver import check_resumable, connect, run_sweep  # Ray, Lightning load only to run
 
+    problem = storage_problem(plan)
+    if problem:
+        raise UserError(problem)
     check_resumable(plan, resume)
     connect(address, num_cpus)
     with contextlib.redirect_stdout(sys.stderr):  # Tune's progress table goes to stderr with the logs
@@ -269,6 +284,14 @@ def download(
         typer.echo(f"{source.name}: downloaded to {data_dir}")
         return
     typer.echo(f"{source.name}: already in {data_dir}; nothing downloaded")
+
+
+def _check_accelerator(accelerator: str) -> None:
+    """Refuse a device this machine lacks before anything is written (Lightning would fail only once it starts)."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if not {"cuda": cuda, "mps": mps, "gpu": cuda or mps}.get(accelerator, True):
+        raise UserError(f"accelerator: {accelerator!r} but no such device is visible here; use --accelerator cpu "
+                        "(or auto)")
 
 
 def _measure(net: torch.nn.Module, group: Group, input_size: int, in_channels: int) -> dict:

@@ -40,6 +40,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from equisweep.errors import UserError
-from equisweep.files import write_atomically
+from equisweep.files import first_missing, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +200,23 @@ def prepare(source: Source, data_dir: Path, download: bool) -> None:
                 "set --data-dir, or allow download with --download"
             )
     if download and _FILES[source.name]:
+        made = first_missing(data_dir)
+        had = set() if made is not None else set(data_dir.iterdir())
         data_dir.mkdir(parents=True, exist_ok=True)
-        # Concurrent sweep trials share data_dir: one downloads, the others wait and then find the files.
-        with FileLock(data_dir / f".{source.name}.download.lock"):
-            for split in _official_splits(source):
-                _open(source, data_dir, split, download=True)
+        try:
+            # Concurrent sweep trials share data_dir: one downloads, the others wait and then find the files.
+            with FileLock(data_dir / f".{source.name}.download.lock"):
+                for split in _official_splits(source):
+                    _open(source, data_dir, split, download=True)
+        except (OSError, RuntimeError) as err:  # no network (URLError), or torchvision's "Error downloading"
+            for new in [made] if made is not None else set(data_dir.iterdir()) - had:  # only what this call made
+                if new.is_dir():
+                    shutil.rmtree(new)
+                else:
+                    new.unlink()
+            reason = str(getattr(err, "reason", err)).splitlines()[0]
+            raise DatasetNotFoundError(f"dataset '{source.name}': the download into {data_dir} failed ({reason}); "
+                                       "check the network, or fetch its files on a machine that has one") from None
         return
     for split in _official_splits(source):
         try:

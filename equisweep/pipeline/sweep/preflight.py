@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import ray
@@ -20,6 +21,7 @@ import torch
 
 from equisweep.datamodules.sources import FOLDER, missing_file
 from equisweep.errors import UserError
+from equisweep.files import unwritable
 from equisweep.pipeline.sweep.driver import check_resumable, connect, sweep_uri
 from equisweep.pipeline.sweep.spec import Sweep
 from equisweep.pipeline.train.tracking import explain_mode
@@ -50,9 +52,17 @@ def preflight(sweep: Sweep, resume: bool = False, num_cpus: int | None = None, a
         f"resources: {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial",
         f"concurrency: {_concurrency(sweep, num_cpus)}",
     )
-    warnings = [*found, *_cluster_warnings(sweep, address), *_gpu_warnings(sweep), *_dataset_warnings(sweep),
-                *_override_warnings(sweep), *_scheduler_warnings(sweep)]
+    storage = storage_problem(sweep)
+    warnings = [*found, *([storage] if storage else []), *_cluster_warnings(sweep, address), *_gpu_warnings(sweep),
+                *_dataset_warnings(sweep), *_override_warnings(sweep), *_scheduler_warnings(sweep)]
     return Preflight(header, tuple(warnings))
+
+
+def storage_problem(sweep: Sweep) -> str | None:
+    """Why the sweep's local storage cannot be written here (None if it can; a URI's filesystem answers for itself)."""
+    uri = sweep_uri(sweep)
+    problem = None if "://" in uri else unwritable(Path(uri))
+    return f"storage: cannot write {uri}: {problem}; pass another --storage" if problem else None
 
 
 def _concurrency(sweep: Sweep, num_cpus: int | None) -> str:

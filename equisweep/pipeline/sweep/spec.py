@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ NOT_SWEEPABLE = frozenset({"wandb", "run_name"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _YES_NO = {True: "yes", False: "no", None: "-"}  # the dry run's exact column
 PACK_LIMIT = 16  # seeds per packed trial unless ``pack:`` says: 16 MNIST-sized P4CNNs fit any GPU and CPU memory
+# Seed-runs in one sweep: 20 times the paper's largest study, validated in seconds; beyond it, likely a typo.
+MAX_TRIALS = 10_000
 
 
 class Distribution(BaseModel):
@@ -180,6 +183,16 @@ class SweepSpec(RunConfig):
                 _check_run_key(key, "variants")
         return value
 
+    @model_validator(mode="after")
+    def _size(self) -> SweepSpec:
+        """Counted before the cells are built, so that a huge grid is refused at once instead of expanded."""
+        cells = len(self.variants or [{}]) * math.prod(len(values) for values in (self.grid or {}).values())
+        trials = cells * (self.search.num_samples if self.search else 1)
+        if trials > MAX_TRIALS:
+            raise UserError(f"grid: variants x grid x search.num_samples make {trials} trials, more than the limit of "
+                            f"{MAX_TRIALS} per sweep; narrow the grid or split the sweep")
+        return self
+
     def base_settings(self) -> dict[str, Any]:
         """The run settings shared by every trial, with the W&B group defaulting to the sweep name."""
         base = self.model_dump(mode="json", include=RUN_KEYS)
@@ -197,6 +210,9 @@ def _axis_values(key: str, values: Any) -> list[Any]:
             raise ValueError(f"axis {key!r}: range takes two integers [start, stop], got {bounds!r}")
         if bounds[1] <= bounds[0]:
             raise ValueError(f"axis {key!r}: range {bounds} is empty; stop must exceed start")
+        if bounds[1] - bounds[0] > MAX_TRIALS:
+            raise ValueError(f"axis {key!r}: range {bounds} holds {bounds[1] - bounds[0]} values, more than the limit "
+                             f"of {MAX_TRIALS} trials per sweep; narrow it or split the sweep")
         return list(range(*bounds))
     if not isinstance(values, list):
         raise ValueError(f"axis {key!r}: give a list of values or {{range: [start, stop]}}, got {values!r}")
@@ -333,8 +349,6 @@ def _runs(numbers: list[int]) -> str:
 def load_sweep(path: Path, overrides: dict[str, Any] | None = None) -> Sweep:
     """Read, validate and expand a spec file; ``overrides`` (``storage``, ``wandb``) replace keys from the command
     line. Every failure is one ``UserError`` line naming the field."""
-    if not path.is_file():
-        raise UserError(f"spec: no such file {str(path)!r}; pass the path of a sweep YAML file")
     data = read_yaml_mapping(path, "spec")
     for key, value in (overrides or {}).items():
         if isinstance(value, dict):
@@ -349,11 +363,14 @@ def load_sweep(path: Path, overrides: dict[str, Any] | None = None) -> Sweep:
 
 
 def expand(spec: SweepSpec) -> tuple[Cell, ...]:
-    """Variants x grid, each validated as a full ``RunConfig`` and checked statically for exactness."""
+    """Variants x grid, each validated as a full ``RunConfig`` and checked statically for exactness. The same run
+    twice (a repeated grid value, or a variant that repeats another's cell) is refused: its two trials would share
+    one id and one W&B run."""
     base = spec.base_settings()
     axes = spec.grid or {}
     cells = []
-    for variant in spec.variants or [{}]:
+    seen: dict[str, int] = {}  # a cell's full settings -> the variant that gave it first
+    for number, variant in enumerate(spec.variants or [{}]):
         for values in itertools.product(*axes.values()):
             overrides = {**variant, **_overrides(axes, values)}
             where = ", ".join(f"{key}={value}" for key, value in overrides.items())
@@ -361,6 +378,13 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
                 config = RunConfig.model_validate({**base, **overrides})
             except ValidationError as err:
                 raise UserError(f"{describe_validation_error(err)} (in the cell {where})") from None
+            settings = config.model_dump_json()
+            if settings in seen and seen[settings] == number:
+                raise UserError(f"grid: the run {where} comes twice; remove the repeated value from the grid")
+            if settings in seen:
+                raise UserError(f"variants: variants[{seen[settings]}] and variants[{number}] both give the run "
+                                f"{where}; drop one of them")
+            seen[settings] = number
             try:
                 exact = static_exact(config)
             except UserError as err:

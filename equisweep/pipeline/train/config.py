@@ -19,6 +19,8 @@ from equisweep.groups import get_group
 from equisweep.models.registry import check_relaxation, check_subsampling
 from equisweep.models.relaxation import PARTIAL_LAMBDA, RELAX_ALPHA, RELAX_BANKS, RPP_EQUIV_WD, RPP_FREE_WD
 
+MAX_EPOCHS = 10_000  # far beyond any schedule here (the paper's longest is 300); a larger number is a typo
+
 
 class WandbConfig(BaseModel):
     """Where and how runs stream to Weights & Biases. ``mode: auto`` obeys an explicit ``WANDB_MODE``, then goes online
@@ -74,7 +76,7 @@ class RunConfig(BaseModel):
     subsampling: str = "stride"
     # optimisation: the defaults train the exact p4cnn on mnist5k to >= 0.9 upright (five epochs of 94 steps; its
     # invariant head needs a few hundred steps, where the plain CNN gets there in one epoch)
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=1, le=MAX_EPOCHS)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
@@ -88,8 +90,9 @@ class RunConfig(BaseModel):
     eq_error_samples: int = Field(64, ge=1)
     bn_calibration_batches: int = Field(16, ge=0)  # precise BN before each validation; 0 turns it off
     # hardware
-    accelerator: str = "auto"
-    precision: str = "32-true"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    # Lightning's precision names (its transformer-engine ones need NVIDIA's library, which equisweep does not install)
+    precision: Literal["32-true", "64-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"] = "32-true"
     channels_last: bool = False
     deterministic: bool = True
     # logging
@@ -151,9 +154,18 @@ class RunConfig(BaseModel):
 
 def read_yaml_mapping(path: Path, field: str) -> dict[str, Any]:
     """The mapping in the YAML file ``path`` (empty for an empty file); a syntax error names its line and column,
-    and anything but a mapping is refused, each as one ``UserError`` line starting with ``field``."""
+    and a missing or unreadable file, a directory, text that is not UTF-8 and anything but a mapping are refused,
+    each as one ``UserError`` line starting with ``field``."""
+    if path.is_dir():
+        raise UserError(f"{field}: {path} is a directory; pass the YAML file itself")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{field}: no such file {str(path)!r}; pass the path of an existing YAML file") from None
+    except OSError as err:
+        raise UserError(f"{field}: cannot read {path} ({err.strerror}); check its permissions") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{field}: {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -172,8 +184,6 @@ def load_run_config(values: dict[str, Any], config_file: Path | None = None) -> 
     validate; one ``UserError`` line on failure."""
     data: dict[str, Any] = {}
     if config_file is not None:
-        if not config_file.is_file():
-            raise UserError(f"config: no such file {str(config_file)!r}; pass an existing YAML file")
         data = read_yaml_mapping(config_file, "config")
     for key, value in values.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):

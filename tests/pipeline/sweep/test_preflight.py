@@ -80,7 +80,8 @@ def test_warns_when_a_dataset_is_missing_from_data_dir(tmp_path):
 
 
 def test_warns_when_a_grid_axis_overrides_a_variant(tmp_path):
-    variants = [{"group": "p4", "input_size": 27}, {"group": "z2"}, {"group": "p4", "input_size": 29}]
+    variants = [{"group": "p4", "input_size": 27}, {"group": "z2"},
+                {"group": "p4", "input_size": 29, "train_symmetry": "c4"}]
     assert _warnings(tmp_path, variants=variants, grid={"seed": [0, 1]}) == ()
     warnings = _warnings(tmp_path, variants=variants, grid={"input_size": [28], "seed": [0, 1]})
     assert warnings == ("grid: axis 'input_size' overrides 'input_size' of variants[0], variants[2]; set it in the "
