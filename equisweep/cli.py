@@ -32,6 +32,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: fetch them once, e.
 app.add_typer(data_app, name="data")
 
 MEASURE_SEED = 0
+MEASURE_MAX_SIZE = 512  # --measure runs the network on the |G|-fold batch in float64: its memory grows with the size
 
 
 def _print_version(value: bool) -> None:
@@ -61,6 +62,9 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object"),
 ) -> None:
     """Report whether MODEL is exactly equivariant at --input-size, layer by layer, and the nearest exact sizes."""
+    if measure and input_size > MEASURE_MAX_SIZE:
+        raise UserError(f"--input-size: --measure runs the network at {input_size} pixels; give at most "
+                        f"{MEASURE_MAX_SIZE}, or leave out --measure (the static check answers at any size)")
     torch.manual_seed(MEASURE_SEED)  # the random weights --measure uses: the same numbers on every run
     net = build_model(model, group=group, in_channels=in_channels, width=width, head=head, backend=backend)
     report = check_exactness(net, input_size, model_name=model)

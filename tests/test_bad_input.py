@@ -168,3 +168,9 @@ def test_check_answers_at_a_huge_input_size_in_little_time_and_memory():
     exact, nearest, seconds, grown_mb = json.loads(result.stdout)
     assert exact is True and nearest == [99_999_998, 100_000_002]
     assert seconds < 5 and grown_mb < 50, result.stdout  # measured: about 0.05 s and 0 MB
+
+
+def test_check_measure_refuses_a_size_it_would_have_to_run(capsys, monkeypatch):
+    """--measure runs the network at the size given: beyond its stated limit it refuses instead of allocating."""
+    message = _refused(capsys, monkeypatch, "check", "p4cnn", "--input-size", "100000000", "--measure")
+    assert message.startswith("--input-size:") and "512" in message and "--measure" in message
