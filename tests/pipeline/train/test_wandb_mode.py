@@ -79,10 +79,11 @@ def test_with_a_key_and_wandb_mode_offline_each_attempt_of_a_trial_logs_offline_
         run_one(config, out, callbacks=[_WorkerDies()], enable_progress_bar=False)
     run_one(config, out, resume_from=out / "checkpoints" / "best.ckpt", enable_progress_bar=False)
 
-    folders = sorted((tmp_path / "wandb-dir" / "wandb").glob("offline-run-*"))  # offline-run-<start time>-<id>
+    # offline-run-<start time>-<id>, with a suffix when both attempts start within one second
+    folders = sorted((tmp_path / "wandb-dir" / "wandb").glob("offline-run-*"))
     assert not list((tmp_path / "wandb-dir" / "wandb").glob("run-*"))  # no online run was started
     run_id = wandb_run_id(config, out)
-    assert [folder.name.rsplit("-", 1)[1] for folder in folders] == [run_id, run_id]
+    assert [[f.name for f in folder.glob("run-*.wandb")] for folder in folders] == [[f"run-{run_id}.wandb"]] * 2
     first, retry = (read_wandb_run(folder / f"run-{run_id}.wandb") for folder in folders)
     # the failed attempt holds its first epoch and no results, the retry the epochs from its checkpoint on and the test
     assert {row["epoch"] for row in first["history"] if "epoch" in row} == {0}
