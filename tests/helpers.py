@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,11 @@ from torch import Tensor
 
 from equisweep.exactness.measured import act
 from equisweep.groups import Group, get_group
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter: what a new process imports, or how much it grows."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
 def relative_errors(fn: Callable[[Tensor], Tensor], x: Tensor, group: str | Group) -> dict[str, float]:

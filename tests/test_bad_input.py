@@ -2,7 +2,6 @@
 (no run directory, no sweep storage, no dataset folder). Each case runs the real command line in this process."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from torchvision import datasets
 from equisweep.cli import main
 from equisweep.pipeline.sweep.spec import MAX_TRIALS
 from equisweep.pipeline.train.config import MAX_EPOCHS
+from tests.helpers import run_python
 
 
 def _command(capsys, monkeypatch, *args: str) -> tuple[int, str]:
@@ -163,7 +163,7 @@ def test_check_answers_at_a_huge_input_size_in_little_time_and_memory():
             "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
             "seconds = time.perf_counter() - start\n"
             "print(json.dumps([report.exact, report.nearest_exact_sizes, seconds, grown / 1024]))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr[-2000:]
     exact, nearest, seconds, grown_mb = json.loads(result.stdout)
     assert exact is True and nearest == [99_999_998, 100_000_002]

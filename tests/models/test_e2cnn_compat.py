@@ -1,8 +1,6 @@
 """The NumPy-2 shim for e2cnn 0.2.3: needed, enough for C_N/D_N layers, local to e2cnn, idempotent."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 
 import equisweep
 from equisweep.models._e2cnn_compat import import_e2cnn
+from tests.helpers import run_python
 
 
 def test_numpy_2_is_installed():
@@ -22,7 +21,7 @@ def test_unpatched_e2cnn_fails_on_a_dihedral_conv():
     # e2cnn was fixed upstream and the shim can go.
     code = ("from e2cnn import gspaces, nn; gs = gspaces.FlipRot2dOnR2(4); "
             "t = nn.FieldType(gs, [gs.regular_repr]); nn.R2Conv(t, t, 3)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = run_python(code)
     assert result.returncode != 0 and "tostring" in result.stderr
 
 

@@ -1,8 +1,6 @@
 """The report's figures, drawn from small synthetic sweep tables and read back from the artists they made."""
 
 import ast
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from equisweep.errors import UserError
 from equisweep.names import gaussian_params
 from equisweep.pipeline.report import arms
 from equisweep.pipeline.report import figures as fg
+from tests.helpers import run_python
 
 REGIMES = ("none", "gaussian(45,20)")
 ARMS = (("p4", 28, True), ("p4", 29, False), ("z2", 28, None))  # a plain CNN is neither exact nor approximate
@@ -426,7 +425,7 @@ def test_figures_imports_no_training_code():
         "assert not heavy\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    run = run_python(probe)
     assert run.returncode == 0, run.stdout + run.stderr
 
 

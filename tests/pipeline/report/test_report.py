@@ -1,8 +1,6 @@
 """The report on synthetic sweep tables (fast): sections, files, partial sweeps, W&B-sourced tables, bad input."""
 
 import re
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,7 +18,7 @@ from equisweep.pipeline.report.wandb_runs import tables_from_runs
 from equisweep.pipeline.sweep.results import angle_rows, read_angles, read_results, trial_row, write_tables
 from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.tracking import flat_summary
-from tests.helpers import read_wandb_run
+from tests.helpers import read_wandb_run, run_python
 
 ANGLES = [0.0, 45.0, 90.0]
 
@@ -219,5 +217,5 @@ def test_log_to_wandb_twice_leaves_one_summary_run(tmp_path, monkeypatch):
 
 def test_the_report_imports_no_torch():
     probe = "import sys, equisweep.pipeline.report.report; assert 'torch' not in sys.modules, 'torch loaded'"
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    run = run_python(probe)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -1,13 +1,12 @@
 """Run settings: every common mistake is one plain ``field: message`` line naming the fix, YAML errors say where."""
 
-import subprocess
-import sys
 
 import pytest
 
 from equisweep.errors import UserError
 from equisweep.pipeline.sweep.spec import load_sweep
 from equisweep.pipeline.train.config import load_run_config
+from tests.helpers import run_python
 
 # What pydantic says on its own; none of it may reach the user.
 LIBRARY_WORDING = ("Input should be", "Extra inputs are not permitted", "pydantic", "errors.pydantic.dev",
@@ -76,5 +75,5 @@ def test_validating_run_settings_never_imports_lightning():
             "load_run_config({'dataset': 'mnist69', 'train_symmetry': 'gaussian(45,20)', 'relaxation': 'rpp'})\n"
             "assert not [m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning', 'ray',"
             " 'wandb')], sorted(sys.modules)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr[-2000:]
