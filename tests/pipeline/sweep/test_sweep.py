@@ -5,6 +5,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,9 +17,10 @@ import yaml
 from ray import tune
 
 from equisweep.pipeline.sweep.driver import run_sweep
+from equisweep.pipeline.sweep.heartbeat import BEAT_EVERY_S, read_driver
 from equisweep.pipeline.sweep.results import read_angles, read_results
 from equisweep.pipeline.sweep.spec import load_sweep
-from equisweep.pipeline.sweep.status import status_text
+from equisweep.pipeline.sweep.status import status_text, watch_status
 from equisweep.pipeline.train.arms import arm_label
 from tests.helpers import read_wandb_run
 
@@ -202,8 +204,18 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
             if (table["status"] == "finished").sum() >= 1:
                 break
         assert driver.poll() is None, driver.stderr.read()
+    beating = read_driver(str(sweep_dir))  # the driver's record on the storage: this process, refreshed, not ended
+    assert (beating.host, beating.pid, beating.ended_at) == (socket.gethostname(), driver.pid, None)
+    assert beating.heartbeat - beating.started_at >= BEAT_EVERY_S  # a trial took longer than one beat
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, without any clean-up
     driver.wait(timeout=60)
+    gone = status_text(str(sweep_dir)).splitlines()  # trials left running or pending, and nobody to run them
+    assert gone[1].startswith(f"stopped: the driver is gone (no process {driver.pid} on {socket.gethostname()}; ")
+    assert gone[2] == (f"  resume with: equisweep sweep SPEC --resume --storage {tmp_path / 'store'} "
+                       "(SPEC: the sweep's YAML)")
+    assert not any("left" in line for line in gone)
+    watched = list(watch_status(str(sweep_dir), interval=600))  # --watch stops at once: nothing runs
+    assert len(watched) == 1 and watched[0].splitlines()[1].startswith("stopped: the driver is gone")
     before = read_results(str(sweep_dir)).set_index("trial_id")
     finished_before = before[before["status"] == "finished"]
     assert 1 <= len(finished_before) < 4
