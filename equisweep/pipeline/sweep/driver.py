@@ -246,6 +246,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], finished: dict[str, 
     checkpoint = tune.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as checkpoint_dir:
         resume_from = Path(checkpoint_dir, CHECKPOINT_FILE) if checkpoint_dir else None
+        best_so_far = Path(checkpoint_dir, BEST_FILE) if checkpoint_dir else None  # absent before any best was saved
         if packed:
             outcomes = run_packed(settings, [Path.cwd() / f"seed{seed}" for seed in seeds],
                                   callbacks=[EpochReport()], resume_from=resume_from)
@@ -253,7 +254,8 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], finished: dict[str, 
                                        else {"error": f"{type(o).__name__}: {o}"} for seed, o in zip(seeds, outcomes)}))
             return
         results = run_one(settings[0], Path.cwd(), callbacks=[EpochReport()], enable_progress_bar=False,
-                          resume_from=resume_from, best_so_far=resume_from and resume_from.with_name(BEST_FILE))
+                          resume_from=resume_from,
+                          best_so_far=best_so_far if best_so_far and best_so_far.is_file() else None)
     tune.report(r.final_result(results, settings[0].epochs))
 
 
