@@ -31,6 +31,7 @@ import pandas as pd
 
 from equisweep.names import CYCLIC_OR_DIHEDRAL, gaussian_params
 from equisweep.pipeline.sweep.results import SCALAR_METRICS
+from equisweep.pipeline.sweep.results import exact_flag as exactness
 from equisweep.pipeline.train import arms as names
 from equisweep.pipeline.train import metrics as m
 
@@ -130,10 +131,6 @@ def plain_value(value: Any) -> Any:
 
 def missing(value: Any) -> bool:
     return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
-
-
-def exactness(value: Any) -> bool | None:
-    return None if missing(value) else bool(value)
 
 
 def label(arm: Mapping[str, Any]) -> str:
