@@ -1,8 +1,17 @@
-"""The one equivariance assertion every test uses, built only on ``equisweep.groups``."""
+"""Test helpers: the equivariance oracle every test uses, a fresh interpreter, and a reader of offline W&B runs.
+
+The oracle is written here from first principles with ``torch.rot90``/``torch.flip`` and 2x2 matrices, so it stays
+independent of ``equisweep.groups`` and ``equisweep.exactness``, the code it checks. Its conventions are the
+project's: element ``r^k m^a`` mirrors left-right first (``flip`` of the last axis), then turns by ``k`` steps of
+360/N degrees (one quarter turn is ``rot90(x, 1, dims=(-2, -1))``); a group map's axis ``-3`` holds |G| slots indexed
+``a * N + k``, and ``(g·f)(h, x) = f(g⁻¹h, g⁻¹x)``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 import subprocess
 import sys
@@ -12,32 +21,71 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from equisweep.exactness.measured import act
-from equisweep.groups import Group, get_group
-
 
 def run_python(code: str) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter: what a new process imports, or how much it grows."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-def relative_errors(fn: Callable[[Tensor], Tensor], x: Tensor, group: str | Group) -> dict[str, float]:
+def _rotations_and_mirrors(group) -> tuple[int, bool]:
+    """(N, mirrors) of ``group``: a name (z2, p4, p4m, cN, dN) or any object with such a ``.name``."""
+    name = str(getattr(group, "name", group)).lower()
+    named = {"z2": (1, False), "p4": (4, False), "p4m": (4, True)}
+    if name in named:
+        return named[name]
+    kind, n = re.fullmatch(r"([cd])(\d+)", name).groups()
+    return int(n), kind == "d"
+
+
+def _matrix(n: int, rotation: int, mirror: int) -> Tensor:
+    """``r^rotation m^mirror`` as a 2x2 integer-rounded matrix on the plane (mirror first, then rotate)."""
+    angle = 2 * math.pi * rotation / n
+    rotate = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    flip = torch.tensor([[-1.0, 0.0], [0.0, 1.0]]) if mirror else torch.eye(2)
+    return rotate @ flip
+
+
+def _grid_elements(group) -> list[tuple[str, int, int, list[int]]]:
+    """(label, quarter turns, mirror, slot permutation) for every element that maps the pixel grid onto itself;
+    ``perm[h]`` is the slot of ``g⁻¹h``, found by multiplying matrices."""
+    n, mirrors = _rotations_and_mirrors(group)
+    elements = [(k, a) for a in range(2 if mirrors else 1) for k in range(n)]
+    matrices = [_matrix(n, k, a) for k, a in elements]
+    out = []
+    for k, a in elements:
+        if (4 * k) % n:
+            continue
+        inverse = torch.linalg.inv(_matrix(n, k, a))
+        perm = [next(i for i, m in enumerate(matrices) if torch.allclose(inverse @ h, m, atol=1e-6))
+                for h in matrices]
+        out.append((f"r{360 * k / n:g}" + ("m" if a else ""), 4 * k // n, a, perm))
+    return out
+
+
+def _move(y: Tensor, turns: int, mirror: int, perm: list[int]) -> Tensor:
+    """The element acting on ``y``: a group map [B, C, |G|, H, W], an image [B, C, H, W], fibres [B, C, |G|], or
+    an invariant output of any other rank."""
+    if y.dim() in (3, 5):
+        y = y.index_select(-3 if y.dim() == 5 else -1, torch.tensor(perm, device=y.device))
+    if y.dim() in (4, 5):
+        y = torch.flip(y, dims=(-1,)) if mirror else y
+        y = torch.rot90(y, turns, dims=(-2, -1))
+    return y
+
+
+def relative_errors(fn: Callable[[Tensor], Tensor], x: Tensor, group) -> dict[str, float]:
     """``||g·fn(x) - fn(g·x)|| / ||fn(x)||`` for every pixel-grid element g; ``x`` is an image or a 5-D map."""
-    g = get_group(group)
-    with torch.no_grad():
-        return _errors(fn, x, g)
-
-
-def _errors(fn: Callable[[Tensor], Tensor], x: Tensor, g: Group) -> dict[str, float]:
-    reference = fn(x)
     errors = {}
-    for e in g.grid_elements:
-        moved_input = g.act_on_map(e, x) if x.dim() == 5 else g.act_on_image(e, x)
-        errors[g.label(e)] = float((act(g, e, reference) - fn(moved_input)).norm() / reference.norm())
+    with torch.no_grad():
+        reference = fn(x)
+        for label, turns, mirror, perm in _grid_elements(group):
+            moved_input = _move(x, turns, mirror, perm)
+            moved_output = _move(reference, turns, mirror, perm)
+            errors[label] = float((moved_output - fn(moved_input)).norm() / reference.norm())
     return errors
 
 
-def assert_equivariant(fn: Callable[[Tensor], Tensor], x: Tensor, group: str | Group, atol: float) -> None:
+def assert_equivariant(fn: Callable[[Tensor], Tensor], x: Tensor, group, atol: float) -> None:
     """Fail unless ``fn`` commutes with every pixel-grid element of ``group`` up to relative error ``atol``."""
     errors = relative_errors(fn, x, group)
     worst = max(errors, key=errors.get)
