@@ -1,13 +1,15 @@
 """The LightningDataModule for every source: splits, input size, normalisation and the training regime.
 
 One class serves all datasets (deviating from one-class-per-dataset on purpose: what differs between them,
-files, splits and statistics, lives in ``sources.py`` as data; the device pipeline below is the same for all).
+files, splits, statistics and label action, lives in each source's record in ``sources.py``; the device pipeline
+below is the same for all).
 
 Every loader yields uint8 images [B, C, H, W] and labels. ``on_after_batch_transfer`` then does the rest on the
 training device, batch-wise: to float, to ``input_size`` (``resize``: bilinear like the paper; ``pad``/``crop``:
 centred, pixels intact), normalise with the source's per-pixel statistics, and, for training batches only, the
 training-symmetry regime (per example, every step). Validation and test batches stay upright; the evaluation
-views (rotations, orbit) are applied by the LightningModule.
+views (rotations, orbit) are applied by the LightningModule, which scores each view against the labels the source's
+``label_action`` gives the turned images, and skips the views where it leaves them undefined.
 
 Sources that fit in memory live as one uint8 tensor on the training device and are sliced there (no worker
 processes); the others (flowers102, pcam, a folder of images) stream through DataLoaders with workers.
@@ -25,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from equisweep.datamodules import sources
+from equisweep.datamodules.label_action import LabelAction
 from equisweep.datamodules.regimes import Regime, parse_regime, transform_batch
 from equisweep.errors import UserError
 
@@ -98,6 +101,11 @@ class EquiDataModule(pl.LightningDataModule):
     @property
     def in_channels(self) -> int:
         return self.source.channels
+
+    @property
+    def label_action(self) -> LabelAction:
+        """How the labels of turned (and mirrored) test images follow from the upright ones."""
+        return self.source.label_action
 
     @property
     def background(self) -> list[float]:

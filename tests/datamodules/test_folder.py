@@ -14,7 +14,8 @@ import yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from equisweep.datamodules.sources import CorruptImageError, get_source, load_datasets, prepare
+from equisweep.datamodules.folder import CorruptImageError
+from equisweep.datamodules.sources import get_source, load_datasets, prepare
 from equisweep.errors import UserError
 
 CLASSES = ("ant", "bee", "cow")  # ImageFolder sorts them: labels 0, 1, 2
