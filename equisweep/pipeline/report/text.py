@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 
 from equisweep.pipeline.report.arms import ARM_DEFAULTS
+from equisweep.pipeline.report.comparison import MIN_SEEDS_FOR_INTERVAL, NOT_APPLICABLE, PERMUTED, SPAN
 from equisweep.pipeline.report.stats import POWER
 from equisweep.pipeline.report.verdict import (
     ALL_TRIALS,
     APPROX_WINS,
     EXACT_WINS,
     INCONCLUSIVE,
-    PERMUTED,
+    PAPERS_PAIR,
     REFERENCE,
     Verdicts,
     arm_wins,
@@ -56,9 +57,10 @@ NO_RELAXATION = ARM_DEFAULTS["relaxation"]
 
 def display_table(verdicts: Verdicts) -> pd.DataFrame:
     """The verdict table as the report shows it (strings), in table order: condition columns, metric, the arm and
-    its mean ± std (n), the exact arm (with the rule that picked it: same size or nearest exact size) and its mean ±
-    std (n), diff [CI] and p (adjusted), the detectable difference and the seeds per arm to detect ``diff`` (accuracy
-    points), verdict. A reference row leaves the exact side empty.
+    its mean ± std (n), the exact arm (with the rule that picked it: same size, paper's pair or nearest exact size)
+    and its mean ± std (n), diff [CI] and p (adjusted), the detectable difference (``more seeds needed (≥ N)`` where
+    these seeds detect none within 100 points) and the seeds per arm to detect ``diff`` (accuracy points), verdict.
+    A reference row leaves the exact side empty; a metric neither arm has reads n/a.
     ``attrs["right"]`` names the columns of numbers (right-aligned)."""
     level = f"{verdicts.confidence * 100:g}%"
     numbers = ["mean ± std (n)", "exact mean ± std (n)", f"diff [{level} CI] (points)", "p (adj.)",
@@ -71,15 +73,37 @@ def display_table(verdicts: Verdicts) -> pd.DataFrame:
         if not row.exact_arm:
             rows.append([*cells, row.label, row.arm, arm, "", "", "", "", "", "", row.verdict])
             continue
-        diff = f"{_points(row.diff, signed=True)}"
-        if not math.isnan(row.ci_low):
-            diff += f" [{_points(row.ci_low, signed=True)}, {_points(row.ci_high, signed=True)}]"
         rows.append([*cells, row.label, row.arm, arm, f"{row.exact_arm} ({row.reference})",
-                     _arm(row.exact_mean, row.exact_std, row.exact_n),
-                     diff, _p(row.p_adjusted), _points(row.detectable), _seeds(row.seeds_needed), row.verdict])
+                     _arm(row.exact_mean, row.exact_std, row.exact_n), _diff(row), _p(row.p_adjusted),
+                     _detectable(row), _seeds(row.seeds_needed), row.verdict])
     frame = pd.DataFrame(rows, columns=header)
     frame.attrs["right"] = numbers
     return frame
+
+
+def _diff(row: Any) -> str:
+    """``+1.23 [-0.40, +2.86]``; without its interval where an arm has too few seeds for one to mean anything."""
+    if row.verdict == NOT_APPLICABLE:
+        return NOT_APPLICABLE
+    if math.isnan(row.ci_low):
+        return _points(row.diff, signed=True)
+    if _too_few_for_interval(row):
+        return f"{_points(row.diff, signed=True)} (too few seeds for an interval)"
+    return f"{_points(row.diff, signed=True)} [{_points(row.ci_low, signed=True)}, {_points(row.ci_high, signed=True)}]"
+
+
+def _detectable(row: Any) -> str:
+    if not math.isnan(row.seeds_to_detect):
+        return f"more seeds needed (≥ {_seeds(row.seeds_to_detect)})"
+    return _points(row.detectable)
+
+
+def _too_few_for_interval(row: Any) -> bool:
+    return min(row.arm_n, row.exact_n) < MIN_SEEDS_FOR_INTERVAL
+
+
+def _no_interval(row: Any) -> str:
+    return f"no interval: {min(row.arm_n, row.exact_n)} seeds in an arm are too few for one"
 
 
 def markdown_table(frame: pd.DataFrame, right: Iterable[str] = ()) -> str:
@@ -102,7 +126,8 @@ def summary_paragraph(verdicts: Verdicts) -> str:
     (with the interval), which are inconclusive and what these seeds could detect, which could not be tested and
     why; the plain CNN's accuracy; how many more seeds the sweep needs."""
     table = verdicts.table
-    compared = table[table["verdict"] != REFERENCE]
+    undefined = table[table["verdict"] == NOT_APPLICABLE]
+    compared = table[~table["verdict"].isin([REFERENCE, NOT_APPLICABLE])]
     level = f"{verdicts.confidence * 100:g} %"
     sentences = []
     if compared.empty:
@@ -127,14 +152,21 @@ def summary_paragraph(verdicts: Verdicts) -> str:
         sentences.append(lead + ".")
         for label, group in compared.groupby("condition", sort=False):
             sentences.append(_outcome_sentence(label, group))
-        for (label, _), group in compared.groupby(["condition", "arm"], sort=False):
+        for (label, _, _), group in compared.groupby(["condition", "arm", "exact_arm"], sort=False):
             sentences.append(_arm_sentence(label, group, level))
         sentences.append(_seeds_sentence(verdicts))
+    for label, group in undefined.groupby("condition", sort=False):
+        where = "over all trials" if label == ALL_TRIALS else f"under {label}"
+        metrics = _join(dict.fromkeys(group["label"]))
+        sentences.append(f"Not applicable {where}: {metrics} (neither arm has the metric: undefined for these data), "
+                         "never compared.")
     for (label, arm), group in table[table["verdict"] == REFERENCE].groupby(["condition", "arm"], sort=False):
         where = "over all trials" if label == ALL_TRIALS else f"under {label}"
-        sentences.append(f"Reference, not tested: the {arm} ({count_of(int(group['arm_n'].max()), 'seed')}) reaches "
-                         + _join(f"{row.arm_mean * 100:.1f} points {row.label}" for row in group.itertuples())
-                         + f" {where}.")
+        group = group[group["arm_n"] > 0]  # a metric undefined for these data is not reached, nor missed
+        if len(group):
+            sentences.append(f"Reference, not tested: the {arm} ({count_of(int(group['arm_n'].max()), 'seed')}) "
+                             "reaches " + _join(f"{row.arm_mean * 100:.1f} points {row.label}"
+                                                for row in group.itertuples()) + f" {where}.")
     sentences += verdicts.skipped
     sentences += verdicts.notes
     return " ".join(sentence for sentence in sentences if sentence)
@@ -142,20 +174,24 @@ def summary_paragraph(verdicts: Verdicts) -> str:
 
 def verdict_intro(verdicts: Verdicts, context: str) -> str:
     """What the verdict table shows and how to read it; ``context`` says dataset, epochs and seeds."""
-    permuted = " (an exact permutation test where neither arm varies)" if (
+    permuted = " (an exact permutation test where an arm does not vary)" if (
         verdicts.table["note"] == PERMUTED).any() else ""
+    papers = (f" and, for an approximate arm, also the exact arm of the nearest other size ({PAPERS_PAIR}: 28 "
+              "against 29, as the paper compares them)" if (verdicts.table["reference"] == PAPERS_PAIR).any() else "")
     return (f"Each arm (an equivariant network at an input size where it is only approximately "
             f"equivariant, or a relaxed one) against the exact reference of its condition, per metric: "
-            f"the exact, unrelaxed arm of the same input size where there is one (same size), else of "
+            f"the exact, unrelaxed arm of the same input size where there is one (same size){papers}, else of "
             f"the nearest size (nearest exact size); the plain CNN as a reference row, never tested. "
             f"{context}. Accuracies in points; diff is the arm minus the exact arm with its "
-            f"{verdicts.confidence:.0%} confidence interval (Welch); p is "
+            f"{verdicts.confidence:.0%} confidence interval (Welch; clipped to ±{SPAN * 100:.0f}, and left out "
+            f"where an arm has fewer than {MIN_SEEDS_FOR_INTERVAL} seeds); p is "
             f"Welch's t-test over seeds{permuted} after the Holm correction across the table; a winner needs p < "
             f"{verdicts.alpha:g}, else the row is inconclusive: no difference was shown, which does not "
-            f"mean there is none. detectable: the smallest difference these seeds detect with "
-            f"{POWER:.0%} power; seeds/arm for diff: the seeds per arm that would detect the observed "
-            f"difference with {POWER:.0%} power (∞ when it is exactly 0); both at the per-test level "
-            f"alpha over the number of tests (Holm's strictest step){_level(verdicts)}.")
+            f"mean there is none; {NOT_APPLICABLE}: neither arm has the metric. detectable: the smallest difference "
+            f"these seeds detect with {POWER:.0%} power (more seeds needed (≥ N) where they detect none within "
+            f"{SPAN * 100:.0f} points: N seeds per arm would); seeds/arm for diff: the seeds per arm that would "
+            f"detect the observed difference with {POWER:.0%} power (∞ when it is exactly 0); both at the per-test "
+            f"level alpha over the number of tests (Holm's strictest step){_level(verdicts)}.")
 
 
 def metric_definitions(angles: pd.DataFrame) -> str:
@@ -219,10 +255,7 @@ def _arm_sentence(label: str, group: pd.DataFrame, level: str) -> str:
     open_rows = group[(group["verdict"] == INCONCLUSIVE) & group["p_value"].notna()]
     if len(open_rows):
         parts.append("no difference is shown on " + _join(
-            f"{row.label} ({row.diff * 100:+.1f} points, " + (
-                f"exact permutation test, p = {row.p_value:.2g})" if row.note == PERMUTED else
-                f"CI {row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f}; these seeds detect "
-                f"{row.detectable * 100:.1f} points)") for row in open_rows.itertuples()))
+            f"{row.label} ({row.diff * 100:+.1f} points, {_open_words(row)})" for row in open_rows.itertuples()))
     untested = group[group["p_value"].isna()]
     for note, rows in untested.groupby("note", sort=False):
         parts.append(f"{note}: {first.relaxation if relaxed else 'approximate'} minus exact is " + _join(
@@ -263,6 +296,8 @@ def _points(fraction: float, signed: bool = False) -> str:
 
 
 def _arm(mean: float, std: float, n: int) -> str:
+    if n == 0:
+        return NOT_APPLICABLE
     if math.isnan(std):
         return f"{_points(mean)} ({n})"
     return f"{_points(mean)} ± {_points(std)} ({n})"
@@ -283,11 +318,26 @@ def _md_row(cells: list[str]) -> str:
 
 
 def _interval(row: Any, sign: int, level: str) -> str:
-    """The interval of a winning row, turned to the winner's side; a permutation test has none."""
+    """The interval of a row, turned to the winner's side (``sign``); a permutation test has none, nor an arm with
+    too few seeds for one to mean anything."""
     if row.note == PERMUTED:
         return f"exact permutation test, p = {row.p_value:.2g}"
+    if _too_few_for_interval(row):
+        return _no_interval(row)
     low, high = (row.ci_low, row.ci_high) if sign > 0 else (row.ci_high, row.ci_low)
     return f"{level} CI {sign * low * 100:.1f} to {sign * high * 100:.1f}"
+
+
+def _open_words(row: Any) -> str:
+    """An inconclusive row's test: the permutation test's p, else the interval and what these seeds detect."""
+    if row.note == PERMUTED:
+        return f"exact permutation test, p = {row.p_value:.2g}"
+    interval = (_no_interval(row) if _too_few_for_interval(row) else
+                f"CI {row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f}")
+    if not math.isnan(row.seeds_to_detect):
+        return (f"{interval}; these seeds detect no difference within {SPAN * 100:.0f} points, "
+                f"{_seeds(row.seeds_to_detect)} seeds per arm would")
+    return f"{interval}; these seeds detect {row.detectable * 100:.1f} points"
 
 
 def _tests(compared: pd.DataFrame) -> str:

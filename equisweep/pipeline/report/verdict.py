@@ -8,8 +8,9 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
   ``p4 29 adaptive exact``, ``p4 28 rpp``, ``plain CNN 28``). Within one condition, **each arm is its own row**: 27
   and 29 around an exact 28 give two rows, because pooling them would hide whichever of the two behaves differently.
   The approximate ``p4 29 approx`` is measured against the adaptive ``p4 29 adaptive exact`` (same images, only the
-  sampling grid differs); column ``reference`` says which rule picked the reference: ``same size`` or ``nearest
-  exact size``.
+  sampling grid differs) and, in a second row, against the paper's pair, the exact net of the nearest other size
+  (``p4 28 exact``); column ``reference`` says which rule picked the reference: ``same size``, ``paper's pair`` or,
+  for an arm without a same-size reference, ``nearest exact size``.
 - **The plain CNN.** A trivial group (``z2``, ``c1``; any group the caller adds to ``exclude_groups``) is neither
   exact nor approximate (its ``exact`` is None; older tables say True), so it never enters a test. Its trials that
   match a compared condition (all condition columns but ``group``) appear as **reference rows**: its accuracy, no
@@ -24,32 +25,29 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
   sampled): those are pooled, and a note says that their spread then includes the search, not only seed noise. Cell ids
   are per sweep: to judge several sweeps' tables together, give each its own cell ids, or drop ``cell`` (which turns
   this rule off).
-- **Test.** Per condition, compared arm and report metric: Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``)
-  of the arm against its reference, and the confidence interval of ``diff = arm_mean - exact_mean`` from Welch's t with
-  Welch–Satterthwaite degrees of freedom. The p-values of all tested rows are adjusted together with Holm–Bonferroni; a
-  row says ``<arm> wins``/``exact wins`` (by the sign of ``diff``) when its adjusted p is below ``alpha``,
-  ``inconclusive`` otherwise, where ``<arm>`` is ``approx`` for an approximate size and the relaxation for a relaxed net
-  (``rpp wins``, ``relaxed wins``, ``partial wins``): no difference was shown, which is not the same as no difference.
-  The interval is not adjusted: with many rows a 95 % interval can exclude 0 while the row is still inconclusive.
-- **Power.** Each tested row also says what these seeds could have shown: ``detectable``, the smallest difference
-  detected with 80 % power, and ``seeds_needed``, the seeds per arm (equal arms) that would detect the observed
-  ``diff`` with 80 % power, both at the level ``alpha / m`` (m tested rows: Holm's first, strictest step, so they
-  hold whatever the other rows show) from the power of Welch's test itself at the arms' pooled sample std
-  (``stats.power``). ``seeds_needed`` is infinite when the observed difference is exactly 0 and NaN for an
-  untested row (the spread is unknown).
-- **No test** (verdict ``inconclusive``, p, interval and power NaN, means still reported, the reason in ``note``)
-  when an arm has fewer than two seeds with the metric (its spread cannot be estimated), or when neither arm varies
-  across seeds beyond float32 rounding (the t statistic is 0/0 or ±inf) and the arms have too few seeds for an
-  exact permutation test to reach ``alpha`` even at its smallest p (2 + 2 seeds: 1/3). With enough seeds (4 + 4:
-  1/35), such a row gets the permutation test's p-value instead of Welch's (``stats.permutation_test``; the arms as
-  float32 resolution reads them; no interval, no power), and ``note`` says so.
+- **Test.** Per condition, compared arm, reference and report metric: ``comparison.compare`` (Welch's t-test and
+  interval of ``diff = arm_mean - exact_mean``, clipped to [-1, 1]; an exact permutation test where an arm does not
+  vary; no test, with the reason in ``note``, where the seeds do not allow one; ``n/a`` where neither arm has the
+  metric). The p-values of all tested rows are adjusted together with Holm–Bonferroni; a row says ``<arm>
+  wins``/``exact wins`` (by the sign of ``diff``) when its adjusted p is below ``alpha``, ``inconclusive`` otherwise
+  (no difference was shown, which is not the same as no difference), where ``<arm>`` is ``approx`` for an
+  approximate size and the relaxation for a relaxed net (``rpp wins``). The interval is not adjusted: with many rows
+  a 95 % interval can exclude 0 while the row is still inconclusive.
+- **Power.** Each row tested by Welch's test also says what these seeds could have shown: ``detectable``, the
+  smallest difference detected with 80 % power, and ``seeds_needed``, the seeds per arm (equal arms) that would
+  detect the observed ``diff`` with 80 % power, both at the level ``alpha / m`` (m tested rows: Holm's first,
+  strictest step, so they hold whatever the other rows show) from the power of Welch's test itself at the arms'
+  pooled sample std (``stats.power``). ``seeds_needed`` is infinite when the observed difference is exactly 0.
+  Where these seeds detect no difference up to 1 (100 points), ``detectable`` is NaN and ``seeds_to_detect`` gives
+  the seeds per arm that would detect one of 1.
 - A condition without a reference arm, or with nothing but references, is skipped and listed in
   ``Verdicts.skipped``.
 - ``arm_eq_error`` and ``exact_eq_error``: the mean measured output equivariance error (``eq_error``) of each side
   after training, where the table has it: how far the arm broke its symmetry (``relaxation_gain`` plots it).
 
 Accuracies stay fractions in the table; ``equisweep.pipeline.report.text`` speaks in accuracy points (fraction x 100).
-This module imports no training code: pandas and numpy (the statistics in ``stats``, the arms in ``arms``).
+This module imports no training code: pandas and numpy (the statistics in ``stats`` and ``comparison``, the arms
+in ``arms``).
 """
 
 from __future__ import annotations
@@ -66,6 +64,7 @@ import pandas as pd
 from equisweep.pipeline.report import arms
 from equisweep.pipeline.report import stats as st
 from equisweep.pipeline.report.arms import ARM_DEFAULTS, EXCLUDED_GROUPS, NOT_SETTINGS, REGIME, plain_value
+from equisweep.pipeline.report.comparison import INCONCLUSIVE, NOT_APPLICABLE, PERMUTED, SPAN, UNDEFINED, compare
 from equisweep.pipeline.train import metrics as m
 
 REPORT_METRICS: Mapping[str, str] = MappingProxyType({
@@ -74,30 +73,31 @@ REPORT_METRICS: Mapping[str, str] = MappingProxyType({
     m.TEST_ACC_MEAN_ANGLES: "mean over angles",
     m.TEST_ACC_MIN_ANGLES: "min over angles",
 })
-APPROX_WINS, EXACT_WINS, INCONCLUSIVE, REFERENCE = "approx wins", "exact wins", "inconclusive", "reference"
+APPROX_WINS, EXACT_WINS, REFERENCE = "approx wins", "exact wins", "reference"
+PAPERS_PAIR = "paper's pair"  # the rule of an approximate arm's second reference: the nearest other exact size
 ALL_TRIALS = "all trials"  # the condition label when no setting varies
 NOT_CONDITIONS = NOT_SETTINGS | {"input_size", "seed", *ARM_DEFAULTS}
-PERMUTED = "neither arm varies across seeds, so p is an exact permutation test (no interval)"
 _ARM_COLUMNS = ["arm", "input_size", *ARM_DEFAULTS, m.EXACT, "exact_arm", "reference"]
 _STAT_COLUMNS = ["arm_mean", "arm_std", "arm_n", "exact_mean", "exact_std", "exact_n", "diff", "ci_low", "ci_high",
-                 "p_value", "p_adjusted", "detectable", "seeds_needed", "verdict", "note", "arm_eq_error",
-                 "exact_eq_error"]
+                 "p_value", "p_adjusted", "detectable", "seeds_to_detect", "seeds_needed", "verdict", "note",
+                 "arm_eq_error", "exact_eq_error"]
 
 
 @dataclass(frozen=True)
 class Verdicts:
     """What ``verdict_table`` returns.
 
-    ``table``: one row per condition x arm x report metric, in that order (conditions sorted, training regimes in
-    ``regime_order``; approximate arms by input size, then relaxed arms by relaxation and size, then the plain
-    CNN's reference rows), with the columns ``<condition columns>..., condition, metric, label, arm, input_size,
-    relaxation, subsampling, exact, exact_arm, reference, arm_mean, arm_std, arm_n, exact_mean, exact_std, exact_n,
-    diff, ci_low, ci_high, p_value, p_adjusted, detectable, seeds_needed, verdict, note, arm_eq_error,
-    exact_eq_error`` (accuracies as fractions; ``condition`` is a label such as ``"train_symmetry=none, lr=0.01"``,
-    or ``"all trials"`` when nothing varies; ``metric`` is the column name and ``label`` its short name; ``arm`` is
-    the row's network, ``exact_arm`` the reference it is compared with and ``reference`` the rule that picked it,
-    both empty for a plain-CNN reference row, whose ``exact`` is None; ``note`` says why a row was not tested, else
-    it is empty).
+    ``table``: one row per condition x arm x reference x report metric, in that order (conditions sorted, training
+    regimes in ``regime_order``; approximate arms by input size, then relaxed arms by relaxation and size, each
+    against its same-size (else nearest) reference and then the paper's pair, then the plain CNN's reference rows),
+    with the columns ``<condition columns>..., condition, metric, label, arm, input_size, relaxation, subsampling,
+    exact, exact_arm, reference, arm_mean, arm_std, arm_n, exact_mean, exact_std, exact_n, diff, ci_low, ci_high,
+    p_value, p_adjusted, detectable, seeds_to_detect, seeds_needed, verdict, note, arm_eq_error, exact_eq_error``
+    (accuracies as fractions; ``condition`` is a label such as ``"train_symmetry=none, lr=0.01"``, or ``"all
+    trials"`` when nothing varies; ``metric`` is the column name and ``label`` its short name; ``arm`` is the row's
+    network, ``exact_arm`` the reference it is compared with and ``reference`` the rule that picked it, both empty for
+    a plain-CNN reference row, whose ``exact`` is None; ``note`` says why a row was not tested or why its interval
+    means little, else it is empty).
     ``conditions``: the condition columns, in table order. ``skipped``: one line per condition that had finished
     trials of references only or of no reference. ``notes``: what was left out or pooled and why. ``alpha``,
     ``confidence``: as asked; ``level``: the per-test level of the power columns (``alpha / m``, NaN without tests).
@@ -174,18 +174,36 @@ def _compared_rows(group: pd.DataFrame, metrics: list[str], alpha: float, confid
     name = _group_name(group)
     rows = []
     for arm_key, arm in compared:
-        (ref_size, _, _, ref_subsampling), reference, rule = arms.reference_of(arm_key, exact)
-        size, flag, relaxation, subsampling = arm_key
-        arm_row = {"arm": arms.label({"group": name, "input_size": size, m.EXACT: flag, "relaxation": relaxation,
-                                      "subsampling": subsampling}),
-                   "input_size": size, "relaxation": relaxation, "subsampling": subsampling, m.EXACT: flag,
-                   "exact_arm": arms.label({"group": name, "input_size": ref_size, m.EXACT: True,
-                                            "subsampling": ref_subsampling}),
-                   "reference": rule, "arm_eq_error": _eq_error(arm), "exact_eq_error": _eq_error(reference)}
-        rows += [{"metric": metric, "label": REPORT_METRICS[metric], **arm_row,
-                  **compare(reference[metric].to_numpy(float), arm[metric].to_numpy(float), confidence, alpha)}
-                 for metric in metrics]
+        rows += [row for reference in _references(arm_key, exact)
+                 for row in _against(name, arm_key, arm, reference, metrics, alpha, confidence)]
     return rows
+
+
+def _references(key: arms.ArmKey, exact: list[tuple[arms.ArmKey, pd.DataFrame]]) -> list[tuple]:
+    """The references of the arm ``key`` as ``(key, trials, rule)``: its same-size reference, else the nearest; and
+    for an approximate arm with a same-size reference also the paper's pair, the nearest exact size besides."""
+    first = arms.reference_of(key, exact)
+    others = [(ref, trials) for ref, trials in exact if ref[0] != key[0]]
+    approximate = not key[1] and key[2] == ARM_DEFAULTS["relaxation"]
+    if first[2] != arms.SAME_SIZE or not approximate or not others:
+        return [first]
+    return [first, (*arms.reference_of(key, others)[:2], PAPERS_PAIR)]
+
+
+def _against(name: str, arm_key: arms.ArmKey, arm: pd.DataFrame, against: tuple, metrics: list[str], alpha: float,
+             confidence: float) -> list[dict]:
+    """One arm's rows against one reference ``(key, trials, rule)``, a row per metric."""
+    (ref_size, _, _, ref_subsampling), reference, rule = against
+    size, flag, relaxation, subsampling = arm_key
+    arm_row = {"arm": arms.label({"group": name, "input_size": size, m.EXACT: flag, "relaxation": relaxation,
+                                  "subsampling": subsampling}),
+               "input_size": size, "relaxation": relaxation, "subsampling": subsampling, m.EXACT: flag,
+               "exact_arm": arms.label({"group": name, "input_size": ref_size, m.EXACT: True,
+                                        "subsampling": ref_subsampling}),
+               "reference": rule, "arm_eq_error": _eq_error(arm), "exact_eq_error": _eq_error(reference)}
+    return [{"metric": metric, "label": REPORT_METRICS[metric], **arm_row,
+             **compare(reference[metric].to_numpy(float), arm[metric].to_numpy(float), confidence, alpha)}
+            for metric in metrics]
 
 
 def _reference_rows(plain: pd.DataFrame, metrics: list[str]) -> list[dict]:
@@ -206,14 +224,21 @@ def _judge(table: pd.DataFrame, alpha: float) -> float:
     table["p_adjusted"] = st.holm(table["p_value"].to_numpy(float))
     tested = table["p_adjusted"].notna()
     level = alpha / int(tested.sum()) if tested.any() else math.nan
-    table.loc[tested, "detectable"] = [
-        st.detectable_difference(row.exact_n, row.arm_n, _pooled_std(row), level) for row in table[tested].itertuples()]
-    table.loc[tested, "seeds_needed"] = [
-        st.seeds_needed(row.diff, _pooled_std(row), level) for row in table[tested].itertuples()]
+    welch = tested & (table["note"] != PERMUTED)  # the power is Welch's test's
+    table.loc[welch, "detectable"] = [
+        st.detectable_difference(row.exact_n, row.arm_n, _pooled_std(row), level) for row in table[welch].itertuples()]
+    table.loc[welch, "seeds_needed"] = [
+        st.seeds_needed(row.diff, _pooled_std(row), level) for row in table[welch].itertuples()]
+    # no difference of accuracies exceeds SPAN: say how many seeds would detect one that large instead
+    beyond = table["detectable"] > SPAN
+    table.loc[beyond, "seeds_to_detect"] = [
+        st.seeds_needed(SPAN, _pooled_std(row), level) for row in table[beyond].itertuples()]
+    table.loc[beyond, "detectable"] = math.nan
     significant = tested & (table["p_adjusted"] < alpha)
     wins = [arm_wins(relaxation) for relaxation in table["relaxation"]]
-    table["verdict"] = np.where(table["exact_arm"] == "", REFERENCE, np.where(~significant, INCONCLUSIVE, np.where(
-        table["diff"] > 0, wins, EXACT_WINS)))
+    table["verdict"] = np.where(table["exact_arm"] == "", REFERENCE, np.where(
+        table["note"] == UNDEFINED, NOT_APPLICABLE, np.where(~significant, INCONCLUSIVE, np.where(
+            table["diff"] > 0, wins, EXACT_WINS))))
     return level
 
 
@@ -221,37 +246,6 @@ def arm_wins(relaxation: str) -> str:
     """The verdict word of an arm that beats its reference: ``approx wins`` for an approximate size, ``<relaxation>
     wins`` (``rpp wins``) for a relaxed net."""
     return APPROX_WINS if relaxation == arms.ARM_DEFAULTS["relaxation"] else f"{relaxation} wins"
-
-
-def compare(exact: np.ndarray, approx: np.ndarray, confidence: float = 0.95, alpha: float = 0.05) -> dict[str, Any]:
-    """One row's statistics: arm means, sample stds (ddof 1) and counts (NaNs dropped), ``diff`` = approx - exact,
-    Welch's interval and p-value (an exact permutation test's p where neither arm varies and the seeds suffice for
-    it to reach ``alpha``); NaN p and interval with the reason in ``note`` when there is no test."""
-    exact, approx = exact[~np.isnan(exact)], approx[~np.isnan(approx)]
-    n1, n2 = len(exact), len(approx)
-    mean1, mean2 = st.mean(exact), st.mean(approx)
-    sd1, sd2 = st.sample_std(exact), st.sample_std(approx)
-    row = {"exact_mean": mean1, "exact_std": sd1, "exact_n": n1, "arm_mean": mean2, "arm_std": sd2, "arm_n": n2,
-           "diff": mean2 - mean1, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan,
-           "p_adjusted": math.nan, "detectable": math.nan, "seeds_needed": math.nan, "verdict": INCONCLUSIVE,
-           "note": ""}
-    if n1 < 2 or n2 < 2:
-        row["note"] = _few_seeds(n1, n2)
-    elif sd1 == sd2 == 0 and st.smallest_permutation_p(n1, n2) >= alpha:
-        row["note"] = "neither arm varies across seeds, so the t-test is undefined; means only"
-    elif sd1 == sd2 == 0:
-        row.update(p_value=st.permutation_test(*_as_read(exact, approx)), note=PERMUTED)
-    else:
-        low, high, p = st.welch(exact, approx, confidence)
-        row.update(ci_low=low, ci_high=high, p_value=p)
-    return row
-
-
-def _as_read(exact: np.ndarray, approx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two arms without spread as float32 resolution reads them: each its mean repeated, one value if they agree."""
-    pooled = np.concatenate([exact, approx])
-    means = [st.mean(pooled)] * 2 if st.sample_std(pooled) == 0 else [st.mean(exact), st.mean(approx)]
-    return np.full(len(exact), means[0]), np.full(len(approx), means[1])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -385,15 +379,6 @@ def format_value(value: Any) -> str:
 
 def _pooled_std(row: Any) -> float:
     return st.pooled_std(row.exact_n, row.exact_std, row.arm_n, row.arm_std)
-
-
-def _few_seeds(n_exact: int, n_approx: int) -> str:
-    if n_exact == n_approx == 1:
-        return "with one seed per arm there is no test; means only"
-    if n_exact == 0 or n_approx == 0:
-        return f"the {'exact' if n_exact == 0 else 'approximate'} arm has no value for this metric; no test"
-    arm = "exact" if n_exact < 2 else "approximate"
-    return f"with one seed in the {arm} arm its spread is unknown, so there is no test; means only"
 
 
 def count_of(n: int, noun: str) -> str:

@@ -11,9 +11,12 @@ import pytest
 from scipy import stats
 
 from equisweep.pipeline.report import arms
+from equisweep.pipeline.report import comparison as cmp
+from equisweep.pipeline.report import figures as fg
 from equisweep.pipeline.report import stats as st
 from equisweep.pipeline.report import text as tx
 from equisweep.pipeline.report import verdict as v
+from tests.helpers import run_python
 
 METRICS = list(v.REPORT_METRICS)
 REGIMES = ("none", "gaussian(45,20)")
@@ -258,6 +261,7 @@ def test_zero_spread_in_both_arms_is_not_tested():
     assert (table["verdict"] == "inconclusive").all() and table["p_value"].isna().all()
     assert table["diff"].to_numpy() == pytest.approx([0.05] * 4)
     assert table["note"].str.contains("neither arm varies").all()
+    assert table["note"].str.endswith("(at best 0.1): means only, too few seeds").all()
     assert "p4 29 approx is not tested (means only) against p4 28 exact" in tx.summary_paragraph(verdicts)
     # float32 rounding is not seed noise: an orbit mean of 0.5 over seeds that reads 0.49999997 in one of them
     rounded = [{**row, "test_acc_orbit": np.float32(0.5) - np.float32(3e-8) * (row["seed"] == 1)} for row in rows]
@@ -360,19 +364,17 @@ def test_markdown_table(results, verdicts):
 
 
 def test_the_verdict_and_its_statistics_import_no_training_code():
-    for module in (v, st, arms):
+    for module in (v, st, arms, cmp):
         tree = ast.parse(Path(module.__file__).read_text())
         imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}
         imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert imported <= {"__future__", "itertools", "math", "collections", "dataclasses", "types", "typing",
                             "numpy", "pandas", "scipy", "equisweep"}, module.__name__
-    from_equisweep = {node.module for module in (v, st, arms) for node in ast.walk(ast.parse(
-        Path(module.__file__).read_text())) if isinstance(node, ast.ImportFrom) and node.module.startswith("equisweep")}
-    # train: the metric names and the arms' names only (its package imports nothing); results: pandas and pyarrow;
-    # names: the spelling of groups and regimes, without torch
-    assert from_equisweep == {"equisweep.names", "equisweep.pipeline.report", "equisweep.pipeline.report.arms",
-                              "equisweep.pipeline.train", "equisweep.pipeline.sweep.results"}
+    # what a fresh interpreter loads for the verdict: no torch, no Lightning, no Ray
+    loaded = run_python("import sys; import equisweep.pipeline.report.verdict, equisweep.pipeline.report.text; "
+                        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'ray')))")
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stderr
 
 
 def relaxed_arms(seeds: int = 8, rng_seed: int = 5) -> pd.DataFrame:
@@ -397,7 +399,7 @@ def relaxed_arms(seeds: int = 8, rng_seed: int = 5) -> pd.DataFrame:
 
 def test_each_arm_is_compared_with_the_same_size_reference_else_the_nearest_and_relaxed_arms_name_their_wins():
     verdicts = v.verdict_table(relaxed_arms())
-    table = verdicts.table.set_index(["arm", "metric"])
+    table = verdicts.table[verdicts.table["reference"] != v.PAPERS_PAIR].set_index(["arm", "metric"])
     assert verdicts.conditions == []  # relaxation and subsampling define arms, never conditions
     assert list(table.index.get_level_values("arm").unique()) == [
         "p4 29 approx", "p4 28 relaxed", "p4 28 rpp", "plain CNN 28"]
@@ -412,14 +414,121 @@ def test_each_arm_is_compared_with_the_same_size_reference_else_the_nearest_and_
     assert upright.loc["p4 28 rpp", ["relaxation", "subsampling"]].tolist() == ["rpp", "stride"]
     assert upright.loc["p4 28 rpp", ["arm_eq_error", "exact_eq_error"]].tolist() == pytest.approx([0.235, 0.035])
     summary = tx.summary_paragraph(verdicts)
-    assert "Each arm minus exact accuracy" in summary and "0 approx wins, 0 relaxed wins, 1 rpp wins, 1 exact wins" \
-        in summary
-    assert ("Over all trials: p4 29 approx loses (upright) against p4 29 adaptive exact (same size); p4 28 relaxed "
-            "ties (inconclusive on every metric) and p4 28 rpp wins (upright) against p4 28 exact (same size).") \
-        in summary
+    assert "Each arm minus exact accuracy" in summary and "0 approx wins, 0 relaxed wins, 1 rpp wins, 2 exact wins" \
+        in summary  # the second exact win: p4 29 approx against the paper's pair
+    assert ("Over all trials: p4 29 approx loses (upright) against p4 29 adaptive exact (same size); p4 29 approx "
+            "loses (upright) against p4 28 exact (paper's pair); p4 28 relaxed ties (inconclusive on every metric) "
+            "and p4 28 rpp wins (upright) against p4 28 exact (same size).") in summary
     assert "the rpp network is better on upright by 5.0 points" in summary
+
+
+def test_an_approximate_arm_is_compared_with_its_same_size_reference_and_with_the_papers_pair():
+    verdicts = v.verdict_table(relaxed_arms())
+    table = verdicts.table
+    approx = table[table["arm"] == "p4 29 approx"]
+    # a row per reference and metric, the same size first: exact 29 (adaptive), then exact 28 as the paper pairs them
+    assert list(zip(approx["exact_arm"], approx["reference"])) == [
+        ("p4 29 adaptive exact", "same size")] * 4 + [("p4 28 exact", "paper's pair")] * 4
+    upright = approx[approx["metric"] == "test_acc_upright"].set_index("reference")
+    assert upright.loc["same size", "diff"] == pytest.approx(-0.03, abs=0.01)
+    assert upright.loc["paper's pair", "diff"] == pytest.approx(-0.05, abs=0.01)
+    exact28 = relaxed_arms().query("input_size == 28 and relaxation == 'none' and group == 'p4'")["test_acc_upright"]
+    assert upright.loc["paper's pair", "exact_mean"] == pytest.approx(exact28.mean())
+    # relaxed arms have no paper's pair: only their same-size reference
+    assert set(table.loc[table["relaxation"] != "none", "reference"]) == {"same size"}
+    assert verdicts.level == pytest.approx(0.05 / table["p_value"].notna().sum()) and len(table) == 5 * 4
     shown = tx.display_table(verdicts)
-    assert set(shown.loc[shown["arm"] == "p4 29 approx", "exact arm"]) == {"p4 29 adaptive exact (same size)"}
+    assert list(dict.fromkeys(shown.loc[shown["arm"] == "p4 29 approx", "exact arm"])) == [
+        "p4 29 adaptive exact (same size)", "p4 28 exact (paper's pair)"]
+    summary = tx.summary_paragraph(verdicts)
+    assert "p4 29 approx (8 seeds) vs p4 29 adaptive exact (8 seeds, same size): the exact network is better" in summary
+    assert "p4 29 approx (8 seeds) vs p4 28 exact (8 seeds, paper's pair): the exact network is better" in summary
+    assert "(paper's pair: 28 against 29, as the paper compares them)" in tx.verdict_intro(verdicts, "mnist")
+    # the gap map gives each reference its own row; the relaxation-gain plot one point per arm
+    ticks = [t.get_text() for t in fg.gap_map(table, conditions=verdicts.conditions).axes[0].get_yticklabels()]
+    assert ticks == ["p4 29 approx, vs p4 29 adaptive exact", "p4 29 approx, vs p4 28 exact",
+                     "p4 28 relaxed, vs p4 28 exact", "p4 28 rpp, vs p4 28 exact"]
+    gains = fg.relaxation_gain(table).axes[0]
+    assert [bars.get_label() for bars in gains.containers] == [
+        f"{arm} · all trials" for arm in ("p4 29 approx", "p4 28 relaxed", "p4 28 rpp")]
+
+
+def _two_arms(exact: dict[str, list[float]], approx: dict[str, list[float]]) -> pd.DataFrame:
+    """p4 exact at 28 and approximate at 29 with the given values per metric, one trial per seed (others 0.9)."""
+    rows = []
+    for size, values in ((28, exact), (29, approx)):
+        seeds = len(next(iter(values.values())))
+        for seed in range(seeds):
+            metrics = dict.fromkeys(METRICS, 0.9 + 0.01 * seed) | {k: vals[seed] for k, vals in values.items()}
+            rows.append(_row(len(rows), len(rows), "p4", size, "none", seed, metrics))
+    return pd.DataFrame(rows)
+
+
+def test_intervals_stay_within_100_points_and_too_few_seeds_say_so():
+    # two seeds a side: Welch's interval of this -77-point gap runs to about -265 points
+    two = v.verdict_table(_two_arms({"test_acc_upright": [0.95, 0.99]}, {"test_acc_upright": [0.05, 0.35]}))
+    upright = two.table.set_index("metric").loc["test_acc_upright"]
+    low, high, _ = st.welch(np.array([0.95, 0.99]), np.array([0.05, 0.35]), 0.95)
+    assert low < -2.5 and (upright.ci_low, upright.ci_high) == (-1.0, pytest.approx(min(high, 1.0)))
+    assert upright.note == "with 2 seeds in an arm the t-interval is too wide to mean anything"
+    pooled = st.pooled_std(2, upright.exact_std, 2, upright.arm_std)
+    assert st.detectable_difference(2, 2, pooled, two.level) > 1 and math.isnan(upright.detectable)
+    needed = upright.seeds_to_detect  # the fewest seeds per arm that detect a 100-point difference with 80 % power
+    assert needed == st.seeds_needed(1.0, pooled, two.level) and needed > 2
+    assert st.detectable_difference(needed, needed, pooled, two.level) <= 1 < st.detectable_difference(
+        needed - 1, needed - 1, pooled, two.level)
+    shown = tx.display_table(two).set_index("metric").loc["upright"]
+    assert shown["diff [95% CI] (points)"] == f"{upright['diff'] * 100:+.2f} (too few seeds for an interval)"
+    assert shown["detectable (points)"] == f"more seeds needed (≥ {needed:.0f})"
+    summary = tx.summary_paragraph(two)
+    assert ("upright (-77.0 points, no interval: 2 seeds in an arm are too few for one; these seeds detect no "
+            f"difference within 100 points, {needed:.0f} seeds per arm would)") in summary
+    # three seeds: the interval means something, but not beyond what a difference of accuracies can be
+    three = v.verdict_table(_two_arms({"test_acc_upright": [0.95, 0.97, 0.99]},
+                                      {"test_acc_upright": [0.05, 0.5, 0.95]})).table.iloc[0]
+    assert three.ci_low == -1.0 and -1.0 < three.ci_high < 1.0 and three.note == ""
+    for table in (two, v.verdict_table(relaxed_arms())):
+        intervals = table.table[["ci_low", "ci_high"]].to_numpy(float)
+        assert (np.abs(intervals[~np.isnan(intervals)]) <= 1).all()
+        assert not (table.table["detectable"] > 1).any()
+
+
+@pytest.mark.parametrize("seeds", [2, 5])
+def test_an_arm_without_spread_gets_the_permutation_test_once_the_seeds_can_reach_alpha(seeds):
+    # the exact net at chance on every seed (no spread), the approximate one learns (some spread)
+    exact = {metric: [0.5] * seeds for metric in METRICS}
+    approx = {metric: [0.95 + 0.01 * seed for seed in range(seeds)] for metric in METRICS}
+    verdicts = v.verdict_table(_two_arms(exact, approx))
+    table = verdicts.table
+    assert (table["exact_std"] == 0).all() and (table["arm_std"] > 0).all()
+    assert table["ci_low"].isna().all() and table["detectable"].isna().all()
+    if seeds == 2:  # at best p = 1/3 over 2 + 2 seeds: Welch's 1-df test on one arm's spread is no answer either
+        assert table["p_value"].isna().all() and (table["verdict"] == "inconclusive").all()
+        assert table["note"].str.startswith("an arm does not vary across seeds and 2 + 2 seeds are too few").all()
+        assert "means only, too few seeds" in tx.summary_paragraph(verdicts)
+    else:
+        p = st.permutation_test([0.5] * seeds, approx["test_acc_upright"])
+        assert p == pytest.approx(2 / math.comb(2 * seeds, seeds))  # only the observed split and its mirror
+        assert table["p_value"].to_numpy() == pytest.approx([p] * 4) and (table["note"] == cmp.PERMUTED).all()
+        assert (table["verdict"] == "approx wins").all()  # Holm over 4 rows: 4 * 2/252 < 0.05
+
+
+def test_a_metric_neither_arm_has_is_never_compared():
+    results = planted(seeds=4)
+    results["test_acc_orbit"] = np.nan  # undefined for these data (no transformed label), in every trial
+    verdicts = v.verdict_table(results)
+    table = verdicts.table
+    orbit = table[(table["metric"] == "test_acc_orbit") & (table["verdict"] != "reference")]
+    assert len(orbit) == 4 and (orbit["verdict"] == "n/a").all()
+    assert orbit[["p_value", "p_adjusted", "diff", "ci_low", "detectable", "seeds_needed"]].isna().all().all()
+    assert verdicts.level == pytest.approx(0.05 / 12)  # three metrics x two arms x two regimes tested, orbit not
+    shown = tx.display_table(verdicts)
+    row = shown[(shown["metric"] == "orbit") & (shown["verdict"] != "reference")].iloc[0]
+    assert (row["mean ± std (n)"], row["exact mean ± std (n)"], row["diff [95% CI] (points)"], row["verdict"]) == (
+        "n/a", "n/a", "n/a", "n/a")
+    summary = tx.summary_paragraph(verdicts)
+    assert "Not applicable under train_symmetry=none: orbit (neither arm has the metric" in summary
+    assert "nan" not in summary and "orbit" not in summary.split("Not applicable")[0]
 
 
 def test_without_the_same_size_reference_an_arm_falls_back_to_the_nearest_exact_size():
@@ -439,7 +548,7 @@ def test_arms_without_spread_and_enough_seeds_get_an_exact_permutation_test(seed
     smallest = 2 / math.comb(2 * seeds, seeds)  # only the observed split and its mirror separate 0.9 from 0.95
     assert table["p_value"].to_numpy() == pytest.approx([smallest] * 4)
     assert table["p_adjusted"].to_numpy() == pytest.approx([4 * smallest] * 4)  # Holm over the four metrics
-    assert (table["verdict"] == verdict).all() and (table["note"] == v.PERMUTED).all()
+    assert (table["verdict"] == verdict).all() and (table["note"] == cmp.PERMUTED).all()
     assert table["ci_low"].isna().all() and table["detectable"].isna().all() and table["seeds_needed"].isna().all()
     summary = tx.summary_paragraph(verdicts)
     assert "(4 exact permutation tests over seeds, Holm-adjusted at alpha = 0.05)" in summary

@@ -43,9 +43,10 @@ def select(table: pd.DataFrame, columns: Sequence[str], key: tuple) -> pd.DataFr
 
 
 def row_label(conditions: Sequence[str], row: tuple) -> str:
-    """``none, p4 29 approx, lr=0.01``: names as they are, numbers with their column."""
-    parts = [str(v) if c in (REGIME, "group", "arm") or isinstance(v, str) else f"{c}={format_value(v)}"
-             for c, v in zip(conditions, row)]
+    """``none, p4 29 approx, lr=0.01``: names as they are, numbers with their column, a reference as ``vs p4 28
+    exact``."""
+    parts = [f"vs {v}" if c == "exact_arm" else str(v) if c in (REGIME, "group", "arm") or isinstance(v, str)
+             else f"{c}={format_value(v)}" for c, v in zip(conditions, row)]
     return ", ".join(parts) or "all"
 
 

@@ -71,6 +71,8 @@ def gap_map(table: pd.DataFrame, conditions: Sequence[str] | None = None, metric
     if table.empty:
         raise UserError("gap_map: the verdict table is empty")
     keys = [*conditions, "arm"] if "arm" in table and "arm" not in conditions else conditions
+    if "exact_arm" in table and "arm" in keys and table.duplicated([*keys, "metric"]).any():
+        keys = [*keys, "exact_arm"]  # an arm against two references (same size, the paper's pair): a row each
     if table.duplicated([*keys, "metric"]).any():
         raise UserError(f"gap_map: several rows per ({', '.join([*keys, 'metric'])}); pass every condition "
                         "column that tells them apart as conditions=[...]")

@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from equisweep.errors import UserError
 from equisweep.pipeline.report import arms as a
 from equisweep.pipeline.report.figures import common
-from equisweep.pipeline.report.verdict import ALL_TRIALS
+from equisweep.pipeline.report.verdict import ALL_TRIALS, PAPERS_PAIR
 
 
 def relaxation_gain(table: pd.DataFrame, colours: dict[str, str] | None = None, metrics: Sequence[str] | None = None,
@@ -25,10 +25,13 @@ def relaxation_gain(table: pd.DataFrame, colours: dict[str, str] | None = None, 
     x the arm's mean ``eq_error`` over seeds (log scale; values below ``floor``, an arm that stayed exact, drawn at
     it, a dotted line marks it), y its mean accuracy minus its reference's in points, error bars its confidence
     interval where it was tested. Colour: the arm (``colours``, see ``arms.colours``; the palette in table order
-    otherwise); marker: the condition (training regime, dataset, ...). Reference rows are left out.
+    otherwise); marker: the condition (training regime, dataset, ...). Reference rows and the paper's-pair rows of
+    an arm that has a same-size reference are left out.
     """
     common.require(table, ["condition", "metric", "arm", "diff", "arm_eq_error"], "relaxation_gain")
     rows = table[(table["verdict"] != "reference") & table["arm_eq_error"].notna()] if "verdict" in table else table
+    if "reference" in rows:  # one point per arm: its own reference, not the paper's pair beside it
+        rows = rows[rows["reference"] != PAPERS_PAIR]
     if rows.empty:
         raise UserError("relaxation_gain: no compared arm has a measured equivariance error (eq_error)")
     metrics = [c for c in (metrics or common.ACCURACY_METRICS) if c in set(rows["metric"])]
