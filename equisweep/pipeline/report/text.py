@@ -176,8 +176,8 @@ def verdict_intro(verdicts: Verdicts, context: str) -> str:
     """What the verdict table shows and how to read it; ``context`` says dataset, epochs and seeds."""
     permuted = " (an exact permutation test where an arm does not vary)" if (
         verdicts.table["note"] == PERMUTED).any() else ""
-    papers = (f" and, for an approximate arm, also the exact arm of the nearest other size ({PAPERS_PAIR}: 28 "
-              "against 29, as the paper compares them)" if (verdicts.table["reference"] == PAPERS_PAIR).any() else "")
+    papers = (f" and, for an approximate arm, also the exact arm of the nearest other size ({PAPERS_PAIR}, as the "
+              "paper compares them)" if (verdicts.table["reference"] == PAPERS_PAIR).any() else "")
     return (f"Each arm (an equivariant network at an input size where it is only approximately "
             f"equivariant, or a relaxed one) against the exact reference of its condition, per metric: "
             f"the exact, unrelaxed arm of the same input size where there is one (same size){papers}, else of "

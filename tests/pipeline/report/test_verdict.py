@@ -443,7 +443,7 @@ def test_an_approximate_arm_is_compared_with_its_same_size_reference_and_with_th
     summary = tx.summary_paragraph(verdicts)
     assert "p4 29 approx (8 seeds) vs p4 29 adaptive exact (8 seeds, same size): the exact network is better" in summary
     assert "p4 29 approx (8 seeds) vs p4 28 exact (8 seeds, paper's pair): the exact network is better" in summary
-    assert "(paper's pair: 28 against 29, as the paper compares them)" in tx.verdict_intro(verdicts, "mnist")
+    assert "nearest other size (paper's pair, as the paper compares them)" in tx.verdict_intro(verdicts, "mnist")
     # the gap map gives each reference its own row; the relaxation-gain plot one point per arm
     ticks = [t.get_text() for t in fg.gap_map(table, conditions=verdicts.conditions).axes[0].get_yticklabels()]
     assert ticks == ["p4 29 approx, vs p4 29 adaptive exact", "p4 29 approx, vs p4 28 exact",
