@@ -1,4 +1,9 @@
-"""Test accuracy against test rotation angle, one panel per training regime, one curve per arm."""
+"""Test accuracy against test rotation angle, one panel per training regime, one curve per arm.
+
+An angle at which the data leaves the label undefined (its source's label action: a 6 turned by 90 degrees is
+neither class of mnist6-180) has no accuracy in the table: only defined angles are drawn, and no line crosses one
+that is missing.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
 
     Each curve is the mean over seeds with a shaded band of ± one standard deviation (none where an angle has a single
     seed). x runs 0..360 degrees with ticks every 45; with ``close_circle`` the 0-degree value is repeated at 360; where
-    ``dataset`` varies, one panel per dataset and regime. Under each panel, on its own small axis (labelled
+    ``dataset`` varies, one panel per dataset and regime. A curve breaks where angles of the sweep are missing (their
+    labels undefined), leaving the defined ones as marked points. Under each panel, on its own small axis (labelled
     ``DENSITY_AXIS``, sharing x), what the regime trains on: a Gaussian's density wrapped onto [0, 360) (per degree),
     uniform's flat density, marks at the quarter turns for c4/d4 and at 0 for none/flip, so the accuracy axis carries
     accuracies only. ``arms`` overrides ``arms.arm_columns``; colours follow ``arms.colours``.
@@ -52,12 +58,13 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
     fig = Figure(layout="constrained")
     axes, density_axes = _axes(fig, len(regimes))
     scale = 100.0 if percent else 1.0
+    step = _sweep_step(data["angle"])
     for ax, density_ax, regime in zip(axes, density_axes, regimes):
         in_regime = select(data, data_columns, regime)
         for key in all_arms:
             arm = select(in_regime, columns, key)
             if not arm.empty:
-                _curve(ax, arm, scale, close_circle, colours[key], styles[key], labels[key])
+                _curve(ax, arm, scale, step, close_circle, colours[key], styles[key], labels[key])
         _training_angles(density_ax, regime[-1])
         ax.set_title(f"{regime[0]} · " * datasets + f"trained: {regime[-1]}", fontsize=10)
         _style(ax, density_ax, percent)
@@ -80,6 +87,13 @@ def _by_angle(table: pd.DataFrame, angles: pd.DataFrame, columns: list[str]) -> 
     return data
 
 
+def _sweep_step(angles: pd.Series) -> float:
+    """The spacing of the test angles: the smallest gap between two tested in any trial, at most a quarter turn (the
+    coarsest grid on which two defined angles can be neighbours)."""
+    gaps = np.diff(np.unique(np.append(angles.to_numpy(dtype=float), 360.0)))
+    return float(min(gaps.min(), 90.0))
+
+
 def _axes(fig: Figure, n: int) -> tuple[list, list]:
     """``n`` accuracy axes sharing y, each with a small training-angle axis under it sharing its x."""
     nrows, ncols = grid(n)
@@ -94,8 +108,10 @@ def _axes(fig: Figure, n: int) -> tuple[list, list]:
     return axes, density_axes
 
 
-def _curve(ax, arm: pd.DataFrame, scale: float, close_circle: bool, colour: str, style: str, label: str) -> None:
-    """One arm's mean accuracy over seeds per angle, with a band of ± one std where an angle has several seeds."""
+def _curve(ax, arm: pd.DataFrame, scale: float, step: float, close_circle: bool, colour: str, style: str,
+           label: str) -> None:
+    """One arm's mean accuracy over seeds per angle, with a band of ± one std where an angle has several seeds; a gap
+    wider than ``step`` (an angle left out) breaks the line."""
     stats = arm.groupby("angle")["accuracy"].agg(["mean", "std", "count"]).sort_index()
     x = stats.index.to_numpy(dtype=float)
     mean, std = stats["mean"].to_numpy() * scale, stats["std"].to_numpy() * scale
@@ -103,7 +119,10 @@ def _curve(ax, arm: pd.DataFrame, scale: float, close_circle: bool, colour: str,
     if close_circle and len(x) > 1 and x[0] == 0.0:
         x, mean, std, count = (np.append(x, 360.0), np.append(mean, mean[0]), np.append(std, std[0]),
                                np.append(count, count[0]))
-    ax.plot(x, mean, color=colour, linestyle=style, linewidth=1.6, marker="o" if len(x) <= 12 else None,
+    gaps = np.flatnonzero(np.diff(x) > step * (1 + 1e-9)) + 1
+    if gaps.size:  # NaN between two defined angles: matplotlib draws neither line nor band across it
+        x, mean, std, count = (np.insert(v.astype(float), gaps, np.nan) for v in (x, mean, std, count))
+    ax.plot(x, mean, color=colour, linestyle=style, linewidth=1.6, marker="o" if len(x) <= 12 or gaps.size else None,
             markersize=3, label=label, gid=f"arm:{label}")
     spread = count > 1
     if spread.any():
