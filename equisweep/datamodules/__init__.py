@@ -1,4 +1,6 @@
-"""LightningDataModules with training-symmetry regimes; the evaluation views live in ``pipeline.module``.
+"""Data: one LightningDataModule for every source (``datamodule.py``), the sources as records (``sources.py``: files,
+splits, statistics and the label action that says which label a turned test image has) and the training-symmetry
+regimes (``regimes.py``). The evaluation views themselves are applied by ``pipeline.train.module``.
 
 The names load on first use, so validating a run's settings (regimes, sources) never imports Lightning: a bad
 setting is refused in the time it takes to import torch.
