@@ -7,11 +7,13 @@ hyperparameters, its recipe goes in, so a checkpoint of a module given a recipe 
 ``load_from_checkpoint(path)`` alone. It keeps one torchmetrics object per stage and per evaluation view, and never
 moves tensors itself. Test batches are expected upright and normalised; each view (a rotation,
 optionally after a mirror) is applied here, exactly (``rot90``/``flip``) for multiples of 90 degrees, with
-``background`` filling the corners otherwise.
+``background`` filling the corners otherwise, and scored against the labels the test data's ``label_action`` gives
+the turned images: a view whose labels it leaves undefined is skipped, and a metric with no view left is NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from equisweep.datamodules.label_action import INVARIANT
 from equisweep.datamodules.regimes import angle_grid, rotate
 from equisweep.groups import P4, reference_group
 from equisweep.models import build_model
@@ -147,24 +150,36 @@ class EquivarianceClassifier(pl.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        for view in self.views:
-            self.test_acc[view.name].update(self(view.apply(x, self.background)), y)
+        for view, labels in self.view_labels(y):
+            self.test_acc[view.name].update(self(view.apply(x, self.background)), labels)
+
+    def view_labels(self, labels: Tensor) -> list[tuple[View, Tensor]]:
+        """Each test view whose labels the test data defines, with those labels (its datamodule's ``label_action``;
+        labels are invariant without one): where labels break the symmetry, a turned image may be another class, or
+        none."""
+        action = getattr(self.trainer.datamodule, "label_action", INVARIANT)
+        turned = [(view, action.relabel(labels, view.angle, view.mirror)) for view in self.views]
+        return [(view, moved) for view, moved in turned if moved is not None]
 
     def on_test_epoch_end(self) -> None:
-        self.test_results = self.summarise({view: float(self.test_acc[view.name].compute()) for view in self.views})
+        self.test_results = self.summarise({view: float(self.test_acc[view.name].compute()) for view in self.views
+                                            if self.test_acc[view.name].update_called})
         for metric in self.test_acc.values():
             metric.reset()
         self.log_dict({k: v for k, v in self.test_results.items() if isinstance(v, float)})
 
     def summarise(self, acc: dict[View, float]) -> dict:
-        """The protocol's test metrics from the accuracy of every view: upright, orbit mean, angle sweep."""
-        by_angle = {a: acc[v] for a, v in zip(self.hparams.eval_angles, self.angle_views)}
+        """The protocol's test metrics from the accuracy of every view scored: upright, orbit mean, angle sweep. A view
+        missing from ``acc`` (its labels undefined) is left out: of the orbit, of the sweep, of its mean and minimum,
+        which are NaN when no view is left."""
+        by_angle = {a: acc[v] for a, v in zip(self.hparams.eval_angles, self.angle_views) if v in acc}
+        orbit = [acc[v] for v in self.orbit if v in acc]
         return {
             m.TEST_ACC_UPRIGHT: acc[self.upright],
-            m.TEST_ACC_ORBIT: sum(acc[v] for v in self.orbit) / len(self.orbit),
+            m.TEST_ACC_ORBIT: sum(orbit) / len(orbit) if orbit else math.nan,
             m.TEST_ACC_BY_ANGLE: by_angle,
-            m.TEST_ACC_MEAN_ANGLES: sum(by_angle.values()) / len(by_angle),
-            m.TEST_ACC_MIN_ANGLES: min(by_angle.values()),
+            m.TEST_ACC_MEAN_ANGLES: sum(by_angle.values()) / len(by_angle) if by_angle else math.nan,
+            m.TEST_ACC_MIN_ANGLES: min(by_angle.values(), default=math.nan),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -117,16 +117,16 @@ class PackedClassifier(EquivarianceClassifier):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        for i, view in enumerate(self.views):
+        for view, labels in self.view_labels(y):
             seen = view.apply(x.flatten(0, 1), self.background).view_as(x)
-            correct = (self(seen).argmax(-1) == y).sum(1)
-            self._test[i] += torch.stack([correct, torch.full_like(correct, y.shape[1])]).cpu()
+            correct = (self(seen).argmax(-1) == labels).sum(1)
+            self._test[self.views.index(view)] += torch.stack([correct, torch.full_like(correct, y.shape[1])]).cpu()
 
     def on_test_epoch_end(self) -> None:
         correct, seen = self._test.clone().unbind(1)  # [views, K] each
         self._test.zero_()
-        self.copy_test_results = [self.summarise({v: float(a) for v, a in zip(self.views, acc)})
-                                  for acc in (correct.float() / seen.float()).T]
+        self.copy_test_results = [self.summarise({v: float(a) for v, a, n in zip(self.views, acc, count) if n})
+                                  for acc, count in zip((correct.float() / seen.float()).T, seen.T)]  # n = 0: undefined
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["packed_copies"] = {name: getattr(self, name) for name in _PER_COPY_STATE}

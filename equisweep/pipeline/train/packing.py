@@ -26,6 +26,7 @@ from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
 from equisweep.datamodules.datamodule import EquiDataModule
+from equisweep.datamodules.label_action import LabelAction
 from equisweep.files import write_atomically
 from equisweep.models import relaxation_diagnostics
 from equisweep.models.packed import PackedModel
@@ -60,6 +61,10 @@ class PackedDataModule(pl.LightningDataModule):
     def __init__(self, datamodules: Sequence[EquiDataModule]) -> None:
         super().__init__()
         self.datamodules = list(datamodules)
+
+    @property
+    def label_action(self) -> LabelAction:
+        return self.datamodules[0].label_action  # the copies differ only in their seed
 
     def prepare_data(self) -> None:
         for dm in self.datamodules:
