@@ -61,7 +61,8 @@ class StepClock(pl.Callback):
 def cell(preset: str, device: torch.device, precision: str) -> RunConfig:
     """The preset's first p4 cell at its input size, on the embedded digits, with the c4 regime."""
     sweep = load_sweep(SWEEPS / f"{preset}.yaml")
-    first = next(c.config for c in sweep.cells if c.config.group == "p4" and c.config.subsampling == "stride")
+    first = next(c.config for c in sweep.cells
+                 if c.config.model.group == "p4" and c.config.model.subsampling == "stride")
     return first.model_copy(update=dict(dataset="mnist5k", train_symmetry="c4", num_workers=0, precision=precision,
                                         accelerator="gpu" if device.type == "cuda" else "cpu"))
 
@@ -76,8 +77,8 @@ def seconds_per_step(configs: list[RunConfig], steps: int, warmup: int, device: 
         datamodule = PackedDataModule(datamodules)
         module = PackedClassifier(PackedModel(nets), datamodules[0].num_classes, **options)
     clock = StepClock(warmup, device)
-    trainer = pl.Trainer(max_steps=warmup + steps, accelerator=configs[0].accelerator, devices=1,
-                         precision=configs[0].precision, logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_steps=warmup + steps, accelerator=configs[0].hardware.accelerator, devices=1,
+                         precision=configs[0].hardware.precision, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0, callbacks=[clock])
     trainer.fit(module, datamodule=datamodule)
@@ -120,7 +121,7 @@ def main() -> None:
         train_images = len(datamodule.splits["train"][0])
     else:
         train_images = PAPER_TRAIN_IMAGES
-    run_steps = config.epochs * math.ceil(train_images / config.batch_size)
+    run_steps = config.optim.epochs * math.ceil(train_images / config.data.batch_size)
     alone = separate_seconds(config, args, device)
     rows = []
     for k in args.packs:
@@ -131,7 +132,7 @@ def main() -> None:
                      "separate_runs_h": separate_rate, "packed_runs_h": packed_rate,
                      "speedup": packed_rate / separate_rate})
     clock = "synchronised wall" if device.type == "cuda" else "CPU time"
-    header = (f"{device_line(device)} clock={clock} preset={args.preset} batch={config.batch_size} "
+    header = (f"{device_line(device)} clock={clock} preset={args.preset} batch={config.data.batch_size} "
               f"precision={args.precision} separate={args.concurrent} at once steps={args.steps} "
               f"run={run_steps} steps")
     table = write_table(f"bench_pack_{args.preset}", header, rows, list(rows[0]), [3, 12, 10, 16, 14, 8])

@@ -228,8 +228,9 @@ def main() -> None:
     try:
         quick_data = yaml.safe_load(QUICK.read_text())
         quick = load_sweep(QUICK, {"storage": str(tmp / "quick"), "wandb": {"mode": "disabled"}})
-        cell = next(c for c in quick.cells if c.config.group == "p4")
-        print(f"cell: {cell.overrides} epochs={cell.config.epochs} batch={cell.config.batch_size}", flush=True)
+        cell = next(c for c in quick.cells if c.config.model.group == "p4")
+        print(f"cell: {cell.overrides} epochs={cell.config.optim.epochs} batch={cell.config.data.batch_size}",
+              flush=True)
 
         print(f"in-process baseline: {args.runs} run_one calls, 1 thread ...", flush=True)
         inproc = _inprocess(cell.config, args.runs, tmp)
@@ -307,7 +308,7 @@ def main() -> None:
     runtime = time.perf_counter() - bench_start
     header = (f"cpu cores={os.cpu_count()} threads/trial=1 (inproc {inproc['threads']}) torch={torch.__version__}"
               f" ray={ray.__version__} cell={json.dumps(cell.overrides, separators=(',', ':'))}"
-              f" epochs={cell.config.epochs} trials={args.trials} runs={args.runs}"
+              f" epochs={cell.config.optim.epochs} trials={args.trials} runs={args.runs}"
               f" load1={'/'.join(f'{v:.1f}' for v in load.values())}"
               " (first vs imports+first run_one; steady vs warm run_one; cpu: the trial's worker process)")
     columns = ["case", "wall_s", "cpu_s", "tune/inproc", "cpu_ratio", "trials_per_h"]

@@ -104,12 +104,10 @@ def _run_default(flag: str) -> Any:
     """``RunConfig``'s default for the setting ``flag`` sets (None: no fixed default, or no such setting)."""
     from equisweep.pipeline.train.config import RunConfig
 
-    schema: Any = RunConfig
-    *outer, key = _NESTED_FLAGS.get(flag, (flag,))
-    for name in outer:
-        schema = schema.model_fields[name].annotation
-    field = schema.model_fields.get(key)
-    return None if field is None else field.get_default(call_default_factory=True)
+    default: Any = RunConfig().flat()
+    for key in _NESTED_FLAGS.get(flag, (flag,)):
+        default = default.get(key) if isinstance(default, dict) else None
+    return default
 
 
 @app.command(cls=_RunSettingsCommand)
@@ -165,7 +163,7 @@ def train(
 
     flags["wandb"] = {"mode": wandb_mode} if wandb_mode is not None else None
     settings = load_run_config(flags, config)
-    _check_accelerator(settings.accelerator)
+    _check_accelerator(settings.hardware.accelerator)
     problem = unwritable(out)
     if problem:
         raise UserError(f"out: cannot write the run directory {out}: {problem}; pass another --out")

@@ -26,12 +26,13 @@ def classify(run_dir: Path, count: int = 8) -> dict:
     # The same as EquivarianceClassifier.load_from_checkpoint(path).eval()
     module = equisweep.load(run_dir / "checkpoints" / "best.ckpt")
     config = load_run_config({}, run_dir / "config.yaml")  # the run's data: source, input size, split seed
-    datamodule = build_datamodule(config.dataset, config.input_size, data_dir=config.data_dir, seed=config.seed,
-                                  resize_method=config.resize_method)
+    data = config.data
+    datamodule = build_datamodule(data.dataset, data.input_size, data_dir=data.data_dir, seed=config.seed,
+                                  resize_method=data.resize_method)
     datamodule.setup("test")
     with torch.no_grad():  # upright test images, normalised as in training
         classes = module(datamodule.eval_sample(count).to(module.device)).argmax(-1)
-    trainer = pl.Trainer(precision=config.precision, logger=False, enable_progress_bar=False)
+    trainer = pl.Trainer(precision=config.hardware.precision, logger=False, enable_progress_bar=False)
     trainer.test(module, datamodule=datamodule, verbose=False)  # the protocol: upright, orbit, angle sweep
     return {"classes": classes.tolist(), **module.test_results}
 

@@ -75,9 +75,9 @@ def test_every_train_flag_has_help_and_shows_the_run_settings_default():
     assert all(param.help for param in flags), [param.name for param in flags if not param.help]
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
     text = " ".join(result.stdout.replace("│", " ").split())
+    defaults = RunConfig().flat()
     for param in flags:
-        field = RunConfig.model_fields.get(param.name)
-        default = field.get_default(call_default_factory=True) if field is not None else None
+        default = defaults.get(param.name)
         if default is not None:
             assert f"{param.opts[0]} " in text and f"(default: {default})" in text, param.name
     assert "(default: auto)" in text.split("--wandb-mode", 1)[1].split("--", 1)[0]  # nested: wandb.mode

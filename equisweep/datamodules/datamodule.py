@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytorch_lightning as pl
 import torch
@@ -30,8 +31,9 @@ from equisweep.datamodules import sources
 from equisweep.datamodules.label_action import LabelAction
 from equisweep.datamodules.regimes import Regime, parse_regime, transform_batch
 from equisweep.errors import UserError
+from equisweep.pipeline.train.config import ResizeMethod
 
-RESIZE_METHODS = ("resize", "pad", "crop")
+RESIZE_METHODS = get_args(ResizeMethod)
 
 
 def fit_size(x: Tensor, size: int, method: str) -> Tensor:

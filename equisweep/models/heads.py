@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from torch import Tensor, nn
 
 from equisweep.models.pooling import GlobalAvgPool, GroupPool
 
-HEADS = ("coset", "flatten")
+Head = Literal["coset", "flatten"]
+HEADS = get_args(Head)
 
 
 class ClassifierHead(nn.Module):
@@ -24,7 +25,7 @@ class ClassifierHead(nn.Module):
     flatten head sees dropped slots as zero features.
     """
 
-    def __init__(self, kind: Literal["coset", "flatten"], channels: int, group_order: int, num_classes: int,
+    def __init__(self, kind: Head, channels: int, group_order: int, num_classes: int,
                  pool_group_first: bool = True) -> None:
         super().__init__()
         if kind not in HEADS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from typing import Literal, get_args
 
 from torch import nn
 
@@ -19,7 +20,8 @@ from equisweep.models.subsampling import SUBSAMPLINGS
 
 Builder = Callable[..., nn.Module]
 _REGISTRY: dict[str, Builder] = {}
-BACKENDS = ("native", "e2cnn")
+Backend = Literal["native", "e2cnn"]
+BACKENDS = get_args(Backend)
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:

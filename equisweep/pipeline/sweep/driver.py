@@ -168,7 +168,7 @@ class ResultsTable(tune.Callback):
         """The static exact flag; None for a trivial group (not applicable) or a model that cannot be built."""
         if trial_id not in self._exact:
             try:
-                self._exact[trial_id] = static_exact(RunConfig.model_validate(settings))
+                self._exact[trial_id] = static_exact(RunConfig.from_flat(settings))
             except (UserError, ValueError):
                 self._exact[trial_id] = None  # a searched value the model cannot take: the trial fails and says so
         return self._exact[trial_id]
@@ -241,7 +241,7 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], finished: dict[str, 
                     else finished[runs[0]])
         return
     name = context.get_trial_name()
-    settings = [RunConfig.model_validate({**base, **shared, **config.get("search", {}), "seed": seed,
+    settings = [RunConfig.from_flat({**base, **shared, **config.get("search", {}), "seed": seed,
                                           "run_name": r.run_id(name, seed, packed)}) for seed in seeds]
     checkpoint = tune.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as checkpoint_dir:
@@ -250,13 +250,13 @@ def run_trial(config: dict[str, Any], base: dict[str, Any], finished: dict[str, 
         if packed:
             outcomes = run_packed(settings, [Path.cwd() / f"seed{seed}" for seed in seeds],
                                   callbacks=[EpochReport()], resume_from=resume_from)
-            tune.report(r.pack_result({str(seed): r.final_result(o, settings[0].epochs) if isinstance(o, dict)
+            tune.report(r.pack_result({str(seed): r.final_result(o, settings[0].optim.epochs) if isinstance(o, dict)
                                        else {"error": f"{type(o).__name__}: {o}"} for seed, o in zip(seeds, outcomes)}))
             return
         results = run_one(settings[0], Path.cwd(), callbacks=[EpochReport()], enable_progress_bar=False,
                           resume_from=resume_from,
                           best_so_far=best_so_far if best_so_far and best_so_far.is_file() else None)
-    tune.report(r.final_result(results, settings[0].epochs))
+    tune.report(r.final_result(results, settings[0].optim.epochs))
 
 
 def trial_dirname(trial) -> str:
@@ -365,7 +365,7 @@ def _tune_config(sweep: Sweep) -> tune.TuneConfig:
             log.warning("scheduler: without search: every cell holds one trial, and ASHA compares trials only "
                         "within a cell, so it stops none early")
 
-        scheduler = PerCellASHA(time_attr=m.EPOCH, max_t=max(cell.config.epochs for cell in sweep.cells),
+        scheduler = PerCellASHA(time_attr=m.EPOCH, max_t=max(cell.config.optim.epochs for cell in sweep.cells),
                                 grace_period=spec.scheduler.grace_period,
                                 reduction_factor=spec.scheduler.reduction_factor)
     return tune.TuneConfig(metric=m.VAL_ACC, mode="max", search_alg=search_alg, scheduler=scheduler,

@@ -42,7 +42,7 @@ def preflight(sweep: Sweep, resume: bool = False, num_cpus: int | None = None, a
         exists, found = check_resumable(sweep, resume=False), []
     except UserError as err:  # it exists: a run without --resume would be refused, so say why
         exists, found = True, [] if resume else [str(err)]
-    wandb = spec.wandb
+    wandb = spec.base.wandb
     mode, why = explain_mode(wandb.mode)
     mode = f"{mode} (auto: {why})" if wandb.mode == "auto" else mode
     state = ("exists, --resume continues it" if resume else "exists") if exists else "new"
@@ -106,7 +106,8 @@ def _gpu_warnings(sweep: Sweep) -> list[str]:
 
 def _dataset_warnings(sweep: Sweep) -> list[str]:
     """One line per dataset and ``data_dir`` whose files are missing (the check ``prepare`` makes, no download)."""
-    places = dict.fromkeys((c.config.dataset, c.config.data_dir, c.config.download) for c in sweep.cells)
+    places = dict.fromkeys((c.config.data.dataset, c.config.data.data_dir, c.config.data.download)
+                           for c in sweep.cells)
     found = []
     for dataset, data_dir, download in places:
         missing = missing_file(dataset, data_dir)
@@ -133,7 +134,7 @@ def _override_warnings(sweep: Sweep) -> list[str]:
 
 def _scheduler_warnings(sweep: Sweep) -> list[str]:
     scheduler = sweep.spec.scheduler
-    epochs = min(cell.config.epochs for cell in sweep.cells)
+    epochs = min(cell.config.optim.epochs for cell in sweep.cells)
     if scheduler and scheduler.grace_period >= epochs:
         return [f"scheduler.grace_period: {scheduler.grace_period} is not below epochs ({epochs}), so ASHA stops no "
                 "trial; lower grace_period or drop the scheduler"]

@@ -21,7 +21,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from equisweep.pipeline.sweep import results as r
-from equisweep.pipeline.sweep.spec import SearchSpec
+from equisweep.pipeline.sweep.sections import SearchSpec
 from equisweep.pipeline.sweep.state import PicklesItsState
 from equisweep.pipeline.train import metrics as m
 

@@ -1,8 +1,10 @@
 """The sweep spec: a YAML file validated before anything starts, expanded into one ``RunConfig`` per trial.
 
-A spec holds the run settings every trial shares (any ``RunConfig`` key, at the top level), then
+A spec holds the run settings every trial shares: under ``base:`` or at the top level, each by its flat name
+(``lr: 0.01``) or in the run config's groups (``optim: {lr: 0.01}``); then
 
-- ``variants:`` an optional list of partial settings (the arms of the study, e.g. p4 at 27/28/29 and z2 at 28),
+- ``variants:`` an optional list of partial settings by flat name (the arms of the study, e.g. p4 at 27/28/29
+  and z2 at 28),
 - ``grid:`` the cartesian product over any run setting (``group``, ``input_size``, ``train_symmetry``, ``seed``,
   ...); an axis is a list, or ``{range: [start, stop]}`` for integers. A *joint axis* sets several settings
   together: its name is free (not a run setting) and its values are mappings, e.g. ``data: [{dataset: mnist5k,
@@ -25,120 +27,32 @@ import functools
 import itertools
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from equisweep.errors import UserError
+from equisweep.pipeline.sweep.sections import RUN_KEYS, Resources, SchedulerSpec, SearchSpec, check_run_key
 from equisweep.pipeline.train.arms import is_trivial
-from equisweep.pipeline.train.config import RunConfig, describe_validation_error, read_yaml_mapping
+from equisweep.pipeline.train.config import RunConfig, describe_validation_error, merge_settings, read_yaml_mapping
 
-RUN_KEYS = frozenset(RunConfig.model_fields)
-NOT_SWEEPABLE = frozenset({"wandb", "run_name"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _YES_NO = {True: "yes", False: "no", None: "-"}  # the dry run's exact column
+_RUN_CONFIG_KEYS = frozenset(RunConfig.accepted_keys())  # run settings by flat name, and their groups
 PACK_LIMIT = 16  # seeds per packed trial unless ``pack:`` says: 16 MNIST-sized P4CNNs fit any GPU and CPU memory
 # Seed-runs in one sweep: five times the largest study here (paper_rotmnist.yaml, 2,000), validated in seconds.
 MAX_TRIALS = 10_000
 
 
-class Distribution(BaseModel):
-    """One hyperparameter's search space: exactly one of uniform, loguniform, randint (bounds) or choice."""
+class SweepSpec(BaseModel):
+    """A sweep: the run settings every trial shares (``base``), plus what varies and how it runs."""
 
     model_config = ConfigDict(extra="forbid")
-    uniform: tuple[float, float] | None = None
-    loguniform: tuple[float, float] | None = None
-    randint: tuple[int, int] | None = None
-    choice: list[Any] | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Distribution:
-        given = [name for name, value in self if value is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of uniform: [lo, hi], loguniform: [lo, hi], randint: [lo, hi], "
-                             "choice: [...]")
-        kind = given[0]
-        value = getattr(self, kind)
-        if kind == "choice" and not value:
-            raise ValueError("choice: give at least one value")
-        if kind != "choice" and not value[0] < value[1]:
-            raise ValueError(f"{kind}: the lower bound must be below the upper one, got {list(value)}")
-        if kind == "loguniform" and value[0] <= 0:
-            raise ValueError(f"loguniform: bounds must be positive, got {list(value)}")
-        return self
-
-    def to_tune(self):
-        from ray import tune
-
-        if self.uniform is not None:
-            return tune.uniform(*self.uniform)
-        if self.loguniform is not None:
-            return tune.loguniform(*self.loguniform)
-        if self.randint is not None:
-            return tune.randint(self.randint[0], self.randint[1] + 1)  # inclusive upper bound, as written
-        return tune.choice(self.choice)
-
-    def describe(self) -> str:
-        return next(f"{name}{list(value)}" for name, value in self if value is not None)
-
-
-class SearchSpec(BaseModel):
-    """Optuna inside every grid cell: ``num_samples`` trials per cell, maximising ``val_acc``."""
-
-    model_config = ConfigDict(extra="forbid")
-    num_samples: int = Field(ge=1)
-    metric: Literal["val_acc"] = "val_acc"
-    space: dict[str, Distribution]
-    seed: int = 0
-    start: list[dict[str, Any]] = Field(default_factory=list)  # points every cell tries first, then Optuna samples
-    # samples per cell drawn at random before TPE models the space (start points count among them); default: half
-    # of num_samples, at most Optuna's 10. At num_samples or more the whole search is random.
-    startup: int | None = Field(None, ge=1)
-
-    @field_validator("space")
-    @classmethod
-    def _keys(cls, value: dict[str, Distribution]) -> dict[str, Distribution]:
-        if not value:
-            raise ValueError("give at least one hyperparameter, e.g. lr: {loguniform: [1e-4, 1e-2]}")
-        for key in value:
-            _check_run_key(key, "search.space")
-        return value
-
-    @model_validator(mode="after")
-    def _start_points(self) -> SearchSpec:
-        for point in self.start:
-            if set(point) != set(self.space):
-                raise ValueError(f"start: each point gives a value for every key of space ({', '.join(self.space)}), "
-                                 f"got {point}")
-        return self
-
-
-class SchedulerSpec(BaseModel):
-    """ASHA early stopping on ``val_acc``, with the trial's epoch as its clock."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["asha"] = "asha"
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(2.0, gt=1)
-
-
-class Resources(BaseModel):
-    """Per trial. Fractional GPUs share one device (Lightning still sees ``devices=1``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0, le=1)
-
-    def to_tune(self) -> dict[str, float]:
-        return {"cpu": self.cpu, "gpu": self.gpu}
-
-
-class SweepSpec(RunConfig):
-    """A sweep: the run settings every trial shares, plus what varies and how it runs."""
-
     name: str
+    base: RunConfig = Field(default_factory=RunConfig)
     variants: list[dict[str, Any]] | None = None
     grid: dict[str, Any] | None = None
     search: SearchSpec | None = None
@@ -148,6 +62,21 @@ class SweepSpec(RunConfig):
     max_failures: int = Field(1, ge=0)
     storage: str = "runs/sweeps"
     pack: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_base(cls, data: Any) -> Any:
+        """Run settings written at the top level join ``base:`` (a setting in both takes the top level's value)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("base", {}), Mapping):
+            return data
+        shared = {key: value for key, value in data.items() if key in _RUN_CONFIG_KEYS}
+        rest = {key: value for key, value in data.items() if key not in _RUN_CONFIG_KEYS}
+        return {**rest, "base": merge_settings(data.get("base", {}), shared)} if shared else data
+
+    @classmethod
+    def accepted_keys(cls) -> list[str]:
+        """The keys a spec takes at its top level: its own, then the run settings'."""
+        return [*cls.model_fields, *_RUN_CONFIG_KEYS]
 
     @field_validator("name")
     @classmethod
@@ -180,7 +109,7 @@ class SweepSpec(RunConfig):
             raise ValueError("no variants; give at least one mapping of settings, or leave variants out")
         for variant in value or []:
             for key in variant:
-                _check_run_key(key, "variants")
+                check_run_key(key, "variants")
         return value
 
     @model_validator(mode="after")
@@ -195,8 +124,8 @@ class SweepSpec(RunConfig):
 
     def base_settings(self) -> dict[str, Any]:
         """The run settings shared by every trial, with the W&B group defaulting to the sweep name."""
-        base = self.model_dump(mode="json", include=RUN_KEYS)
-        base["wandb"]["group"] = self.wandb.group or self.name
+        base = self.base.flat(mode="json")
+        base["wandb"]["group"] = self.base.wandb.group or self.name
         base["data_dir"] = str(Path(base["data_dir"]).absolute())  # trials run in their own working directories
         return base
 
@@ -225,13 +154,13 @@ def _axis_settings(key: str, values: list[Any]) -> list[str]:
     """The run settings an axis sets: its own name, or for a joint axis (a free name with mappings as values) the
     keys of its mappings, each checked to be a sweepable run setting."""
     if key in RUN_KEYS or not all(isinstance(value, dict) for value in values):
-        _check_run_key(key, "grid")
+        check_run_key(key, "grid")
         return [key]
     settings = list(dict.fromkeys(setting for value in values for setting in value))
     if not settings:
         raise ValueError(f"joint axis {key!r}: its mappings set nothing; give settings such as {{dataset: mnist5k}}")
     for setting in settings:
-        _check_run_key(setting, f"grid.{key}")
+        check_run_key(setting, f"grid.{key}")
     return settings
 
 
@@ -241,14 +170,6 @@ def _overrides(axes: dict[str, list[Any]], values: tuple[Any, ...]) -> dict[str,
     for key, value in zip(axes, values):
         point.update(value if key not in RUN_KEYS else {key: value})
     return point
-
-
-def _check_run_key(key: str, where: str) -> None:
-    if key not in RUN_KEYS:
-        raise ValueError(f"{key!r} is not a run setting; use one of: {', '.join(sorted(RUN_KEYS - NOT_SWEEPABLE))} "
-                         "(or, as a joint grid axis, give a list of mappings of settings)")
-    if key in NOT_SWEEPABLE:
-        raise ValueError(f"{key!r} cannot vary across trials; set it once at the top level")
 
 
 @dataclass(frozen=True)
@@ -300,7 +221,7 @@ class Sweep:
         groups: dict[str, list[Cell]] = {}
         for cell in self.cells:
             shared = {key: value for key, value in cell.overrides.items() if key != "seed"}
-            alone = cell.config.channels_last or limit == 1
+            alone = cell.config.hardware.channels_last or limit == 1
             key = repr((sorted(shared.items()), cell.index if alone else None))
             groups.setdefault(key, []).append(cell)
         packs: list[Pack] = []
@@ -325,7 +246,8 @@ class Sweep:
             searched = [f"search {' '.join(f'{k}~{d.describe()}' for k, d in self.spec.search.space.items())}"]
         samples = self.spec.search.num_samples if self.spec.search else 1
         resources = f"cpu={self.spec.resources.cpu:g} gpu={self.spec.resources.gpu:g}"
-        rows = [[str(pack.index * samples + sample), *(f"{key}={getattr(pack.cells[0].config, key)}" for key in keys),
+        settings = [pack.cells[0].config.flat() for pack in self.packs]
+        rows = [[str(pack.index * samples + sample), *(f"{key}={settings[pack.index][key]}" for key in keys),
                  f"seeds={_runs(pack.seeds)}", f"exact={_YES_NO[pack.cells[0].exact]}", resources,
                  *searched]
                 for pack in self.packs for sample in range(samples)]
@@ -375,7 +297,7 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
             overrides = {**variant, **_overrides(axes, values)}
             where = ", ".join(f"{key}={value}" for key, value in overrides.items())
             try:
-                config = RunConfig.model_validate({**base, **overrides})
+                config = RunConfig.from_flat({**base, **overrides})
             except ValidationError as err:
                 raise UserError(f"{describe_validation_error(err)} (in the cell {where})") from None
             settings = config.model_dump_json()
@@ -396,9 +318,10 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
 def static_exact(config: RunConfig) -> bool | None:
     """Whether this run's model is exactly equivariant at its input size (a ``UserError`` if it cannot run); None
     for a trivial group, whose net is traced all the same so that a size it cannot take still fails here."""
-    exact = _static_exact(config.model, config.group, config.input_size, config.width, config.head, config.backend,
-                          config.dataset, config.subsampling)
-    return None if is_trivial(config.group) else exact
+    net = config.model
+    exact = _static_exact(net.model, net.group, config.data.input_size, net.width, net.head, net.backend,
+                          config.data.dataset, net.subsampling)
+    return None if is_trivial(config.model.group) else exact
 
 
 @functools.lru_cache(maxsize=256)

@@ -7,6 +7,7 @@ names the field, so the CLI can exit 2 before anything is trained or written.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -16,10 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from equisweep.datamodules.regimes import angle_grid, parse_regime
 from equisweep.errors import UserError
 from equisweep.groups import get_group
-from equisweep.models.registry import check_relaxation, check_subsampling
+from equisweep.models.heads import Head
+from equisweep.models.registry import Backend, check_relaxation, check_subsampling
 from equisweep.models.relaxation import PARTIAL_LAMBDA, RELAX_ALPHA, RELAX_BANKS, RPP_EQUIV_WD, RPP_FREE_WD
 
 MAX_EPOCHS = 10_000  # far beyond any schedule here (the paper's longest is 300); a larger number is a typo
+
+# The allowed values of each setting, written once; the tuples other modules check against derive from them.
+ResizeMethod = Literal["resize", "pad", "crop"]
+Optimizer = Literal["adam", "adamw", "sgd"]
+Schedule = Literal["none", "step", "cosine", "onecycle"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+# Lightning's precision names (its transformer-engine ones need NVIDIA's library, which equisweep does not install)
+Precision = Literal["32-true", "64-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"]
+WandbMode = Literal["auto", "online", "offline", "disabled"]
 
 
 class WandbConfig(BaseModel):
@@ -30,7 +41,7 @@ class WandbConfig(BaseModel):
     project: str = "equisweep"
     entity: str | None = None
     group: str | None = None
-    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    mode: WandbMode = "auto"
     tags: list[str] = Field(default_factory=list)
 
     def resolved_mode(self) -> str:
@@ -40,28 +51,43 @@ class WandbConfig(BaseModel):
         return resolve_mode(self.mode)
 
 
-class RunConfig(BaseModel):
-    """One training run: data, model, optimisation, evaluation, logging."""
+class DataConfig(BaseModel):
+    """Which images, at what size, under which training symmetry, in what batches."""
 
     model_config = ConfigDict(extra="forbid")
-
-    # data
     dataset: str = "mnist5k"
     data_dir: Path = Path("data")
     download: bool = False
     input_size: int = Field(28, ge=1)
-    resize_method: Literal["resize", "pad", "crop"] = "resize"
+    resize_method: ResizeMethod = "resize"
     train_symmetry: str = "none"
     per_batch: bool = False  # one regime draw per batch, as the paper's biased regime did
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(500, ge=1)
     num_workers: int = Field(2, ge=0)
-    # model
+
+    @field_validator("train_symmetry")
+    @classmethod
+    def _regime(cls, value: str) -> str:
+        return str(parse_regime(value))
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        from equisweep.datamodules.sources import check_dataset
+
+        return check_dataset(value)
+
+
+class ModelConfig(BaseModel):
+    """The network: architecture, group, backend, head, and how its equivariance is relaxed or kept at any size."""
+
+    model_config = ConfigDict(extra="forbid")
     model: str = "p4cnn"
     group: str = "p4"
-    backend: Literal["native", "e2cnn"] = "native"
+    backend: Backend = "native"
     width: int | None = Field(None, ge=1)
-    head: Literal["coset", "flatten"] = "coset"
+    head: Head = "coset"
     dropout: float | None = Field(None, ge=0, lt=1)  # p4cnn only; None keeps the model's default
     # relaxed equivariance (p4/p4m, native backend; see equisweep/models/relaxation.py): the method, its banks, and
     # the coefficients of its training penalty
@@ -74,47 +100,11 @@ class RunConfig(BaseModel):
     # stride | adaptive: adaptive subsamples every stride-2 layer on a grid that follows the input, exact at any size
     # (native backend; see equisweep/models/subsampling.py)
     subsampling: str = "stride"
-    # optimisation: the defaults train the exact p4cnn on mnist5k to >= 0.9 upright (five epochs of 94 steps; its
-    # invariant head needs a few hundred steps, where the plain CNN gets there in one epoch)
-    epochs: int = Field(5, ge=1, le=MAX_EPOCHS)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-2, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    schedule: Literal["none", "step", "cosine", "onecycle"] = "cosine"
-    step_size: int = Field(10, ge=1)
-    gamma: float = Field(0.5, gt=0)
-    seed: int = 0
-    # evaluation
-    angles: list[float] = Field(default_factory=angle_grid)
-    eq_error_samples: int = Field(64, ge=1)
-    bn_calibration_batches: int = Field(16, ge=0)  # precise BN before each validation; 0 turns it off
-    # hardware
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    # Lightning's precision names (its transformer-engine ones need NVIDIA's library, which equisweep does not install)
-    precision: Literal["32-true", "64-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed"] = "32-true"
-    channels_last: bool = False
-    deterministic: bool = True
-    # logging
-    wandb: WandbConfig = Field(default_factory=WandbConfig)
-    run_name: str | None = None
-
-    @field_validator("train_symmetry")
-    @classmethod
-    def _regime(cls, value: str) -> str:
-        return str(parse_regime(value))
 
     @field_validator("group")
     @classmethod
     def _group(cls, value: str) -> str:
         return get_group(value).name
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, value: str) -> str:
-        from equisweep.datamodules.sources import check_dataset
-
-        return check_dataset(value)
 
     @field_validator("model")
     @classmethod
@@ -125,6 +115,46 @@ class RunConfig(BaseModel):
             raise UserError(f"model: unknown model {value!r}; choose from: {', '.join(list_models())}")
         return value
 
+    @model_validator(mode="after")
+    def _group_fits_backend(self) -> ModelConfig:
+        if self.backend == "native" and not get_group(self.group).acts_exactly_on_grid:
+            raise UserError(f"group: {self.group!r} needs backend: e2cnn (the native backend has z2, p4, p4m)")
+        return self
+
+    @model_validator(mode="after")
+    def _relaxation_fits_model(self) -> ModelConfig:
+        check_relaxation(self.relaxation, self.group, self.backend)
+        return self
+
+    @model_validator(mode="after")
+    def _subsampling_fits_backend(self) -> ModelConfig:
+        check_subsampling(self.subsampling, self.backend)
+        return self
+
+
+class OptimConfig(BaseModel):
+    """How long and how the network is trained. The defaults train the exact p4cnn on mnist5k to >= 0.9 upright (five
+    epochs of 94 steps; its invariant head needs a few hundred steps, where the plain CNN gets there in one epoch)."""
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(5, ge=1, le=MAX_EPOCHS)
+    optimizer: Optimizer = "adam"
+    lr: float = Field(1e-2, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    schedule: Schedule = "cosine"
+    step_size: int = Field(10, ge=1)  # the step schedule's epochs between decays
+    gamma: float = Field(0.5, gt=0)  # the step schedule's decay factor
+
+
+class EvaluationConfig(BaseModel):
+    """What is measured after training."""
+
+    model_config = ConfigDict(extra="forbid")
+    angles: list[float] = Field(default_factory=angle_grid)  # test angles in degrees
+    eq_error_samples: int = Field(64, ge=1)
+    bn_calibration_batches: int = Field(16, ge=0)  # precise BN before each validation; 0 turns it off
+
     @field_validator("angles")
     @classmethod
     def _angles(cls, value: list[float]) -> list[float]:
@@ -132,24 +162,110 @@ class RunConfig(BaseModel):
             raise UserError("angles: give at least one test angle in degrees, e.g. [0, 45, 90]")
         return value
 
-    @model_validator(mode="after")
-    def _group_fits_backend(self) -> RunConfig:
-        if self.backend == "native" and not get_group(self.group).acts_exactly_on_grid:
-            raise UserError(f"group: {self.group!r} needs backend: e2cnn (the native backend has z2, p4, p4m)")
-        return self
 
-    @model_validator(mode="after")
-    def _relaxation_fits_model(self) -> RunConfig:
-        check_relaxation(self.relaxation, self.group, self.backend)
-        return self
+class HardwareConfig(BaseModel):
+    """Where and in which number format it runs."""
 
-    @model_validator(mode="after")
-    def _subsampling_fits_backend(self) -> RunConfig:
-        check_subsampling(self.subsampling, self.backend)
-        return self
+    model_config = ConfigDict(extra="forbid")
+    accelerator: Accelerator = "auto"
+    precision: Precision = "32-true"
+    channels_last: bool = False
+    deterministic: bool = True
+
+
+# The groups of settings; every name inside them is unique across groups, so a flat name finds its one place.
+GROUPS: dict[str, type[BaseModel]] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+                                      "evaluation": EvaluationConfig, "hardware": HardwareConfig}
+
+
+class RunConfig(BaseModel):
+    """One training run: its groups of settings, its seed (weights, data split and order), W&B and run name.
+
+    It validates the groups (``{"optim": {"lr": 0.1}}``), today's flat names (``{"lr": 0.1}``, what sweep grids,
+    results tables, W&B and the CLI flags use) or both; ``flat()`` is the flat view."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    seed: int = 0
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    run_name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_names(cls, data: Any) -> Any:
+        return nest(data) if isinstance(data, Mapping) else data
+
+    @classmethod
+    def from_flat(cls, settings: Mapping[str, Any]) -> RunConfig:
+        """The run of flat settings (``{"group": "p4", "lr": 0.1, ...}``), as sweep cells and results rows hold them."""
+        return cls.model_validate(settings)
+
+    @classmethod
+    def accepted_keys(cls) -> list[str]:
+        """The keys a run config takes at its top level: every flat name, then the groups."""
+        return [*FLAT_PATHS, *GROUPS]
+
+    def flat(self, mode: Literal["python", "json"] = "python") -> dict[str, Any]:
+        """Every setting under its flat name, in the schema's order (``wandb`` stays one mapping)."""
+        dumped = self.model_dump(mode=mode)
+        return {name: dumped[path[0]][path[1]] if len(path) == 2 else dumped[name] for name, path in FLAT_PATHS.items()}
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.safe_dump(self.flat(mode="json"), sort_keys=False)
+
+
+def _flat_paths() -> dict[str, tuple[str, ...]]:
+    paths: dict[str, tuple[str, ...]] = {}
+    for name in RunConfig.model_fields:
+        for leaf in GROUPS[name].model_fields if name in GROUPS else [name]:
+            if leaf in paths:
+                raise TypeError(f"run setting {leaf!r} is in two groups; flat names must be unique")
+            paths[leaf] = (name, leaf) if name in GROUPS else (name,)
+    return paths
+
+
+FLAT_PATHS = _flat_paths()  # flat name -> (group, name), or (name,) for a setting outside the groups
+
+
+def nest(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Run settings given by flat name, by group or both, in the groups' form; a setting given both ways is refused.
+    ``model`` is the group when its value is a mapping, else the model's name. Unknown keys pass through, for
+    validation to name them."""
+    nested: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key in GROUPS and isinstance(value, Mapping):
+            group, items = key, value.items()
+        elif len(FLAT_PATHS.get(key, ())) == 2:
+            group, items = FLAT_PATHS[key][0], [(key, value)]
+        else:
+            nested[key] = value
+            continue
+        into = nested.setdefault(group, {})
+        if not isinstance(into, dict):
+            raise UserError(f"{group}: must be a mapping (key: value), got {into!r}")
+        for name, setting in items:
+            if name in into:
+                raise UserError(f"{name}: given both as {name} and inside {group}; set it once")
+            into[name] = setting
+    return nested
+
+
+def merge_settings(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Run settings (each flat, grouped or both) merged in the groups' form, later layers winning setting by setting
+    (a mapping such as ``wandb`` merges key by key)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in nest(layer).items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return merged
 
 
 def read_yaml_mapping(path: Path, field: str) -> dict[str, Any]:
@@ -182,16 +298,10 @@ def read_yaml_mapping(path: Path, field: str) -> dict[str, Any]:
 def load_run_config(values: dict[str, Any], config_file: Path | None = None) -> RunConfig:
     """Merge ``values`` (flags; None means unset, mappings merge key by key) over ``config_file`` (YAML) and
     validate; one ``UserError`` line on failure."""
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        data = read_yaml_mapping(config_file, "config")
-    for key, value in values.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        elif value is not None:
-            data[key] = value
+    data = read_yaml_mapping(config_file, "config") if config_file is not None else {}
+    flags = {key: value for key, value in values.items() if value is not None}
     try:
-        return RunConfig.model_validate(data)
+        return RunConfig.model_validate(merge_settings(data, flags))
     except ValidationError as err:
         raise UserError(describe_validation_error(err)) from None
 
@@ -205,13 +315,13 @@ _BOUNDS = {"greater_than": "above", "greater_than_equal": "at least", "less_than
 
 
 def describe_validation_error(err: ValidationError, schema: type[BaseModel] = RunConfig) -> str:
-    """The first problem as ``field: message`` (a nested field as ``a.b``), in one line, in plain words: an unknown
-    key gets the closest allowed ones of ``schema`` (the model that was validated) as "did you mean". Unknown keys
-    come first: a misspelt key is often why a required one is missing."""
+    """The first problem as ``field: message`` (a run setting by its flat name, another nested field as ``a.b``), in
+    one line, in plain words: an unknown key gets the closest allowed ones of ``schema`` (the model that was
+    validated) as "did you mean". Unknown keys come first: a misspelt key is often why a required one is missing."""
     errors = err.errors()
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = first["loc"]
-    field = ".".join(str(part) for part in loc) or "config"
+    field = _field_name(schema, loc)
     kind, ctx, value = first["type"], first.get("ctx", {}), first.get("input")
     cause = ctx.get("error")
     if isinstance(cause, UserError):
@@ -251,7 +361,22 @@ def _keys_at(schema: type[BaseModel], path: tuple[int | str, ...]) -> list[str]:
         if in_container and parts:
             parts.pop(0)  # the list index or mapping key
         model = nested
-    return list(model.model_fields)
+    accepted = getattr(model, "accepted_keys", None)  # a model that also takes other spellings lists them
+    return accepted() if accepted is not None else list(model.model_fields)
+
+
+def _field_name(schema: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """``loc`` as the user names it: a run setting by its flat name (``lr``, not ``optim.lr`` or ``base.optim.lr``),
+    any other nested field as ``a.b``."""
+    containers = (RunConfig, *GROUPS.values())
+    model: type[BaseModel] | None = schema
+    shown = []
+    for i, part in enumerate(loc):
+        field = model.model_fields.get(str(part)) if model is not None else None
+        model = _nested_model(field.annotation)[0] if field is not None else None
+        if model not in containers or i == len(loc) - 1:
+            shown.append(str(part))
+    return ".".join(shown) or "config"
 
 
 def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:

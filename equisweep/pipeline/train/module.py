@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -37,9 +37,10 @@ from equisweep.models.relaxation import (
     relaxation_penalty,
 )
 from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline.train.config import Optimizer, Schedule
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "step", "cosine", "onecycle")
+OPTIMIZERS = get_args(Optimizer)
+SCHEDULES = get_args(Schedule)
 
 
 NON_FINITE_CHECK_EVERY = 10  # training steps between checks that the loss is finite

@@ -117,7 +117,7 @@ def check_packable(configs: Sequence[RunConfig]) -> None:
     """Refuse configurations that are not one configuration's seeds (``ValueError`` naming the field)."""
     if not configs:
         raise ValueError("a pack needs at least one configuration")
-    shared = [c.model_dump(exclude=PER_COPY) for c in configs]
+    shared = [{key: value for key, value in c.flat().items() if key not in PER_COPY} for c in configs]
     for config, settings in zip(configs, shared):
         differing = sorted(key for key in settings if settings[key] != shared[0][key])
         if differing:
@@ -148,11 +148,12 @@ def run_packed(configs: Sequence[RunConfig], out_dirs: Sequence[str | Path], cal
         write_atomically(out_dir / "config.yaml", c.to_yaml())
     loggers = [wandb_logger(c, out_dir, exacts[0], alongside=True) for c, out_dir in zip(configs, dirs)]
     silence_litlogger_tip()
-    if not config.deterministic:
+    if not config.hardware.deterministic:
         torch.backends.cudnn.benchmark = True
-    own = [RecalibrateBatchNorm(config.bn_calibration_batches), CopyRunsToWandb(loggers)]
-    trainer = pl.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=1,
-                         precision=config.precision, deterministic=config.deterministic, logger=False,
+    own = [RecalibrateBatchNorm(config.evaluation.bn_calibration_batches), CopyRunsToWandb(loggers)]
+    hardware = config.hardware
+    trainer = pl.Trainer(max_epochs=config.optim.epochs, accelerator=hardware.accelerator, devices=1,
+                         precision=hardware.precision, deterministic=hardware.deterministic, logger=False,
                          callbacks=[*own, *callbacks],  # the caller's checkpoints only (a sweep's epoch report)
                          enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
                          enable_progress_bar=enable_progress_bar, enable_model_summary=False,
@@ -162,7 +163,7 @@ def run_packed(configs: Sequence[RunConfig], out_dirs: Sequence[str | Path], cal
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         train_seconds = (time.perf_counter() - start) / len(configs)
         trainer.test(module, datamodule=datamodule, verbose=False)
-        writer = checkpoint_writer(config.accelerator)
+        writer = checkpoint_writer(config.hardware.accelerator)
         outcomes = [_finish_copy(module, k, datamodules[k], configs[k], exacts[k], dirs[k], loggers[k],
                                  train_seconds, writer) for k in range(len(configs))]
     finally:
@@ -195,7 +196,7 @@ def _finish_copy(module: PackedClassifier, k: int, datamodule: EquiDataModule, c
         **module.copy_test_results[k],
         m.VAL_ACC: module.best_scores[k],
         m.EXACT: exact,
-        **measure(net, datamodule, config.eq_error_samples, module.hparams.orbit_group),
+        **measure(net, datamodule, config.evaluation.eq_error_samples, module.hparams.orbit_group),
         m.TRAIN_SECONDS: train_seconds,
         m.BEST_CHECKPOINT: str(best.relative_to(out_dir)),
         m.BEST_EPOCH: module.best_epochs[k],

@@ -56,16 +56,17 @@ def wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None, alongside
     mode = config.wandb.resolved_mode()
     if mode == "disabled":
         return None
-    arm = arm_label(config.group, config.input_size, exact, config.relaxation, config.subsampling)
+    net, size = config.model, config.data.input_size
+    arm = arm_label(net.group, size, exact, net.relaxation, net.subsampling)
     kind = "plain" if exact is None else "exact" if exact else "approx"
-    tags = list(dict.fromkeys([*config.wandb.tags, arm, config.group, f"size-{config.input_size}", kind]))
+    tags = list(dict.fromkeys([*config.wandb.tags, arm, net.group, f"size-{size}", kind]))
     # A user's WANDB_DIR is where runs go; otherwise next to the run's output.
     save_dir = os.environ.get("WANDB_DIR") or str(out_dir)
     # The mode goes to wandb.init for this run only; WandbLogger(offline=True) would set WANDB_MODE process-wide.
     return without_anonymous(WandbLogger(
         project=config.wandb.project, entity=config.wandb.entity, group=config.wandb.group,
         name=config.run_name or out_dir.name, id=wandb_run_id(config, out_dir), resume="allow", job_type=arm,
-        tags=tags, save_dir=save_dir, mode=mode, config=config.model_dump(mode="json"),
+        tags=tags, save_dir=save_dir, mode=mode, config=config.flat(mode="json"),
         reinit="create_new" if alongside else "finish_previous"))
 
 
@@ -83,10 +84,11 @@ def log_final_to_wandb(logger: WandbLogger, results: dict) -> None:
 
 def model_recipe(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any]:
     """The run's network as ``build_model`` arguments: the module saves them, so its checkpoints rebuild it."""
-    options = {} if config.dropout is None else {"dropout": config.dropout}
-    return dict(name=config.model, group=config.group, num_classes=datamodule.num_classes,
-                in_channels=datamodule.in_channels, width=config.width, head=config.head, backend=config.backend,
-                relaxation=config.relaxation, relax_banks=config.relax_banks, subsampling=config.subsampling,
+    net = config.model
+    options = {} if net.dropout is None else {"dropout": net.dropout}
+    return dict(name=net.model, group=net.group, num_classes=datamodule.num_classes,
+                in_channels=datamodule.in_channels, width=net.width, head=net.head, backend=net.backend,
+                relaxation=net.relaxation, relax_banks=net.relax_banks, subsampling=net.subsampling,
                 **options)
 
 
@@ -94,22 +96,25 @@ def build_run(config: RunConfig) -> tuple[EquiDataModule, nn.Module, bool | None
     """The datamodule, the network and its static exact flag (None for a trivial group, which is neither exact nor
     approximate), built after seeding with the run's seed: a packed copy is built exactly as its own run."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(config.dataset, config.input_size, config.train_symmetry, config.batch_size,
-                                  config.data_dir, config.seed, download=config.download,
-                                  eval_batch_size=config.eval_batch_size, resize_method=config.resize_method,
-                                  num_workers=config.num_workers, per_batch=config.per_batch)
+    data = config.data
+    datamodule = build_datamodule(data.dataset, data.input_size, data.train_symmetry, data.batch_size,
+                                  data.data_dir, config.seed, download=data.download,
+                                  eval_batch_size=data.eval_batch_size, resize_method=data.resize_method,
+                                  num_workers=data.num_workers, per_batch=data.per_batch)
     backbone = build_model(**model_recipe(config, datamodule))
-    report = check_exactness(backbone, config.input_size, model_name=config.model, nearest=False)
-    return datamodule, backbone, None if is_trivial(config.group) else report.exact
+    report = check_exactness(backbone, config.data.input_size, model_name=config.model.model, nearest=False)
+    return datamodule, backbone, None if is_trivial(config.model.group) else report.exact
 
 
 def classifier_options(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any]:
     """The LightningModule's settings from the run's: optimiser, schedule, evaluation, relaxation penalty and the
     network's recipe."""
-    return dict(optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum,
-                schedule=config.schedule, step_size=config.step_size, gamma=config.gamma, eval_angles=config.angles,
-                background=datamodule.background, relax_alpha=config.relax_alpha, rpp_free_wd=config.rpp_free_wd,
-                rpp_equiv_wd=config.rpp_equiv_wd, partial_lambda=config.partial_lambda,
+    optim, net = config.optim, config.model
+    return dict(optimizer=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
+                schedule=optim.schedule, step_size=optim.step_size, gamma=optim.gamma,
+                eval_angles=config.evaluation.angles,
+                background=datamodule.background, relax_alpha=net.relax_alpha, rpp_free_wd=net.rpp_free_wd,
+                rpp_equiv_wd=net.rpp_equiv_wd, partial_lambda=net.partial_lambda,
                 recipe=model_recipe(config, datamodule))
 
 
@@ -143,7 +148,7 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
     out_dir = Path(out_dir).absolute()
     datamodule, backbone, exact = build_run(config)
     datamodule.prepare_data()  # a missing dataset fails here, before anything is written
-    module = EquivarianceClassifier(backbone, datamodule.num_classes, channels_last=config.channels_last,
+    module = EquivarianceClassifier(backbone, datamodule.num_classes, channels_last=config.hardware.channels_last,
                                     **classifier_options(config, datamodule))
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,11 +161,11 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
                                         save_top_k=1, enable_version_counter=False)
     logger = wandb_logger(config, out_dir, exact)
     silence_litlogger_tip()
-    if not config.deterministic:
+    if not config.hardware.deterministic:
         torch.backends.cudnn.benchmark = True
-    own = [RecalibrateBatchNorm(config.bn_calibration_batches), checkpoint]
-    trainer = pl.Trainer(max_epochs=config.epochs, accelerator=config.accelerator, devices=1,
-                         precision=config.precision, deterministic=config.deterministic,
+    own = [RecalibrateBatchNorm(config.evaluation.bn_calibration_batches), checkpoint]
+    trainer = pl.Trainer(max_epochs=config.optim.epochs, accelerator=config.hardware.accelerator, devices=1,
+                         precision=config.hardware.precision, deterministic=config.hardware.deterministic,
                          logger=logger if logger is not None else False, callbacks=[*own, *callbacks],
                          enable_progress_bar=enable_progress_bar, enable_model_summary=False,
                          num_sanity_val_steps=0, log_every_n_steps=10, default_root_dir=str(out_dir))
@@ -173,7 +178,7 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
             **module.test_results,
             m.VAL_ACC: float(checkpoint.best_model_score),
             m.EXACT: exact,
-            **measure(module.backbone, datamodule, config.eq_error_samples, module.hparams.orbit_group),
+            **measure(module.backbone, datamodule, config.evaluation.eq_error_samples, module.hparams.orbit_group),
             m.TRAIN_SECONDS: train_seconds,
             m.BEST_CHECKPOINT: str(Path(checkpoint.best_model_path).relative_to(out_dir)),
             m.BEST_EPOCH: int(torch.load(checkpoint.best_model_path, weights_only=True, mmap=True)["epoch"]),

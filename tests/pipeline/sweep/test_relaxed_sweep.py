@@ -31,7 +31,7 @@ def _spec(tmp_path: Path, name: str, **settings) -> Path:
 def test_a_joint_grid_axis_sets_several_settings_together(tmp_path):
     sweep = load_sweep(_spec(tmp_path, "joint", grid={
         "data": [{"dataset": "mnist5k", "train_symmetry": "c4"}, {"dataset": "mnist69"}], "seed": [0, 1]}))
-    assert [(c.config.dataset, c.config.train_symmetry, c.config.seed) for c in sweep.cells] == [
+    assert [(c.config.data.dataset, c.config.data.train_symmetry, c.config.seed) for c in sweep.cells] == [
         ("mnist5k", "c4", 0), ("mnist5k", "c4", 1), ("mnist69", "none", 0), ("mnist69", "none", 1)]
     assert sweep.cells[0].overrides == {"dataset": "mnist5k", "train_symmetry": "c4", "seed": 0}
     assert sweep.varying_keys == ["dataset", "train_symmetry", "seed"]
@@ -62,8 +62,8 @@ def test_the_relaxed_presets_cross_their_arms_with_their_kinds_of_data():
     mirror = ({("p4m", 28, "none", True)}, {("mnist6-m", "none")})  # a 6 against its mirror: p4 against p4m
     for name, seeds, (more_arms, more_data) in (("relaxed_mnist", 5, mirror), ("relaxed_mnist_paper", 30, ((), ()))):
         sweep = load_sweep(SWEEPS / f"{name}.yaml")
-        cells = [(c.config.group, c.config.input_size, c.config.relaxation, c.config.dataset,
-                  c.config.train_symmetry, c.exact) for c in sweep.cells]
+        cells = [(c.config.model.group, c.config.data.input_size, c.config.model.relaxation, c.config.data.dataset,
+                  c.config.data.train_symmetry, c.exact) for c in sweep.cells]
         size = len(arms | set(more_arms)) * len(data | set(more_data))
         assert sweep.num_trials == size * seeds and len(set(cells)) == size
         assert {cell[:3] + cell[5:] for cell in cells} == arms | set(more_arms)
@@ -78,8 +78,8 @@ def test_the_relaxed_presets_cross_their_arms_with_their_kinds_of_data():
 def test_the_presets_hold_an_adaptive_exact_arm_at_the_approximate_size(name, sizes):
     exact_size, native = sizes
     sweep = load_sweep(SWEEPS / f"{name}.yaml")
-    flags = {(c.config.group, c.config.input_size, c.config.subsampling): c.exact for c in sweep.cells
-             if c.config.group != "z2"}
+    flags = {(c.config.model.group, c.config.data.input_size, c.config.model.subsampling): c.exact
+             for c in sweep.cells if c.config.model.group != "z2"}
     assert flags[("p4", native, "adaptive")] is True and flags[("p4", native, "stride")] is False
     assert flags[("p4", exact_size, "stride")] is True
     assert "subsampling=adaptive" in sweep.trial_table()

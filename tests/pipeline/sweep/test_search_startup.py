@@ -10,7 +10,7 @@ from ray import tune
 
 from equisweep.pipeline.sweep.scheduler import PerCellASHA
 from equisweep.pipeline.sweep.search import PerCellSearch
-from equisweep.pipeline.sweep.spec import SearchSpec
+from equisweep.pipeline.sweep.sections import SearchSpec
 from equisweep.pipeline.train import metrics as m
 
 CELL = {"pack": {"cell": {"group": "z2"}, "seeds": [0]}}

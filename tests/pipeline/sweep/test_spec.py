@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from equisweep.errors import UserError
-from equisweep.pipeline.sweep.spec import load_sweep
+from equisweep.pipeline.sweep.spec import SweepSpec, load_sweep
+from equisweep.pipeline.train.config import RunConfig, nest
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -23,9 +24,9 @@ def test_variants_times_grid_with_ranges(tmp_path):
     assert sweep.num_trials == len(sweep.cells) == 2 * 2 * 3
     first = sweep.cells[0]
     assert first.overrides == {"group": "p4", "input_size": 27, "train_symmetry": "none", "seed": 3}
-    assert (first.config.group, first.config.input_size, first.exact) == ("p4", 27, False)
+    assert (first.config.model.group, first.config.data.input_size, first.exact) == ("p4", 27, False)
     assert {cell.config.seed for cell in sweep.cells} == {3, 4, 5}
-    assert sweep.cells[3].config.train_symmetry == "gaussian(45,20)"  # normalised by the regime parser
+    assert sweep.cells[3].config.data.train_symmetry == "gaussian(45,20)"  # normalised by the regime parser
     assert all(cell.config.wandb.group == "t" for cell in sweep.cells)  # W&B group defaults to the sweep name
     assert sweep.varying_keys == ["group", "input_size", "train_symmetry", "seed"]
     assert {cell.exact for cell in sweep.cells[6:]} == {None}  # z2: exact and approximate do not apply
@@ -56,7 +57,7 @@ def test_search_multiplies_trials_and_the_table_lists_each(tmp_path):
 def test_paper_preset_marks_exact_and_approximate_arms():
     sweep = load_sweep(REPO / "sweeps" / "paper_rotmnist.yaml")
     assert sweep.num_trials == 2000
-    exact = {(c.config.group, c.config.input_size, c.config.subsampling): c.exact for c in sweep.cells}
+    exact = {(c.config.model.group, c.config.data.input_size, c.config.model.subsampling): c.exact for c in sweep.cells}
     assert exact == {("p4", 27, "stride"): False, ("p4", 28, "stride"): True, ("p4", 29, "stride"): False,
                      ("p4", 29, "adaptive"): True, ("z2", 28, "stride"): None}  # z2: not applicable
 
@@ -66,7 +67,7 @@ def test_cli_overrides_merge_into_the_spec(tmp_path):
     path.write_text(yaml.safe_dump({"name": "t", "wandb": {"project": "p"}}))
     sweep = load_sweep(path, {"storage": "s3://bucket/x", "wandb": {"mode": "disabled"}})
     assert sweep.spec.storage == "s3://bucket/x"
-    assert (sweep.spec.wandb.project, sweep.spec.wandb.mode) == ("p", "disabled")
+    assert (sweep.spec.base.wandb.project, sweep.spec.base.wandb.mode) == ("p", "disabled")
 
 
 @pytest.mark.parametrize(("spec", "message"), [
@@ -105,3 +106,23 @@ def test_bad_specs_fail_in_one_line_naming_the_field(tmp_path, spec, message):
 def test_a_cell_names_itself_when_only_the_combination_is_wrong(tmp_path):
     with pytest.raises(UserError, match=r"group: 'c8' needs backend: e2cnn .*\(in the cell group=c8\)$"):
         _load(tmp_path, grid={"group": ["p4", "c8"]})
+
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_preset_validates_and_its_settings_may_move_under_base_in_groups(preset):
+    data = yaml.safe_load(preset.read_text())
+    spec = SweepSpec.model_validate(data)
+    settings = {key: data.pop(key) for key in list(data) if key in RunConfig.accepted_keys()}
+    grouped = SweepSpec.model_validate({**data, "base": nest(settings)})
+    assert grouped.base == spec.base != RunConfig()  # the same run settings, none of them lost
+
+
+def test_a_spec_takes_base_and_groups_and_the_top_level_wins(tmp_path):
+    sweep = _load(tmp_path, base={"optim": {"lr": 0.1, "epochs": 3}, "group": "p4m"}, data={"input_size": 29},
+                  lr=0.2, grid={"seed": [0, 1]})
+    config = sweep.cells[1].config
+    assert (config.optim.lr, config.optim.epochs, config.model.group, config.data.input_size, config.seed) == (
+        0.2, 3, "p4m", 29, 1)
+    with pytest.raises(UserError, match=r"^epocs: unknown key; did you mean 'epochs'\?$"):
+        _load(tmp_path, base={"optim": {"epocs": 3}})

@@ -19,7 +19,7 @@ ARMS = {"p4-28": ("p4", 28, True), "p4-29": ("p4", 29, False), "z2-28": ("z2", 2
 
 def _row(trial_id: str, arm: str, status: str, result: dict, error: str | None = None) -> dict:
     group, input_size, exact = ARMS[arm]
-    settings = RunConfig(group=group, input_size=input_size, epochs=5).model_dump(mode="json")
+    settings = RunConfig(group=group, input_size=input_size, epochs=5).flat(mode="json")
     return trial_row(trial_id, trial_id, list(ARMS).index(arm), settings, exact, status, error, 0, result)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from equisweep.errors import UserError
 from equisweep.pipeline.sweep.spec import load_sweep
-from equisweep.pipeline.train.config import load_run_config
+from equisweep.pipeline.train.config import FLAT_PATHS, GROUPS, RunConfig, load_run_config
 from tests.helpers import run_python
 
 # What pydantic says on its own; none of it may reach the user.
@@ -29,6 +29,10 @@ LIBRARY_WORDING = ("Input should be", "Extra inputs are not permitted", "pydanti
     ({"dropout": 1.0}, "dropout: must be below 1"),
     ({"optimizer": "rmsprop"}, "optimizer: must be 'adam', 'adamw' or 'sgd', got 'rmsprop'"),
     ({"wandb": {"mode": "loud"}}, "wandb.mode: must be 'auto', 'online', 'offline' or 'disabled', got 'loud'"),
+    ({"optim": {"epocs": 3}}, "epocs: unknown key; did you mean 'epochs'?"),
+    ({"optim": {"lr": 0}}, "lr: must be above 0"),
+    ({"lr": 0.1, "optim": {"lr": 0.2}}, "lr: given both as lr and inside optim; set it once"),
+    ({"data": "mnist5k"}, "data: must be a mapping (key: value), got 'mnist5k'"),
 ])
 def test_common_mistakes_are_one_plain_line(values, message):
     with pytest.raises(UserError) as info:
@@ -65,7 +69,7 @@ def test_a_file_that_is_not_a_mapping_is_refused(tmp_path, text):
 def test_an_empty_file_means_all_defaults(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("")
-    assert load_run_config({"epochs": 2}, config).epochs == 2
+    assert load_run_config({"epochs": 2}, config).optim.epochs == 2
 
 
 def test_validating_run_settings_never_imports_lightning():
@@ -77,3 +81,23 @@ def test_validating_run_settings_never_imports_lightning():
             " 'wandb')], sorted(sys.modules)\n")
     result = run_python(code)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_setting_has_one_flat_name_and_the_flat_view_round_trips():
+    leaves = [name for group in GROUPS.values() for name in group.model_fields]
+    outside = [name for name in RunConfig.model_fields if name not in GROUPS]
+    assert sorted(FLAT_PATHS) == sorted(leaves + outside) and len(leaves + outside) == 41
+    config = load_run_config({"model": "resnet18", "lr": 0.1, "angles": [0, 90], "wandb": {"mode": "disabled"},
+                              "data": {"input_size": 33}, "seed": 4})
+    assert (config.model.model, config.optim.lr, config.evaluation.angles, config.data.input_size) == (
+        "resnet18", 0.1, [0, 90], 33)
+    assert list(config.flat()) == list(FLAT_PATHS) and config.flat()["input_size"] == 33
+    assert RunConfig.from_flat(config.flat()) == config == RunConfig.model_validate(config.model_dump())
+
+
+def test_flags_override_a_grouped_config_file_setting_by_setting(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("optim: {lr: 0.5, epochs: 3}\nmodel: {model: resnet18}\nwandb: {project: p}\n")
+    loaded = load_run_config({"lr": 0.25, "wandb": {"mode": "disabled"}, "epochs": None}, config)
+    assert (loaded.optim.lr, loaded.optim.epochs, loaded.model.model) == (0.25, 3, "resnet18")
+    assert (loaded.wandb.project, loaded.wandb.mode) == ("p", "disabled")

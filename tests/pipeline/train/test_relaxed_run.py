@@ -67,7 +67,7 @@ def test_relaxation_reaches_the_summary_and_the_results_row(rpp):
     summary = flat_summary(rpp["results"])
     assert {key: summary[key] for key in summary if key.startswith("relaxation/")} == \
         {f"relaxation/{layer}": value for layer, value in by_layer.items()}
-    row = trial_row("t1", "t1", 0, rpp["config"].model_dump(mode="json"), True, "finished", None, 0, rpp["results"])
+    row = trial_row("t1", "t1", 0, rpp["config"].flat(mode="json"), True, "finished", None, 0, rpp["results"])
     assert {key: row[key] for key in row if key.startswith("relaxation/")} == \
         {f"relaxation/{layer}": value for layer, value in by_layer.items()}
     assert row["relaxation"] == "rpp" and row["rpp_free_wd"] == 1e-4
