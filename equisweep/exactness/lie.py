@@ -21,6 +21,10 @@ The network's tangent comes from one forward-mode pass (``torch.autograd.forward
 is J_h v minus the rotation's own tangent on h's plane; for a group map [B, C, |G|, H, W] an infinitesimal rotation
 moves only the plane (the group axis is permuted by quarter turns alone). Pooled features and logits ([B, K] or
 [B, C, |G|]) should be invariant: their Lie derivative is J_h v. Each layer reports the mean |·| over its elements.
+
+Limit: at a max-pool tie (two equal largest values in one window, e.g. on a flat background) the network is not
+differentiable; its derivative is one-sided, and the forward-mode pass follows whichever value the CPU's pooling
+kernel picks. A little pixel noise removes the ties where a two-sided derivative is wanted.
 """
 
 from __future__ import annotations

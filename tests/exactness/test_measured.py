@@ -39,3 +39,18 @@ def test_one_forward_pass_over_the_orbit():
     model.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
     equivariance_error(model, torch.randn(5, 1, 28, 28))
     assert calls == [5 * 8]
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_flatten_head_is_measured_on_what_it_promises(group):
+    # The flatten head's logits are not invariant by design: a linear layer reads the C·|G| pooled features, which
+    # a turn of the input permutes. An exact net must measure ~0 on those features, a broken grid must not.
+    model = build_model("p4cnn", group, head="flatten").double()
+    x = torch.randn(2, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        turned = model(torch.rot90(x, 1, dims=(-2, -1)))
+    assert (turned - model(x)).abs().max() > 1e-3  # the logits themselves do move
+    errors = equivariance_error(model, x)
+    assert errors["output"]["max"] < 1e-10 and errors["head"]["max"] < 1e-10
+    approximate = equivariance_error(model, torch.randn(2, 1, 29, 29, dtype=torch.float64))
+    assert approximate["output"]["max"] > 1e-3
