@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).parent / "results"
+# The committed tables; BENCH_RESULTS_DIR sends a run's tables elsewhere (the GPU check writes into its own folder).
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 
 
 def timing_parser(doc: str | None, batch: int, repeats: int) -> argparse.ArgumentParser:
@@ -90,7 +92,7 @@ def write_table(name: str, header: str, rows: list[dict], columns: list[str], wi
         cells = [f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
         lines.append("  ".join(f"{v:>{w}}" if i else f"{v:<{w}}" for i, (v, w) in enumerate(zip(cells, widths))))
     text = "\n".join(lines)
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text("```\n" + text + "\n```\n")
     (RESULTS / f"{name}.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
     return text

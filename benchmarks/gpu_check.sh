@@ -1,135 +1,149 @@
 #!/usr/bin/env bash
-# GPU check, one short script (under 8 minutes on one H100/H200 with 16 CPUs, no internet needed):
-#   1. nvidia-smi and torch's view of the GPU,
-#   2. the group-conv benchmark (benchmarks/bench_gconv.py) on the GPU, at its default and at a larger size,
-#   3. a fractional-GPU sweep: 4 trials sharing one GPU (cpu 2, gpu 0.25 each; bf16-mixed and 32-true x
-#      channels_last on and off; deterministic false), p4cnn p4 on mnist5k for 1 epoch, with per-trial wall time,
-#      accuracy, GPU memory, and whether all 4 ran at once (from the trials' results and nvidia-smi samples),
-#   4. packed training (benchmarks/bench_pack.py) at the paper's rotated-MNIST settings (P4CNN, batch 256):
-#      seed-runs per GPU-hour of 4 separate runs sharing the GPU against packs of K = 16, 32, 64, in bf16-mixed
-#      and 32-true, and the projected hours of paper_rotmnist.yaml.
+# The GPU check: one prepared script, under 8 minutes on one H100/H200, that runs on a GPU machine's own python3
+# (torch, Lightning, pandas, pyarrow, typer, rich, matplotlib, scipy; no ray, wandb, optuna, pydantic, e2cnn or
+# mlxtend; no network). What equisweep's models, training and packing need beyond that travels as wheels
+# (benchmarks/gpu_wheels.sh), unzipped here onto PYTHONPATH. It prints and writes into OUT_DIR:
+#   1. the machine: date, GPU (nvidia-smi), python and torch versions, and which optional packages import;
+#   2. bench_gconv: p4/p4m group conv fwd+bwd (and eval fwd) against one plain conv of the same expanded shape,
+#      fp32 and bf16, at 28 and 224;
+#   3. bench_pack: the paper's rotated-MNIST cell (P4CNN, batch 256), K separate runs (4 sharing the GPU) against
+#      packs of K = 1, 16, 32, 64 in bf16-mixed and 32-true: seed-runs per GPU-hour, GPU memory per pack, and the
+#      projected hours of sweeps/paper_rotmnist.yaml from the best row;
+#   4. profile_pack: one packed step under torch.profiler (where the time goes), and torch.compile / CUDA graphs
+#      against eager for the packed step at small K;
+#   5. four fractional-GPU trials through Ray, only where ray imports (its wheel is too big to travel).
 #
-# Run from the repo root:   bash benchmarks/gpu_check.sh
-# Everything printed is meant to be pasted into a note. The committed CPU tables in benchmarks/results/ are left
-# as they were; the GPU tables, logs and results.parquet go to a temporary folder (and to $GPU_CHECK_OUT if set).
-#
-# CPU dry run of the same path (no GPU): GPU_CHECK_ACCELERATOR=cpu bash benchmarks/gpu_check.sh
-#   (gpu 0, CPUs per trial = cores / 4, the GPU benchmark runs on the CPU at its small size).
-# Other overrides: GPU_CHECK_CPUS_PER_TRIAL, GPU_CHECK_GPU_FRACTION, GPU_CHECK_OUT (a folder for the artefacts).
+# Run from the repo root:   bash benchmarks/gpu_check.sh OUT_DIR
+# OUT_DIR gets gpu_check.txt (everything printed), gpu_check.json (every table's rows) and one .md per table:
+# at most 8 files. Settings (environment):
+#   GPU_CHECK_ACCELERATOR=cpu  the same path on the CPU at small sizes (the rehearsal: a few minutes)
+#   GPU_CHECK_SIZE             full (GPU default), small (CPU default) or tiny (seconds: the test's)
+#   GPU_CHECK_WHEELS           a folder of wheels to unzip onto PYTHONPATH (default .gpu_wheels; absent: none)
+#   GPU_CHECK_PYTHON           the interpreter (default python3)
+#   GPU_CHECK_COMPILE=0        leave out the torch.compile ratio
+#   GPU_CHECK_BUDGET_S         seconds for all parts together (default 460; each part's limit scales with it)
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 ROOT=$(pwd)
-PY=$ROOT/.venv/bin/python
+[ $# -eq 1 ] || { echo "usage: bash benchmarks/gpu_check.sh OUT_DIR" >&2; exit 2; }
+mkdir -p "$1" && OUT=$(cd "$1" && pwd) || exit 2
+PY=${GPU_CHECK_PYTHON:-python3}
 ACCELERATOR=${GPU_CHECK_ACCELERATOR:-gpu}
-CORES=$(nproc)
+[ "$ACCELERATOR" = gpu ] && DEVICE=cuda || DEVICE=cpu
+SIZE=${GPU_CHECK_SIZE:-$([ "$DEVICE" = cuda ] && echo full || echo small)}
+WHEELS=${GPU_CHECK_WHEELS:-$ROOT/.gpu_wheels}
+# The parts' time limits stop here, leaving the rest of 8 minutes for start-up and the summary.
+BUDGET_S=${GPU_CHECK_BUDGET_S:-460}
+START=$SECONDS
 
-if [ "$ACCELERATOR" = gpu ]; then
-  DEVICE=cuda
-  GPU_FRACTION=${GPU_CHECK_GPU_FRACTION:-0.25}
-  CPUS_PER_TRIAL=${GPU_CHECK_CPUS_PER_TRIAL:-2}
-else
-  DEVICE=cpu
-  GPU_FRACTION=${GPU_CHECK_GPU_FRACTION:-0}
-  CPUS_PER_TRIAL=${GPU_CHECK_CPUS_PER_TRIAL:-$(awk -v c="$CORES" 'BEGIN { printf "%g", c / 4 }')}
-fi
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
+mkdir -p "$WORK/home" "$WORK/tables" "$WORK/site"
+printf 'provider: {type: local}\n' > "$WORK/home/ray_bootstrap_config.yaml"  # Ray then probes no cloud metadata
+export HOME=$WORK/home BENCH_RESULTS_DIR=$WORK/tables
+export RAY_USAGE_STATS_ENABLED=0 WANDB_MODE=disabled PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+unset RAY_ADDRESS
+exec > >(tee "$OUT/gpu_check.txt") 2>&1
+TEE=$!
+finish() { rm -rf "$WORK"; exec >&- 2>&-; wait "$TEE"; }  # gpu_check.txt complete when the script returns
+trap finish EXIT
 
 section() { printf '\n== %s ==\n' "$*"; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-START=$(now)
-
-# -- the venv: use the project's; create it only if missing (needs a package index, which the GPU box may lack) --
-if [ ! -x "$PY" ]; then
-  echo "gpu_check: no .venv/bin/python in $ROOT."
-  echo "gpu_check: trying: python3 -m venv .venv && .venv/bin/pip install -c requirements/lock.txt -e ."
-  if ! { python3 -m venv .venv && .venv/bin/pip install -q --retries 1 --timeout 15 \
-           -c requirements/lock.txt -e .; }; then
-    echo "gpu_check: could not create the venv (no internet?). Copy or build .venv on a machine with a package" \
-         "index (same Python and CUDA wheels), place it at $ROOT/.venv, and rerun." >&2
-    exit 1
-  fi
-fi
-
-# -- a private HOME (Ray reads ray_bootstrap_config.yaml there and then probes no cloud metadata), Ray on loopback --
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
-mkdir -p "$WORK/home" "$WORK/results"
-printf 'provider: {type: local}\n' > "$WORK/home/ray_bootstrap_config.yaml"
-export HOME=$WORK/home
-export RAY_USAGE_STATS_ENABLED=0 WANDB_MODE=disabled PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
-unset RAY_ADDRESS  # the sweep starts its own embedded Ray on 127.0.0.1
-
-SAMPLER=""
-RESULTS_DIR=$ROOT/benchmarks/results
-cleanup() {
-  [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
-  # put back the committed CPU tables that bench_gconv overwrote
-  for f in bench_gconv.md bench_gconv.json bench_pack_paper_rotmnist.md bench_pack_paper_rotmnist.json \
-           bench_pack_quick.md bench_pack_quick.json; do
-    [ -f "$WORK/saved/$f" ] && cp "$WORK/saved/$f" "$RESULTS_DIR/$f"
-  done
-  if [ -n "${GPU_CHECK_OUT:-}" ]; then
-    mkdir -p "$GPU_CHECK_OUT" && cp -r "$WORK/results/." "$GPU_CHECK_OUT/" 2>/dev/null
-  fi
+left() { echo $((BUDGET_S - (SECONDS - START))); }
+# Lines left out of a part's output: warnings, Lightning's banners and the profiler's complaint on a CPU.
+NOISE='warn|^\s*$|available: |litlogger|Automatic Mixed Precision|Trainer.fit. stopped|gpuGetDeviceCount|^W[0-9]{4} '
+part() {  # $1: seconds at most in a 460 s budget, rest: a command; its output is shown, a failure said in one line
+  local limit=$(($1 * BUDGET_S / 460)); shift
+  [ "$limit" -gt "$(left)" ] && limit=$(left)
+  if [ "$limit" -le 5 ]; then echo "skipped: the check's time budget is spent"; FAILED=$((FAILED + 1)); return; fi
+  timeout "$limit" "$@" 2>&1 | grep -v -i -E "$NOISE"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] && return
+  echo "FAILED (exit $rc$([ "$rc" -eq 124 ] && echo ", over its ${limit} s"))"
+  FAILED=$((FAILED + 1))
 }
-trap cleanup EXIT
+FAILED=0
 
-echo "gpu_check: $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$CORES accelerator=$ACCELERATOR work=$WORK"
+case $SIZE in
+  full) GCONV=(--sizes 28 224 --batch 64 --channels 16 --repeats 20)
+        PACK=(--preset paper_rotmnist --packs 1 16 32 64 --concurrent 4 --steps 30 --warmup 10
+              --precision bf16-mixed 32-true)
+        PROFILE=(--preset paper_rotmnist --precision bf16-mixed --steps 10 --warmup 5 --repeats 20)
+        PROFILED=16 COMPILED=(1 4) ;;
+  small) GCONV=(--sizes 28 --batch 8 --channels 8 --repeats 3)
+         PACK=(--preset quick --packs 1 2 4 --concurrent 2 --steps 3 --warmup 1 --precision bf16-mixed 32-true)
+         PROFILE=(--preset quick --precision 32-true --steps 3 --warmup 1 --repeats 3)
+         PROFILED=2 COMPILED=(2) ;;
+  tiny) GCONV=(--sizes 8 --batch 2 --channels 2 --repeats 1)
+        PACK=(--preset quick --packs 2 --steps 1 --warmup 1 --precision bf16-mixed)
+        PROFILE=(--preset quick --precision 32-true --steps 1 --warmup 1 --repeats 1)
+        PROFILED=2 COMPILED=(2) ;;
+  *) echo "gpu_check: GPU_CHECK_SIZE is full, small or tiny, not '$SIZE'" >&2; exit 2 ;;
+esac
+[ "${GPU_CHECK_COMPILE:-1}" = 0 ] && COMPILED=()
 
-# -- 1. the GPU ------------------------------------------------------------------------------------------------
-section "nvidia-smi"
+# -- 1. the machine, and the carried wheels ----------------------------------------------------------------------
+section "machine"
+echo "gpu_check: $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname) cores=$(nproc) accelerator=$ACCELERATOR size=$SIZE"
 if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=index,name,driver_version,memory.total,memory.used,utilization.gpu,temperature.gpu,power.draw,power.limit,clocks.max.sm,compute_mode,mig.mode.current \
-    --format=csv 2>&1
-  nvidia-smi 2>&1 | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/driver CUDA version: \1/p'
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit,mig.mode.current --format=csv
 else
   echo "nvidia-smi: not found"
-  [ "$ACCELERATOR" = gpu ] && echo "gpu_check: no NVIDIA driver tools on this machine" >&2
 fi
+shopt -s nullglob
+wheels=("$WHEELS"/*.whl)
+for wheel in "${wheels[@]}"; do "$PY" -m zipfile -e "$wheel" "$WORK/site" || exit 1; done
+echo "carried wheels: ${#wheels[@]} from $WHEELS$([ ${#wheels[@]} -gt 0 ] && echo " (unzipped onto PYTHONPATH)")"
+export PYTHONPATH=$ROOT:$WORK/site${PYTHONPATH:+:$PYTHONPATH}
 
-"$PY" - <<'EOF'
+"$PY" - "$DEVICE" <<'EOF' || { echo "gpu_check: torch sees no CUDA GPU here; stopping"; exit 1; }
+import importlib.util
+import sys
+
 import torch
-line = f"torch {torch.__version__} cuda {torch.version.cuda} cudnn {torch.backends.cudnn.version()}"
+
+line = f"python {sys.version.split()[0]} torch {torch.__version__} cuda {torch.version.cuda}"
 if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
-    line += (f" | cuda:0 {p.name} sm_{p.major}{p.minor} {p.total_memory / 2**30:.0f} GiB"
-             f" {p.multi_processor_count} SMs bf16={torch.cuda.is_bf16_supported()} devices={torch.cuda.device_count()}")
-else:
-    line += " | torch.cuda.is_available() = False"
+    line += f" | {p.name} sm_{p.major}{p.minor} {p.total_memory / 2**30:.0f} GiB {p.multi_processor_count} SMs"
 print(line)
+
+
+def importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a finder that refuses the name
+        return False
+
+
+# The benchmarks import equisweep's models, training and packing, which must need none of the first four.
+print("importable: " + ", ".join(f"{n} {'yes' if importable(n) else 'no'}"
+                                 for n in ("ray", "wandb", "optuna", "e2cnn", "mlxtend", "pydantic")))
+sys.exit(sys.argv[1] == "cuda" and not torch.cuda.is_available())
 EOF
-if [ "$ACCELERATOR" = gpu ] && ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
-  echo "gpu_check: torch sees no CUDA GPU; stopping (GPU_CHECK_ACCELERATOR=cpu runs the CPU path)" >&2
-  exit 1
-fi
 
-# -- 2. group conv on the GPU ---------------------------------------------------------------------------------
-mkdir -p "$WORK/saved"
-for f in bench_gconv.md bench_gconv.json bench_pack_paper_rotmnist.md bench_pack_paper_rotmnist.json \
-         bench_pack_quick.md bench_pack_quick.json; do
-  [ -f "$RESULTS_DIR/$f" ] && cp "$RESULTS_DIR/$f" "$WORK/saved/$f"
-done
-gconv() {  # $1: label, rest: bench_gconv arguments
-  local label=$1; shift
-  section "bench_gconv on $DEVICE, $label (ms, median; ratios < 1 mean ours is faster)"
-  if timeout 90 "$PY" -m benchmarks.bench_gconv --device "$DEVICE" "$@" > "$WORK/results/gconv_$label.txt" 2>&1; then
-    cat "$WORK/results/gconv_$label.txt"
-  else
-    echo "bench_gconv failed or timed out (exit $?); its last lines:"; tail -n 15 "$WORK/results/gconv_$label.txt"
-  fi
-}
-if [ "$DEVICE" = cuda ]; then
-  gconv default --repeats 20
-  gconv large --batch 256 --channels 32 --sizes 32 64 --repeats 20
+# -- 2.-4. the benchmarks ----------------------------------------------------------------------------------------
+section "bench_gconv on $DEVICE (ms, median; ours/conv2d < 1: the group conv is faster)"
+part 100 "$PY" -m benchmarks.bench_gconv --device "$DEVICE" --dtypes fp32 bf16 "${GCONV[@]}"
+section "bench_pack on $DEVICE (seed-runs per hour; speedup = packed / separate)"
+part 200 "$PY" -m benchmarks.bench_pack --device "$DEVICE" "${PACK[@]}"
+section "profile_pack on $DEVICE (where one packed step's time goes)"
+part 70 "$PY" -m benchmarks.profile_pack --device "$DEVICE" "${PROFILE[@]}" --pack "$PROFILED" --compile-packs
+section "profile_pack on $DEVICE: the packed step compiled against eager"
+if [ ${#COMPILED[@]} -eq 0 ]; then
+  echo "skipped (GPU_CHECK_COMPILE=0)"
 else
-  gconv small --sizes 28 --repeats 3  # the CPU path only: its full table is `make bench`
+  part 150 "$PY" -m benchmarks.profile_pack --device "$DEVICE" "${PROFILE[@]}" --pack 0 --compile-packs "${COMPILED[@]}"
 fi
 
-# -- 3. four trials sharing one GPU ---------------------------------------------------------------------------
-SPEC=$WORK/gpu_check.yaml
-cat > "$SPEC" <<EOF
-# 4 trials on one GPU: quick.yaml's p4 cell (batch 8, no dropout), 1 epoch, each precision x memory format
-name: gpu_check
+# -- 5. four trials sharing one GPU through Ray ------------------------------------------------------------------
+section "Ray: 4 fractional-GPU trials"
+if ! "$PY" -c 'import ray' 2>/dev/null; then
+  echo "skipped: ray does not import here (its cp312 manylinux wheel is ~79 MB, over the 64 MiB that travel with" \
+       "the working tree); the packing tables above need no Ray"
+else
+  cat > "$WORK/ray_check.yaml" <<EOF
+name: ray_check
 dataset: mnist5k
 model: p4cnn
 group: p4
@@ -148,126 +162,26 @@ variants:
   - {precision: 32-true, channels_last: true}
   - {precision: bf16-mixed, channels_last: false}
   - {precision: 32-true, channels_last: false}
-resources: {cpu: $CPUS_PER_TRIAL, gpu: $GPU_FRACTION}
+resources: {cpu: 2, gpu: $([ "$DEVICE" = cuda ] && echo 0.25 || echo 0)}
 max_failures: 0
 storage: $WORK/storage
 wandb: {mode: disabled}
 EOF
-section "sweep: 4 trials, cpu $CPUS_PER_TRIAL + gpu $GPU_FRACTION each, accelerator $ACCELERATOR"
-sed -n '/^name/,$p' "$SPEC" | tr '\n' ';' | sed 's/;/; /g'; echo
-
-if command -v nvidia-smi >/dev/null && [ "$ACCELERATOR" = gpu ]; then
-  (while :; do
-     t=$(date +%s.%N)
-     nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null | sed "s/^/$t, app, /"
-     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits 2>/dev/null | sed "s/^/$t, gpu, /"
-     sleep 1
-   done) > "$WORK/results/smi_samples.csv" &
-  SAMPLER=$!
+  ray_start=$SECONDS
+  part 120 "$PY" -m equisweep sweep "$WORK/ray_check.yaml"
+  echo "4 trials: $((SECONDS - ray_start)) s wall, Ray's start included"
 fi
-SWEEP_START=$(now)
-timeout 240 "$ROOT/.venv/bin/equisweep" sweep "$SPEC" > "$WORK/results/sweep_stdout.txt" 2> "$WORK/results/sweep_log.txt"
-SWEEP_RC=$?
-SWEEP_END=$(now)
-[ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null && wait "$SAMPLER" 2>/dev/null
-SAMPLER=""
-echo "equisweep sweep: exit $SWEEP_RC, wall $(elapsed "$SWEEP_START" "$SWEEP_END") s (Ray start and worker start included)"
-cat "$WORK/results/sweep_stdout.txt"
-if [ "$SWEEP_RC" -ne 0 ]; then
-  echo "sweep log, last lines:"; grep -v -i warn "$WORK/results/sweep_log.txt" | tail -n 25
-fi
-cp "$WORK/storage/gpu_check/results.parquet" "$WORK/results/" 2>/dev/null
 
-SWEEP_DIR=$WORK/storage/gpu_check SMI=$WORK/results/smi_samples.csv SWEEP_START=$SWEEP_START "$PY" - <<'EOF'
+# -- the tables, gathered --------------------------------------------------------------------------------------------
+section "done"
+cp "$WORK"/tables/*.md "$OUT"/ 2>/dev/null
+"$PY" - "$WORK/tables" "$OUT/gpu_check.json" <<'EOF'
 import json
-import os
+import sys
 from pathlib import Path
 
-import pandas as pd
-
-sweep = Path(os.environ["SWEEP_DIR"])
-origin = float(os.environ["SWEEP_START"])
-if not (sweep / "results.parquet").is_file():
-    raise SystemExit(f"no results.parquet under {sweep}: the sweep did not get as far as its first trial")
-table = pd.read_parquet(sweep / "results.parquet")
-spans = {}
-for trial_dir in sweep.iterdir():
-    lines = (trial_dir / "result.json").read_text().splitlines() if (trial_dir / "result.json").is_file() else []
-    if lines:
-        first, last = json.loads(lines[0]), json.loads(lines[-1])
-        # the trainable's start (its first report minus that iteration's time) to its last report, on the clock
-        spans[last["trial_id"]] = (first["timestamp"] - first["time_this_iter_s"] - origin,
-                                   last["timestamp"] - origin, last.get("pid"), last["time_total_s"])
-
-smi = Path(os.environ["SMI"])
-app_mem, per_sample = {}, {}
-if smi.is_file():
-    for line in smi.read_text().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 4 and parts[1] == "app" and parts[2].isdigit():
-            pid, mem = int(parts[2]), float(parts[3]) if parts[3].replace(".", "").isdigit() else 0.0
-            app_mem[pid] = max(app_mem.get(pid, 0.0), mem)
-            per_sample.setdefault(parts[0], set()).add(pid)
-gpu = [[float(v) for v in line.split(",")[2:4]] for line in (smi.read_text().splitlines() if smi.is_file() else [])
-       if ", gpu, " in line and "N/A" not in line]
-
-rows = []
-for row in table.itertuples():
-    start, end, pid, total = spans.get(row.trial_id, (float("nan"), float("nan"), None, float("nan")))
-    rows.append({"trial": row.trial_id, "group": row.group, "precision": row.precision, "channels_last": row.channels_last,
-                 "status": row.status, "start_s": start, "end_s": end, "wall_s": total,
-                 "fit_s": row.train_seconds, "val_acc": row.val_acc, "test_upright": row.test_acc_upright,
-                 "test_orbit": row.test_acc_orbit, "eq_error": row.eq_error,
-                 "gpu_MiB": app_mem.get(pid, float("nan")) if app_mem else float("nan")})
-frame = pd.DataFrame(rows)
-pd.set_option("display.width", 200)
-print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}" if abs(v) >= 1 else f"{v:.3f}"
-                      if abs(v) >= 0.01 or v == 0 else f"{v:.1e}"))
-print("(start_s/end_s: seconds after `equisweep sweep` began, to 1 s; wall_s: Tune's time_total_s of the trial;"
-      " fit_s: Lightning fit; gpu_MiB: peak of the trial's process in nvidia-smi)")
-
-events = sorted([(s, 1) for s, e, *_ in spans.values()] + [(e, -1) for s, e, *_ in spans.values()],
-                key=lambda ev: (ev[0], ev[1]))
-running = most = 0
-for _, step in events:
-    running += step
-    most = max(most, running)
-together = max(0.0, min(e for _, e, *_ in spans.values()) - max(s for s, *_ in spans.values())) if spans else 0.0
-print(f"concurrency from the trials' results: at most {most} of {len(spans)} trials running at once; all "
-      f"{len(spans)} overlapped for {together:.1f} s")
-if per_sample:
-    print(f"concurrency from nvidia-smi (1 s samples): at most {max(len(p) for p in per_sample.values())} "
-          f"processes on the GPU at once; {len(app_mem)} distinct processes seen")
-elif smi.is_file():
-    print("nvidia-smi listed no compute processes (a container's PID namespace hides them): concurrency from the "
-          "trials' results only")
-if gpu:
-    print(f"GPU during the sweep ({len(gpu)} samples): peak utilisation {max(u for u, _ in gpu):.0f}%, mean "
-          f"{sum(u for u, _ in gpu) / len(gpu):.0f}%; peak memory used {max(m for _, m in gpu):.0f} MiB")
-finished = int((frame["status"] == "finished").sum())
-verdict = "PASS" if finished == 4 and most == 4 else "FAIL"
-print(f"{verdict}: {finished}/4 trials finished, {most} ran concurrently")
+tables = {path.stem: json.loads(path.read_text()) for path in sorted(Path(sys.argv[1]).glob("*.json"))}
+Path(sys.argv[2]).write_text(json.dumps(tables, indent=1))
 EOF
-
-# -- 4. packed training ------------------------------------------------------------------------------------------
-pack() {  # $1: label, rest: bench_pack arguments
-  local label=$1; shift
-  section "bench_pack on $DEVICE, $label (seed-runs per hour; speedup = packed / separate)"
-  if timeout 150 "$PY" -m benchmarks.bench_pack --device "$DEVICE" "$@" > "$WORK/results/pack_$label.txt" 2>&1; then
-    grep -v -i warn "$WORK/results/pack_$label.txt"
-  else
-    echo "bench_pack failed or timed out (exit $?); its last lines:"; tail -n 15 "$WORK/results/pack_$label.txt"
-  fi
-}
-if [ "$DEVICE" = cuda ]; then
-  for precision in bf16-mixed 32-true; do
-    pack "paper_$precision" --preset paper_rotmnist --precision "$precision" --concurrent 4 --packs 16 32 64 \
-      --steps 40 --warmup 10
-  done
-else
-  pack quick_small --preset quick --packs 2 --steps 5 --warmup 2  # the CPU path only: its full table is below
-fi
-
-section "done"
-echo "gpu_check: total $(elapsed "$START" "$(now)") s; tables, logs and results.parquet in $WORK/results" \
-     "${GPU_CHECK_OUT:+(copied to $GPU_CHECK_OUT)}"
+echo "gpu_check: $((SECONDS - START)) s, $FAILED part(s) failed; tables in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+[ "$FAILED" -eq 0 ]
