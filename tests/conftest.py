@@ -18,6 +18,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("WANDB_MODE", "disabled")  # tests that log set offline mode themselves
 os.environ.setdefault("WANDB_DIR", tempfile.mkdtemp(prefix="equisweep-wandb-"))
 os.environ.pop("RAY_ADDRESS", None)  # the embedded Ray, never a cluster the machine happens to know
+os.environ["EQUISWEEP_STRICT_COLUMNS"] = "1"  # a results row that strays from its declared columns raises
 torch.set_num_threads(2)
 
 

@@ -1,6 +1,7 @@
 """Training, sweeps and the report, one room per job, imported only downward (report -> sweep -> train):
 
-- ``train/``: one run (the LightningModule, run settings, ``run_one``, callbacks, metric names, W&B run logging),
+- ``vocabulary.py``: the names all three share (metrics, arms), free of torch,
+- ``train/``: one run (the LightningModule, run settings, ``run_one``, callbacks, W&B run logging),
 - ``sweep/``: many runs (sweep specs, the Ray Tune driver, Optuna per cell, the result tables),
 - ``report/``: the verdict statistics, figures, the report, and tables rebuilt from W&B runs.
 

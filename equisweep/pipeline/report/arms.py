@@ -9,7 +9,7 @@ line style, which exact arm it is measured against, and which trials count.
   the figures draw all conditions at once, so for them every other setting that varies across cells and not inside
   one (``arm_columns``: not ``seed``, not a searched hyperparameter, not the data a trial learns from) is part of
   the arm too.
-- **The label** is the one W&B and ``sweep --status`` use (``equisweep.pipeline.train.arms.arm_label``): ``p4 28
+- **The label** is the one W&B and ``sweep --status`` use (``equisweep.pipeline.vocabulary.arm_label``): ``p4 28
   exact``, ``p4 29 approx``, ``p4 29 adaptive exact``, ``p4 28 rpp``, ``plain CNN 28``, then ``key=value`` for any
   further arm setting. A trivial group (``z2``, ``c1``) is neither exact nor approximate: its ``exact`` is None.
 - **Colour and line style**: one colour per arm of a sweep (``colours``), kept in every figure; exact arms solid,
@@ -30,20 +30,17 @@ import numpy as np
 import pandas as pd
 
 from equisweep.names import CYCLIC_OR_DIHEDRAL, gaussian_params
-from equisweep.pipeline.sweep.results import SCALAR_METRICS
+from equisweep.pipeline import vocabulary as m
+from equisweep.pipeline.sweep import columns
 from equisweep.pipeline.sweep.results import exact_flag as exactness
-from equisweep.pipeline.train import arms as names
-from equisweep.pipeline.train import metrics as m
 
 REGIME = "train_symmetry"
 DATA_COLUMNS = ("dataset", REGIME)  # what a trial learns from: a panel of the figures, never part of an arm
-ARM_DEFAULTS: Mapping[str, str] = MappingProxyType({"relaxation": names.NO_RELAXATION, "subsampling": names.STRIDE})
+ARM_DEFAULTS: Mapping[str, str] = MappingProxyType({"relaxation": m.NO_RELAXATION, "subsampling": m.STRIDE})
 ARM_COLUMNS = ("group", "input_size", m.EXACT, *ARM_DEFAULTS)
-EXCLUDED_GROUPS = tuple(sorted(names.TRIVIAL_GROUPS))
-_IDENTITY = frozenset({"trial_id", "trial_name", "cell", "status", "error", "attempts", "run_name", "data_dir",
-                       "trial_seconds", "started_at"})
-_METRICS = frozenset({*SCALAR_METRICS, m.TRAIN_ACC, m.BEST_CHECKPOINT})
-NOT_SETTINGS = _IDENTITY | _METRICS | {m.EXACT}  # with m.PER_LAYER_PREFIXES: every column that is no setting
+EXCLUDED_GROUPS = tuple(sorted(m.TRIVIAL_GROUPS))
+# the settings that say what a run is: all declared but its name and where its data lives
+RUN_SETTINGS = frozenset(columns.SETTINGS) - frozenset(columns.NAMING_SETTINGS)
 SAME_SIZE, NEAREST_SIZE = "same size", "nearest exact size"  # which rule picked an arm's reference
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")
@@ -59,7 +56,7 @@ def finished(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def is_trivial(group: Any) -> bool:
-    return names.is_trivial(str(group).strip().lower())
+    return m.is_trivial(str(group).strip().lower())
 
 
 def without_trivial_exactness(results: pd.DataFrame) -> pd.DataFrame:
@@ -95,8 +92,9 @@ def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def setting_columns(results: pd.DataFrame) -> list[str]:
-    """The run-setting columns of a results table: everything but identity, status, verdict and metrics."""
-    return [c for c in results.columns if c not in NOT_SETTINGS and not str(c).startswith(m.PER_LAYER_PREFIXES)]
+    """The run-setting columns of a results table, in its order: those of ``RUN_SETTINGS`` it has (a column not
+    declared as a setting, such as a new bookkeeping one, is never taken for one)."""
+    return [c for c in results.columns if c in RUN_SETTINGS]
 
 
 def arm_columns(results: pd.DataFrame) -> list[str]:
@@ -137,7 +135,7 @@ def label(arm: Mapping[str, Any]) -> str:
     """``p4 28 exact``, ``p4 29 approx``, ``p4 28 rpp``, ``plain CNN 28`` for an arm given as ``{column: value}``;
     settings beyond ``ARM_COLUMNS`` follow as ``key=value``."""
     named = {c: default if missing(arm.get(c)) else str(arm[c]) for c, default in ARM_DEFAULTS.items()}
-    head = names.arm_label(str(arm.get("group", "")), arm.get("input_size", ""), exactness(arm.get(m.EXACT)), **named)
+    head = m.arm_label(str(arm.get("group", "")), arm.get("input_size", ""), exactness(arm.get(m.EXACT)), **named)
     parts = [head.strip()] + [f"{c}={format_value(v)}" for c, v in arm.items() if c not in ARM_COLUMNS]
     return " ".join(part for part in parts if part) or "all trials"
 
@@ -159,7 +157,7 @@ def linestyle(arm: Mapping[str, Any]) -> str:
     if is_trivial(arm.get("group")):
         return ":"
     relaxation = arm.get("relaxation")
-    if not missing(relaxation) and relaxation != names.NO_RELAXATION:
+    if not missing(relaxation) and relaxation != m.NO_RELAXATION:
         return "-."
     return "--" if exactness(arm.get(m.EXACT)) is False else "-"
 
@@ -218,14 +216,14 @@ def by_arm(frame: pd.DataFrame) -> list[tuple[ArmKey, pd.DataFrame]]:
     size, default subsampling first."""
     keys = pd.Series(list(zip(frame["input_size"].map(plain_value), frame[m.EXACT], frame["relaxation"].astype(str),
                               frame["subsampling"].astype(str))), index=frame.index, dtype=object)
-    order = sorted(set(keys), key=lambda k: (k[2] != names.NO_RELAXATION, k[2], k[0], k[3] != names.STRIDE, k[3]))
+    order = sorted(set(keys), key=lambda k: (k[2] != m.NO_RELAXATION, k[2], k[0], k[3] != m.STRIDE, k[3]))
     return [(key, frame[keys == key]) for key in order]
 
 
 def is_reference(key: ArmKey) -> bool:
     """Exact and not relaxed: what the other arms of a condition are measured against."""
     _, exact, relaxation, _ = key
-    return bool(exact) and relaxation == names.NO_RELAXATION
+    return bool(exact) and relaxation == m.NO_RELAXATION
 
 
 def reference_of(key: ArmKey, references: list[tuple[ArmKey, pd.DataFrame]]) -> tuple[ArmKey, pd.DataFrame, str]:
@@ -234,6 +232,6 @@ def reference_of(key: ArmKey, references: list[tuple[ArmKey, pd.DataFrame]]) -> 
     sizes = sorted({ref[0] for ref, _ in references})
     size = min(sizes, key=lambda other: (abs(other - key[0]), other)) if sizes else None
     ref, trials = min(((ref, trials) for ref, trials in references if ref[0] == size),
-                      key=lambda item: (item[0][3] != key[3], item[0][3] != names.STRIDE, item[0][3]))
+                      key=lambda item: (item[0][3] != key[3], item[0][3] != m.STRIDE, item[0][3]))
     return ref, trials, SAME_SIZE if size == key[0] else NEAREST_SIZE
 

@@ -32,7 +32,7 @@ from equisweep.pipeline.report.text import (
 )
 from equisweep.pipeline.report.verdict import Verdicts, verdict_table
 from equisweep.pipeline.sweep.results import read_angles, read_results, storage_uri
-from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
+from equisweep.pipeline.vocabulary import LAYER_ERROR_PREFIX
 
 FORMATS = ("md", "html")
 # a setting that only acts under some values of another one: (the other one, the values it acts under)

@@ -61,11 +61,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.report import arms
 from equisweep.pipeline.report import stats as st
-from equisweep.pipeline.report.arms import ARM_DEFAULTS, EXCLUDED_GROUPS, NOT_SETTINGS, REGIME, plain_value
+from equisweep.pipeline.report.arms import ARM_DEFAULTS, EXCLUDED_GROUPS, REGIME, plain_value
 from equisweep.pipeline.report.comparison import INCONCLUSIVE, NOT_APPLICABLE, PERMUTED, SPAN, UNDEFINED, compare
-from equisweep.pipeline.train import metrics as m
 
 REPORT_METRICS: Mapping[str, str] = MappingProxyType({
     m.TEST_ACC_UPRIGHT: "upright",
@@ -76,7 +76,7 @@ REPORT_METRICS: Mapping[str, str] = MappingProxyType({
 APPROX_WINS, EXACT_WINS, REFERENCE = "approx wins", "exact wins", "reference"
 PAPERS_PAIR = "paper's pair"  # the rule of an approximate arm's second reference: the nearest other exact size
 ALL_TRIALS = "all trials"  # the condition label when no setting varies
-NOT_CONDITIONS = NOT_SETTINGS | {"input_size", "seed", *ARM_DEFAULTS}
+NOT_CONDITIONS = frozenset({"input_size", "seed", *ARM_DEFAULTS})  # settings that make an arm or a replicate
 _ARM_COLUMNS = ["arm", "input_size", *ARM_DEFAULTS, m.EXACT, "exact_arm", "reference"]
 _STAT_COLUMNS = ["arm_mean", "arm_std", "arm_n", "exact_mean", "exact_std", "exact_n", "diff", "ci_low", "ci_high",
                  "p_value", "p_adjusted", "detectable", "seeds_to_detect", "seeds_needed", "verdict", "note",
@@ -292,9 +292,8 @@ def _left_out(results: pd.DataFrame, exclude_groups: Iterable[str]) -> list[str]
 
 def _varying(frame: pd.DataFrame, ignore: Iterable[str]) -> list[str]:
     skip = NOT_CONDITIONS | set(ignore)
-    return [column for column in frame.columns
-            if column not in skip and not column.startswith(m.PER_LAYER_PREFIXES)
-            and frame[column].map(plain_value).nunique(dropna=False) > 1]
+    return [column for column in arms.setting_columns(frame)
+            if column not in skip and frame[column].map(plain_value).nunique(dropna=False) > 1]
 
 
 def _searched(frame: pd.DataFrame, columns: list[str]) -> list[str]:

@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 
 from equisweep.errors import UserError
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep.results import angle_rows, trial_row
-from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.metrics import ANGLE_PREFIX, LAYER_ERROR_PREFIX, PER_LAYER_PREFIXES, RELAXATION_PREFIX
 from equisweep.pipeline.train.tracking import resolve_mode
+from equisweep.pipeline.vocabulary import ANGLE_PREFIX, LAYER_ERROR_PREFIX, PER_LAYER_PREFIXES, RELAXATION_PREFIX
 
 _STATUS = {"finished": "finished", "running": "running", "failed": "failed", "crashed": "failed", "killed": "failed"}
 

@@ -32,10 +32,10 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from equisweep.errors import UserError
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep import results as r
 from equisweep.pipeline.sweep.heartbeat import Heartbeat
 from equisweep.pipeline.sweep.spec import Sweep, static_exact
-from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.packing import run_packed
 from equisweep.pipeline.train.run import run_one

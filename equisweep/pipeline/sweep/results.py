@@ -1,6 +1,7 @@
 """A sweep's results on its storage (a local path or any URI pyarrow can open):
 
-- ``results.parquet``: one row per trial (its settings, the static ``exact`` flag, its metrics, status and error),
+- ``results.parquet``: one row per trial, in the columns ``columns`` declares (identity and status, settings, the
+  static ``exact`` flag, metrics),
 - ``angles.parquet``: trial x test angle x accuracy,
 - ``finished/<run id>.json``: the final result of each finished seed-run, the durable record a resumed sweep
   replays instead of training again (a copy that failed inside a finished pack: its ``error``).
@@ -34,16 +35,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from equisweep.errors import UserError
-from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX, RELAXATION_PREFIX
+from equisweep.pipeline import vocabulary as m
+from equisweep.pipeline.sweep.columns import METRICS, check_final_result, declared_settings
+from equisweep.pipeline.vocabulary import LAYER_ERROR_PREFIX, RELAXATION_PREFIX
 
 RESULTS_FILE = "results.parquet"
 ANGLES_FILE = "angles.parquet"
 FINISHED_DIR = "finished"
 STATUSES = ("finished", "running", "pending", "stopped", "failed")  # stopped: ended early by the scheduler
-SCALAR_METRICS = (m.VAL_ACC, m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT, m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES,
-                  m.EQ_ERROR, m.LEE, m.PARAMS, m.TRAIN_SECONDS, m.BEST_EPOCH, m.EPOCH, m.TRAIN_LOSS)
-
 
 
 def storage_uri(storage: str) -> str:
@@ -71,7 +70,9 @@ COPIES = "copies"  # a packed trial's final result: {str(seed): the copy's final
 
 
 def final_result(results: dict[str, Any], epochs: int) -> dict[str, Any]:
-    """What a finished trial reports last: ``run_one``'s metrics, JSON-safe (angle keys as strings)."""
+    """What a finished trial reports last: ``run_one``'s metrics, JSON-safe (angle keys as strings), checked against
+    the table's declared columns (``columns.check_final_result``)."""
+    check_final_result({**results, m.EPOCH: epochs})
     return {**{key: value for key, value in results.items() if not isinstance(value, dict)},
             m.TEST_ACC_BY_ANGLE: {str(float(a)): acc for a, acc in results[m.TEST_ACC_BY_ANGLE].items()},
             m.EQ_ERROR_BY_LAYER: dict(results[m.EQ_ERROR_BY_LAYER]),
@@ -89,16 +90,13 @@ def pack_result(copies: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, Any], exact: bool | None,
               status: str, error: str | None, attempts: int, result: dict[str, Any]) -> dict[str, Any]:
-    """One row of ``results.parquet``: identity, every scalar run setting, ``exact``, status and metrics."""
+    """One row of ``results.parquet``, in the declared columns (``columns``): identity, every run setting (flat or
+    in groups) as one column per leaf, ``exact``, status and metrics (None where ``result`` lacks them)."""
     row: dict[str, Any] = {"trial_id": trial_id, "trial_name": name, "cell": cell, "status": status, "error": error,
                            "attempts": attempts}
-    for key, value in settings.items():
-        if isinstance(value, dict):  # wandb: {project, entity, group, mode, tags} -> wandb_project, ...
-            row.update({f"{key}_{sub}": _cell(f"{key}.{sub}", v) for sub, v in value.items()})
-        else:
-            row[key] = _cell(key, value)
+    row.update({key: _cell(key, value) for key, value in declared_settings(settings).items()})
     row[m.EXACT] = exact  # None where not applicable (a trivial group) or not known
-    row.update({key: result.get(key) for key in SCALAR_METRICS})
+    row.update({key: result.get(key) for key in METRICS})
     row["trial_seconds"] = result.get("time_total_s")  # the trial's wall time under Tune: its compute cost
     row["started_at"] = started_at(result)
     row.update({f"{LAYER_ERROR_PREFIX}{layer}": value
@@ -117,7 +115,7 @@ def record_of_row(row: pd.Series, angles: pd.DataFrame) -> dict[str, Any]:
     def by_layer(prefix: str) -> dict[str, Any]:
         return {key.removeprefix(prefix): row[key] for key in row.index if key.startswith(prefix) and kept(key)}
 
-    record = {key: row[key] for key in (*SCALAR_METRICS, "started_at") if kept(key)}
+    record = {key: row[key] for key in (*METRICS, "started_at") if kept(key)}
     return {**record, m.EXACT: exact_flag(row.get(m.EXACT)), "time_total_s": row.get("trial_seconds"),
             m.TEST_ACC_BY_ANGLE: {str(float(a)): acc for a, acc in zip(angles["angle"], angles["accuracy"])},
             m.EQ_ERROR_BY_LAYER: by_layer(LAYER_ERROR_PREFIX), m.RELAXATION_BY_LAYER: by_layer(RELAXATION_PREFIX)}
@@ -142,7 +140,7 @@ def angle_rows(trial_id: str, result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _cell(key: str, value: Any) -> Any:
-    """A setting as one table cell: a scalar as itself, a list or mapping (``angles``, ``wandb.tags``) as JSON text."""
+    """A setting as one table cell: a scalar as itself, a list or mapping (``angles``, ``wandb_tags``) as JSON text."""
     value = to_json_value(value, key)
     return json.dumps(value) if isinstance(value, list | dict) else value
 

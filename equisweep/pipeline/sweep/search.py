@@ -20,10 +20,10 @@ from optuna.samplers import TPESampler
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep import results as r
 from equisweep.pipeline.sweep.sections import SearchSpec
 from equisweep.pipeline.sweep.state import PicklesItsState
-from equisweep.pipeline.train import metrics as m
 
 log = logging.getLogger(__name__)
 OPTUNA_STARTUP = 10  # TPESampler's own n_startup_trials

@@ -36,8 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from equisweep.errors import UserError
 from equisweep.pipeline.sweep.sections import RUN_KEYS, Resources, SchedulerSpec, SearchSpec, check_run_key
-from equisweep.pipeline.train.arms import is_trivial
 from equisweep.pipeline.train.config import RunConfig, describe_validation_error, merge_settings, read_yaml_mapping
+from equisweep.pipeline.vocabulary import is_trivial
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _YES_NO = {True: "yes", False: "no", None: "-"}  # the dry run's exact column
@@ -317,8 +317,7 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
 
 def static_exact(config: RunConfig) -> bool | None:
     """Whether this run's model is exactly equivariant at its input size (a ``UserError`` if it cannot run); None
-    where the static check cannot decide, and for a trivial group, whose net is traced all the same so that a size
-    it cannot take still fails here."""
+    for a trivial group, whose net is traced all the same so that a size it cannot take still fails here."""
     net = config.model
     exact = _static_exact(net.model, net.group, config.data.input_size, net.width, net.head, net.backend,
                           config.data.dataset, net.subsampling)
@@ -327,7 +326,7 @@ def static_exact(config: RunConfig) -> bool | None:
 
 @functools.lru_cache(maxsize=256)
 def _static_exact(model: str, group: str, input_size: int, width: int | None, head: str, backend: str,
-                  dataset: str, subsampling: str) -> bool | None:
+                  dataset: str, subsampling: str) -> bool:
     from equisweep.datamodules.sources import trace_shape
     from equisweep.exactness import check_exactness
     from equisweep.models import build_model

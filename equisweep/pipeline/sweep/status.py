@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep.heartbeat import STALE_S, process_gone, read_driver
 from equisweep.pipeline.sweep.results import STATUSES, exact_flag, read_results, storage_uri
-from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.arms import arm_label
+from equisweep.pipeline.vocabulary import arm_label
 
 ACTIVE = ("pending", "running")  # a sweep with none of these is over
 

@@ -1,1 +1,1 @@
-"""One run: the LightningModule, run settings, ``run_one``, callbacks, metric names and W&B run logging."""
+"""One run: the LightningModule, run settings, ``run_one``, callbacks and W&B run logging."""

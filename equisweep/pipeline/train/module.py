@@ -36,7 +36,7 @@ from equisweep.models.relaxation import (
     relaxation_diagnostics,
     relaxation_penalty,
 )
-from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.config import Optimizer, Schedule
 
 OPTIMIZERS = get_args(Optimizer)

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from equisweep.models.packed import PackedModel
 from equisweep.models.relaxation import relaxation_penalty
-from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.module import NON_FINITE_CHECK_EVERY, EquivarianceClassifier
 
 # What a pack carries in its Lightning checkpoint besides the stacked tensors, so a retried pack resumes whole.

@@ -30,7 +30,7 @@ from equisweep.datamodules.label_action import LabelAction
 from equisweep.files import write_atomically
 from equisweep.models import relaxation_diagnostics
 from equisweep.models.packed import PackedModel
-from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.callbacks import RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.module import EquivarianceClassifier

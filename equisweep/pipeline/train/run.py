@@ -31,13 +31,13 @@ from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.exactness.lie import OUTPUT, lie_derivative
 from equisweep.files import write_atomically
 from equisweep.models import build_model, relaxation_diagnostics
-from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.arms import arm_label, is_trivial
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.callbacks import MovableModelCheckpoint, RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.module import EquivarianceClassifier
 from equisweep.pipeline.train.quiet import silence_litlogger_tip, without_anonymous
 from equisweep.pipeline.train.tracking import flat_summary
+from equisweep.pipeline.vocabulary import arm_label, is_trivial
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import os
 from typing import Any
 
 from equisweep.errors import UserError
-from equisweep.pipeline.train import metrics as m
-from equisweep.pipeline.train.metrics import ANGLE_PREFIX, LAYER_ERROR_PREFIX, RELAXATION_PREFIX
+from equisweep.pipeline import vocabulary as m
+from equisweep.pipeline.vocabulary import ANGLE_PREFIX, LAYER_ERROR_PREFIX, RELAXATION_PREFIX
 
 # What WANDB_MODE may say, as wandb reads it: its two old spellings mean offline and online.
 _ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled", "shared": "shared",

@@ -10,13 +10,14 @@ from typer.testing import CliRunner
 
 from equisweep.cli import app
 from equisweep.errors import UserError
+from equisweep.pipeline import vocabulary as m
+from equisweep.pipeline.report import arms
 from equisweep.pipeline.report import figures as fg
 from equisweep.pipeline.report.report import _sweep_blocks, build_report
 from equisweep.pipeline.report.text import display_table
 from equisweep.pipeline.report.verdict import verdict_table
 from equisweep.pipeline.report.wandb_runs import tables_from_runs
 from equisweep.pipeline.sweep.results import angle_rows, read_angles, read_results, trial_row, write_tables
-from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.tracking import flat_summary
 from tests.helpers import read_wandb_run, run_python
 
@@ -219,3 +220,20 @@ def test_the_report_imports_no_torch():
     probe = "import sys, equisweep.pipeline.report.report; assert 'torch' not in sys.modules, 'torch loaded'"
     run = run_python(probe)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_column_not_declared_as_a_setting_is_never_a_condition(tmp_path):
+    results = read_results(_write_sweep(tmp_path / "s", _trials(seeds=2)))
+    with_host = results.assign(hostname=[f"node{i}" for i in range(len(results))])  # a new bookkeeping column
+    assert "hostname" not in arms.setting_columns(with_host)
+    assert verdict_table(with_host).conditions == verdict_table(results).conditions == ["train_symmetry"]
+    shown = _sweep_blocks("s", with_host)
+    assert "hostname" not in [*shown[1][1][0]["varying setting"], *shown[2][1][0]["shared setting"]]
+
+
+def test_an_older_table_without_a_newer_metric_still_reports(tmp_path):
+    sweep = _write_sweep(tmp_path / "old", _trials(seeds=2))
+    full = read_results(sweep)
+    full.drop(columns=[m.LEE, m.BEST_EPOCH]).to_parquet(tmp_path / "old" / "results.parquet")
+    older = build_report(sweep, formats=("md",))
+    pd.testing.assert_frame_equal(older.verdicts.table, verdict_table(full).table)

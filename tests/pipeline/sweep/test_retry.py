@@ -11,10 +11,10 @@ import torch
 import yaml
 from ray import tune
 
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep.driver import run_sweep
 from equisweep.pipeline.sweep.results import read_results
 from equisweep.pipeline.sweep.spec import load_sweep
-from equisweep.pipeline.train import metrics as m
 from equisweep.pipeline.train.callbacks import MovableModelCheckpoint
 
 # Three epochs of mnist69, of which only the first learns: after it the step schedule leaves an lr of 1e-14, so the

@@ -8,10 +8,10 @@ import optuna
 import pytest
 from ray import tune
 
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep.scheduler import PerCellASHA
 from equisweep.pipeline.sweep.search import PerCellSearch
 from equisweep.pipeline.sweep.sections import SearchSpec
-from equisweep.pipeline.train import metrics as m
 
 CELL = {"pack": {"cell": {"group": "z2"}, "seeds": [0]}}
 

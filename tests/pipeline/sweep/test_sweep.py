@@ -21,7 +21,7 @@ from equisweep.pipeline.sweep.heartbeat import BEAT_EVERY_S, read_driver
 from equisweep.pipeline.sweep.results import read_angles, read_results
 from equisweep.pipeline.sweep.spec import load_sweep
 from equisweep.pipeline.sweep.status import status_text, watch_status
-from equisweep.pipeline.train.arms import arm_label
+from equisweep.pipeline.vocabulary import arm_label
 from tests.helpers import read_wandb_run
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import torch
 
 from equisweep.models import build_model
 from equisweep.pipeline import EquivarianceClassifier
-from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.packing import checkpoint_writer, run_packed
 from equisweep.pipeline.train.run import run_one
 from tests.pipeline.train.test_packing import tiny

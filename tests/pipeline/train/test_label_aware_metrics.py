@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from equisweep.datamodules import build_datamodule
 from equisweep.datamodules.regimes import angle_grid
-from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.module import EquivarianceClassifier, View
 
 

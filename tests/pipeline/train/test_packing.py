@@ -11,7 +11,7 @@ import torch
 from equisweep.models import build_model
 from equisweep.models.packed import PackedModel
 from equisweep.models.relaxation import relaxation_penalty
-from equisweep.pipeline.train import metrics as m
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.packing import run_packed
 from equisweep.pipeline.train.run import run_one

@@ -12,9 +12,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from equisweep.errors import UserError
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.report.arms import REGIME, format_value, missing
 from equisweep.pipeline.report.verdict import REPORT_METRICS
-from equisweep.pipeline.train import metrics as m
 
 ACCURACY_METRICS = tuple(REPORT_METRICS)
 METRIC_LABELS = {**REPORT_METRICS, m.VAL_ACC: "validation"}

@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 
 from equisweep.errors import UserError
 from equisweep.names import gaussian_params
+from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.report import arms as a
 from equisweep.pipeline.report.arms import REGIME
 from equisweep.pipeline.report.figures.common import (
@@ -24,7 +25,6 @@ from equisweep.pipeline.report.figures.common import (
     row_label,
     select,
 )
-from equisweep.pipeline.train import metrics as m
 
 
 def gap_by(results: pd.DataFrame, axis: str = "gaussian_std", metrics: Sequence[str] | None = None,

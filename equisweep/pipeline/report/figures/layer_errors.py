@@ -13,7 +13,7 @@ from equisweep.errors import UserError
 from equisweep.pipeline.report import arms as a
 from equisweep.pipeline.report.arms import REGIME
 from equisweep.pipeline.report.figures.common import MARKERS, legend_below, panels, require, select
-from equisweep.pipeline.train.metrics import LAYER_ERROR_PREFIX
+from equisweep.pipeline.vocabulary import LAYER_ERROR_PREFIX
 
 
 def layer_errors(results: pd.DataFrame, by_regime: bool = True, floor: float = 1e-8, include_trivial: bool = True
