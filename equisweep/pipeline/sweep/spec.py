@@ -317,7 +317,8 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
 
 def static_exact(config: RunConfig) -> bool | None:
     """Whether this run's model is exactly equivariant at its input size (a ``UserError`` if it cannot run); None
-    for a trivial group, whose net is traced all the same so that a size it cannot take still fails here."""
+    where the static check cannot decide, and for a trivial group, whose net is traced all the same so that a size
+    it cannot take still fails here."""
     net = config.model
     exact = _static_exact(net.model, net.group, config.data.input_size, net.width, net.head, net.backend,
                           config.data.dataset, net.subsampling)
@@ -326,7 +327,7 @@ def static_exact(config: RunConfig) -> bool | None:
 
 @functools.lru_cache(maxsize=256)
 def _static_exact(model: str, group: str, input_size: int, width: int | None, head: str, backend: str,
-                  dataset: str, subsampling: str) -> bool:
+                  dataset: str, subsampling: str) -> bool | None:
     from equisweep.datamodules.sources import trace_shape
     from equisweep.exactness import check_exactness
     from equisweep.models import build_model
