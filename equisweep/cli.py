@@ -124,15 +124,9 @@ def train(
     head: str | None = typer.Option(None, "--head", help="coset (invariant) | flatten"),
     dropout: float | None = typer.Option(None, "--dropout", help="p4cnn dropout rate (default: the model's)"),
     relaxation: str | None = typer.Option(None, "--relaxation",
-                                          help="none | relaxed | rpp | partial (p4 / p4m, native backend)"),
-    relax_banks: int | None = typer.Option(None, "--relax-banks", help="relaxed: filter banks per conv"),
-    relax_alpha: float | None = typer.Option(None, "--relax-alpha",
-                                             help="relaxed: weight of the penalty on untied bank weights"),
-    rpp_free_wd: float | None = typer.Option(None, "--rpp-free-wd", help="rpp: L2 weight on the free kernels"),
-    rpp_equiv_wd: float | None = typer.Option(None, "--rpp-equiv-wd",
-                                              help="rpp: L2 weight on the equivariant filters"),
-    partial_lambda: float | None = typer.Option(None, "--partial-lambda",
-                                                help="partial: weight of the penalty on deeper layers keeping more"),
+                                          help="none | relaxed | rpp | partial (p4 / p4m, native backend) with "
+                                          "its defaults, or with options as a YAML mapping: "
+                                          "'{method: rpp, free_wd: 1e-4}'"),
     subsampling: str | None = typer.Option(None, "--subsampling",
                                            help="stride | adaptive (exact at any input size; native backend)"),
     input_size: int | None = typer.Option(None, "--input-size", help="square input size in pixels"),
@@ -162,6 +156,7 @@ def train(
     from equisweep.pipeline import load_run_config
 
     flags["wandb"] = {"mode": wandb_mode} if wandb_mode is not None else None
+    flags["relaxation"] = _yaml_flag("relaxation", relaxation)
     settings = load_run_config(flags, config)
     _check_accelerator(settings.hardware.accelerator)
     problem = unwritable(out)
@@ -294,6 +289,17 @@ def _check_accelerator(accelerator: str) -> None:
     if not {"cuda": cuda, "mps": mps, "gpu": cuda or mps}.get(accelerator, True):
         raise UserError(f"accelerator: {accelerator!r} but no such device is visible here; use --accelerator cpu "
                         "(or auto)")
+
+
+def _yaml_flag(field: str, text: str | None) -> Any:
+    """A flag's value read as YAML (a name stays a name, ``{method: rpp}`` becomes a mapping); None when unset."""
+    import yaml
+
+    try:
+        return None if text is None else yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise UserError(f"{field}: {text!r} is neither a name nor a YAML mapping; write e.g. "
+                        "'{method: rpp}'") from None
 
 
 def _measure(net: torch.nn.Module, group: Group, input_size: int, in_channels: int) -> dict:

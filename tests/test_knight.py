@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from equisweep.groups import get_group
-from equisweep.models.layers import LayerSet
-from equisweep.models.relaxation import RelaxedLayerSet, relaxation_penalty
+from equisweep.models.relaxation import resolve_relaxation
 
 pytestmark = pytest.mark.trains
 
@@ -33,13 +32,16 @@ def _train(n: int, relaxation: str = "none", steps: int = 300) -> tuple[float, t
     batch = torch.stack([x, torch.rot90(x, 1, (-2, -1))]).unsqueeze(1)  # [2, 1, n, n]
     labels = torch.tensor([0, 1])
     p4 = get_group("p4")
-    layers = LayerSet(p4) if relaxation == "none" else RelaxedLayerSet(p4, relaxation)
+    record, options = resolve_relaxation(relaxation)
+    layers = record.layers(p4, options, "stride")
     net = nn.Sequential(layers.lift(1, 4, 3, stride=2, padding=1),
                         layers.head("coset", 4, 2, pool_group_first=False))
     opt = torch.optim.Adam(net.parameters(), lr=0.02)
     for _ in range(steps):
         opt.zero_grad()
-        loss = nn.functional.cross_entropy(net(batch), labels) + relaxation_penalty(net)
+        loss = nn.functional.cross_entropy(net(batch), labels)
+        if record.penalty is not None:
+            loss = loss + record.penalty(net, options)
         loss.backward()
         opt.step()
     net.eval()

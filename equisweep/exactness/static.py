@@ -41,6 +41,7 @@ from equisweep.errors import UserError
 from equisweep.exactness.report import ExactnessReport, LayerCheck, pair_text
 from equisweep.exactness.tracer import Tracer, as_pair
 from equisweep.groups import P4, Group, get_group, reference_group
+from equisweep.models.relaxation import layer_departures
 
 SEARCH_RADIUS = 128  # how far nearest_exact_sizes looks on each side
 
@@ -155,8 +156,7 @@ def smallest_valid_size(model: nn.Module, start: int = 1, limit: int = 4096) -> 
 
 def _relaxed_note(model: nn.Module) -> str | None:
     """The note for a model with layers relaxed by construction; None when it has none."""
-    departures = {name: module.departure() for name, module in model.named_modules()
-                  if getattr(module, "relaxed_by_construction", False)}
+    departures = layer_departures(model)
     if not departures:
         return None
     untied = [name for name, value in departures.items() if value > 0]

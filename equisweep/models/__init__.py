@@ -5,8 +5,11 @@ from equisweep.models.heads import ClassifierHead
 from equisweep.models.norm import GroupBatchNorm
 from equisweep.models.pooling import GlobalAvgPool, GroupPool, SpatialPool
 from equisweep.models.registry import build_model, list_models, register_model
-from equisweep.models.relaxation import RELAXATIONS, relaxation_diagnostics, relaxation_penalty
+from equisweep.models.relaxation import get_relaxation, list_relaxations, register_relaxation
 
-__all__ = ["RELAXATIONS", "ClassifierHead", "GlobalAvgPool", "GroupBatchNorm", "GroupConv", "GroupPool",
-           "LiftingConv", "SpatialPool", "build_model", "list_models", "register_model", "relaxation_diagnostics",
-           "relaxation_penalty"]
+# The built-in relaxations register themselves beside the layers they relax, in this order.
+from equisweep.models import relaxed_gconv, rpp_gconv, partial_gconv  # noqa: F401  isort: skip
+
+__all__ = ["ClassifierHead", "GlobalAvgPool", "GroupBatchNorm", "GroupConv", "GroupPool", "LiftingConv",
+           "SpatialPool", "build_model", "get_relaxation", "list_models", "list_relaxations", "register_model",
+           "register_relaxation"]

@@ -17,18 +17,31 @@ mask flows through the filter bank.
 
 The logits start at ``logit(KEEP_INIT)``: evaluation keeps every element (exact) and training drops an element
 with probability 1 − KEEP_INIT per step.
+
+Registered as the relaxation ``partial`` (option ``lambda``, the weight of the penalty against a deeper layer keeping
+more of the group than a shallower one).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from equisweep.groups import Group
 from equisweep.models.gconv import GroupConv, LiftingConv
 from equisweep.models.heads import ClassifierHead
 from equisweep.models.pooling import GroupPool
+from equisweep.models.relaxation import (
+    Relaxation,
+    RelaxationOptions,
+    RelaxedLayerSet,
+    penalty_sum,
+    register_relaxation,
+)
 
 KEEP_INIT = 0.99  # initial keep-probability of every non-identity element
 TEMPERATURE = 0.5  # Gumbel-sigmoid temperature (the paper anneals from 0.5 towards 1e-4)
@@ -120,3 +133,46 @@ class MaskedClassifierHead(ClassifierHead):
         if keep is None:
             raise RuntimeError("MaskedClassifierHead: its partial layer has not run yet")
         return super().forward(x, keep)
+
+
+class PartialLayerSet(RelaxedLayerSet):
+    """Partial lifting and group convs, and a head that pools over the group elements kept by the last partial conv
+    this set built (the one whose output reaches the head in our architectures, which build their head last)."""
+
+    def __init__(self, group: Group, subsampling: str = "stride") -> None:
+        super().__init__(group, PartialLiftingConv, PartialGroupConv, subsampling)
+        self.last_conv: PartialMixin | None = None
+
+    def make_lift(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
+        self.last_conv = super().make_lift(cin, cout, kernel, stride, padding, bias)
+        return self.last_conv
+
+    def make_conv(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
+        self.last_conv = super().make_conv(cin, cout, kernel, stride, padding, bias)
+        return self.last_conv
+
+    def head(self, kind: str, channels: int, num_classes: int, pool_group_first: bool = True) -> nn.Module:
+        if self.last_conv is None:
+            raise ValueError("a partial head needs a partial conv built before it")
+        return MaskedClassifierHead(self.last_conv, kind, channels, self.group.order, num_classes, pool_group_first)
+
+
+class PartialOptions(RelaxationOptions):
+    # the weight of the monotonicity penalty (the paper's rotated-MNIST value); "lambda" in settings
+    lambda_: float = Field(1e-3, ge=0, alias="lambda")
+
+
+def partial_layers(group: Group, options: PartialOptions, subsampling: str) -> PartialLayerSet:
+    return PartialLayerSet(group, subsampling)
+
+
+def monotone_penalty(model: nn.Module, options: PartialOptions) -> Tensor:
+    """``lambda · Σ_l relu(p_{l+1} − p_l)`` with p_l a layer's mean keep-probability, layers in ``model.modules()``
+    order (depth order in our architectures; a shortcut conv comes after its block's convs), so a deeper layer pays
+    for keeping more than a shallower one."""
+    keep = [layer.keep_probabilities().mean() for layer in model.modules() if isinstance(layer, PartialMixin)]
+    steps = [torch.relu(deeper - shallower) for shallower, deeper in itertools.pairwise(keep)]
+    return options.lambda_ * penalty_sum(model, steps)
+
+
+register_relaxation(Relaxation("partial", PartialOptions, partial_layers, monotone_penalty))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
-from typing import Literal, get_args
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, get_args
 
 from torch import nn
 
@@ -14,7 +14,7 @@ from equisweep.groups import Group, get_group
 from equisweep.models.heads import HEADS
 from equisweep.models.layers import LayerSet
 from equisweep.models.p4cnn import DROPOUT, P4CNN
-from equisweep.models.relaxation import RELAX_BANKS, RELAXATIONS, RelaxedLayerSet
+from equisweep.models.relaxation import Relaxation, RelaxationOptions, resolve_relaxation
 from equisweep.models.resnet import PreActResNet
 from equisweep.models.subsampling import SUBSAMPLINGS
 
@@ -45,15 +45,13 @@ def default_width(paper_widths: dict[int, int], group: Group) -> int:
     return paper_widths.get(group.order) or max(1, round(paper_widths[1] / math.sqrt(group.order)))
 
 
-def check_relaxation(relaxation: str, group: str | Group, backend: str) -> None:
-    """Refuse, in one line naming the field, a relaxation that is unknown or that ``group``/``backend`` cannot take."""
-    if relaxation not in RELAXATIONS:
-        raise UserError(f"relaxation: unknown relaxation {relaxation!r}; choose from: {', '.join(RELAXATIONS)}")
-    group = get_group(group)
-    if relaxation != "none" and (backend != "native" or group.rotations != 4):
-        got = f"backend {backend}" if backend != "native" else f"group {group.name}"
-        raise UserError(f"relaxation: {relaxation!r} needs a p4 or p4m group with the native backend; got {got} "
-                        "(set relaxation: none, or group: p4 / p4m with backend: native)")
+def check_relaxation(relaxation: str | Mapping[str, Any], group: str | Group,
+                     backend: str) -> tuple[Relaxation, RelaxationOptions]:
+    """The record and options of a relaxation setting (a method's name or ``{method: name, **options}``); refuses, in
+    one line naming the field, one that is unknown, has bad options, or that ``group``/``backend`` cannot take."""
+    record, options = resolve_relaxation(relaxation)
+    record.check(group, backend)
+    return record, options
 
 
 def check_subsampling(subsampling: str, backend: str) -> None:
@@ -65,28 +63,26 @@ def check_subsampling(subsampling: str, backend: str) -> None:
                         "(set subsampling: stride, or backend: native)")
 
 
-def _layer_set(group: Group, backend: str, relaxation: str, relax_banks: int, subsampling: str) -> LayerSet:
-    check_relaxation(relaxation, group, backend)
+def _layer_set(group: Group, backend: str, relaxation: str | Mapping[str, Any], subsampling: str) -> LayerSet:
+    record, options = check_relaxation(relaxation, group, backend)
     check_subsampling(subsampling, backend)
     if backend == "native":
         if not group.acts_exactly_on_grid:
             raise UserError(f"group: {group.name!r} has rotations off the pixel grid; "
                             "the native backend supports z2, p4, p4m: use --backend e2cnn for it")
-        if relaxation == "none":
-            return LayerSet(group, subsampling)
-        return RelaxedLayerSet(group, relaxation, relax_banks, subsampling)
+        return record.layers(group, options, subsampling)
     from equisweep.models.e2cnn_backend import E2LayerSet  # imported lazily: e2cnn is slow to import
 
     return E2LayerSet(group)
 
 
 def build_model(name: str, group: str | Group = "p4", num_classes: int = 10, in_channels: int = 1,
-                width: int | None = None, head: str = "coset", backend: str = "native", relaxation: str = "none",
-                relax_banks: int = RELAX_BANKS, subsampling: str = "stride", **options) -> nn.Module:
+                width: int | None = None, head: str = "coset", backend: str = "native",
+                relaxation: str | Mapping[str, Any] = "none", subsampling: str = "stride", **options) -> nn.Module:
     """Build a registered model for ``group`` (z2 | p4 | p4m natively, c<N> | d<N> with backend='e2cnn').
 
-    ``relaxation`` (none | relaxed | rpp | partial, see ``models/relaxation.py``) relaxes every lifting and group
-    conv of a p4/p4m native model; ``relax_banks`` is the number of filter banks of ``relaxed``.
+    ``relaxation`` (a registered method's name with its defaults, or ``{method: name, **options}``; built in: none,
+    relaxed, rpp, partial, see ``models/relaxation.py``) swaps in the method's lifting and group convs.
     ``subsampling`` (stride | adaptive, see ``models/subsampling.py``): ``adaptive`` computes every stride-2 conv and
     pool at stride 1 and keeps the grid that follows the input, which makes a native model exact at every size.
     ``options`` go to the model's own builder (``p4cnn`` takes ``dropout``); one it does not know is an error.
@@ -97,15 +93,14 @@ def build_model(name: str, group: str | Group = "p4", num_classes: int = 10, in_
         raise UserError(f"backend: unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
     if head not in HEADS:
         raise UserError(f"head: unknown head {head!r}; choose from: {', '.join(HEADS)}")
-    for field, value in (("num_classes", num_classes), ("in_channels", in_channels), ("width", width),
-                         ("relax_banks", relax_banks)):
+    for field, value in (("num_classes", num_classes), ("in_channels", in_channels), ("width", width)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UserError(f"{field}: must be a positive integer, got {value!r}")
     builder = _REGISTRY[name]
     unknown = set(options) - set(inspect.signature(builder).parameters)
     if unknown:
         raise UserError(f"model: {name} takes no option {sorted(unknown)[0]!r}")
-    layers = _layer_set(get_group(group), backend, relaxation, relax_banks, subsampling)
+    layers = _layer_set(get_group(group), backend, relaxation, subsampling)
     return builder(layers, width=width, num_classes=num_classes, in_channels=in_channels, head=head, **options)
 
 

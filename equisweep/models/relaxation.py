@@ -1,106 +1,189 @@
-"""Relaxed equivariance as a model option: the layer set that swaps in relaxed convs, the training penalty, and
-how far each relaxed layer has moved from exact.
+"""Relaxed equivariance as records in a registry: ``register_relaxation``, ``get_relaxation``, ``list_relaxations``.
 
-Methods (each relaxes every lifting and group conv of a p4/p4m native model; ``none`` is the exact net):
+A method is one module beside the exact layer it relaxes, and registers one ``Relaxation`` record there: how it
+builds the lifting and group layers of a native model (its ``LayerSet``), the one penalty the training loss adds,
+``penalty(model, options) -> Tensor``, its options (a pydantic model whose every field has a default; unknown keys
+are errors), how far each of its layers has moved from exact (its diagnostics), and the groups and backends it
+takes. Whatever builds, trains, checks or configures a relaxed model learns the method from its record alone.
+
+A setting names a method with its defaults (``"rpp"``) or gives one mapping (``{"method": "rpp", "free_wd": 1.0}``);
+``relaxation_settings`` turns either into the full mapping, the form configs, recipes and checkpoints keep. A method
+of another package registers as ``"package.module:name"`` and is found by that name wherever it is first looked up.
+
+Built in (each exactly equivariant at initialisation; ``none`` is the exact net):
 
 * ``relaxed``: relaxed group convolution (Wang, Walters, Yu, ICML 2022), ``relaxed_gconv.py``;
 * ``rpp``: residual pathway prior (Finzi, Benton, Wilson, NeurIPS 2021), ``rpp_gconv.py``;
 * ``partial``: learned partial equivariance (Romero & Lohit, NeurIPS 2022), ``partial_gconv.py``.
-
-Every method is exactly equivariant at initialisation. The penalty coefficients belong to training; their
-defaults are the module constants below.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
-from equisweep.groups import Group
+from equisweep.errors import UserError
+from equisweep.groups import Group, get_group
 from equisweep.models.layers import LayerSet
-from equisweep.models.partial_gconv import MaskedClassifierHead, PartialGroupConv, PartialLiftingConv, PartialMixin
-from equisweep.models.relaxed_gconv import RelaxedGroupConv, RelaxedLiftingConv, RelaxedMixin
-from equisweep.models.rpp_gconv import RPPGroupConv, RPPLiftingConv, RPPMixin
 
-RELAXATIONS = ("none", "relaxed", "rpp", "partial")
-RELAX_BANKS = 2  # L, the number of filter banks of a relaxed conv
-RELAX_ALPHA = 1e-4  # relaxed: weight of Σ_l Σ_{g,h} |w[g,l] − w[h,l]|
-RPP_FREE_WD = 1.0  # rpp: L2 on the free bank W_free
-RPP_EQUIV_WD = 1e-5  # rpp: L2 on the equivariant base filters θ
-PARTIAL_LAMBDA = 1e-3  # partial: weight of Σ_l relu(p_{l+1} − p_l) (the paper's rotated-MNIST value)
-
-_CONVS = {"relaxed": (RelaxedLiftingConv, RelaxedGroupConv), "rpp": (RPPLiftingConv, RPPGroupConv),
-          "partial": (PartialLiftingConv, PartialGroupConv)}
+NO_RELAXATION = "none"
+FIELD = "relaxation"  # the setting's name in configs, recipes and hyperparameters
 
 
-class RelaxedLayerSet(LayerSet):
-    """Native p4/p4m layers whose lifting and group convs are relaxed by ``relaxation``.
+class RelaxationOptions(BaseModel):
+    """A method's options: subclass it with one defaulted field per option (an alias spells a Python keyword)."""
 
-    Norm, pooling and head are the exact ones, except that ``partial`` gets a head that pools over the group
-    elements kept by the last partial conv this set built (the one whose output reaches the head in our
-    architectures, which build their head last).
-    """
-
-    def __init__(self, group: Group, relaxation: str, banks: int = RELAX_BANKS, subsampling: str = "stride") -> None:
-        if relaxation not in _CONVS:
-            raise ValueError(f"relaxation must be one of {', '.join(_CONVS)}, got {relaxation!r}")
-        if group.order == 1:
-            raise ValueError(f"relaxation {relaxation!r} needs a group with more than one element, got {group.name}")
-        super().__init__(group, subsampling)
-        self.relaxation = relaxation
-        self.lift_type, self.conv_type = _CONVS[relaxation]
-        self.options = {"banks": banks} if relaxation == "relaxed" else {}
-        self.last_conv: nn.Module | None = None
-
-    def make_lift(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
-        self.last_conv = self.lift_type(cin, cout, kernel, self.group, stride, padding, bias, **self.options)
-        return self.last_conv
-
-    def make_conv(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
-        self.last_conv = self.conv_type(cin, cout, kernel, self.group, stride, padding, bias, **self.options)
-        return self.last_conv
-
-    def head(self, kind: str, channels: int, num_classes: int, pool_group_first: bool = True) -> nn.Module:
-        if self.relaxation != "partial":
-            return super().head(kind, channels, num_classes, pool_group_first)
-        if self.last_conv is None:
-            raise ValueError("a partial head needs a partial conv built before it")
-        return MaskedClassifierHead(self.last_conv, kind, channels, self.group.order, num_classes, pool_group_first)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def relaxation_penalty(model: nn.Module, relax_alpha: float = RELAX_ALPHA, rpp_free_wd: float = RPP_FREE_WD,
-                       rpp_equiv_wd: float = RPP_EQUIV_WD, partial_lambda: float = PARTIAL_LAMBDA) -> Tensor:
-    """The term a relaxed model adds to its training loss (a 0-dim tensor; zero for a model with none).
+def _relaxed_by_construction(module: nn.Module) -> bool:
+    return getattr(module, "relaxed_by_construction", False)
 
-    relaxed: ``relax_alpha · Σ_l Σ_{g,h} |w[g,l] − w[h,l]|`` per layer (ordered pairs). rpp:
-    ``rpp_free_wd·||W_free||² + rpp_equiv_wd·||θ||²`` per layer; its first part is zero at initialisation, its
-    second is weight decay on the equivariant path. partial: ``partial_lambda · Σ_l relu(p_{l+1} − p_l)`` with p_l
-    a layer's mean keep-probability, layers in ``model.modules()`` order (depth order in our architectures; a
-    shortcut conv comes after its block's convs), so a deeper layer pays for keeping more than a shallower one.
-    """
-    terms: list[Tensor] = []
-    keep: list[Tensor] = []
-    for module in model.modules():
-        if isinstance(module, RelaxedMixin):
-            terms.append(relax_alpha * module.tie_penalty())
-        elif isinstance(module, RPPMixin):
-            terms.append(rpp_free_wd * module.free.square().sum() + rpp_equiv_wd * module.weight.square().sum())
-        elif isinstance(module, PartialMixin):
-            keep.append(module.keep_probabilities().mean())
-    if len(keep) > 1:
-        p = torch.stack(keep)
-        terms.append(partial_lambda * torch.relu(p[1:] - p[:-1]).sum())
+
+def has_relaxed_layers(model: nn.Module) -> bool:
+    """Whether some layer of ``model`` is relaxed by construction (it declares ``relaxed_by_construction = True``)."""
+    return any(map(_relaxed_by_construction, model.modules()))
+
+
+def layer_departures(model: nn.Module) -> dict[str, float]:
+    """How far each layer relaxed by construction has moved from exact (its ``departure()``), keyed by module name;
+    0 means exact. Empty for a model without relaxed layers."""
+    return {name: module.departure() for name, module in model.named_modules() if _relaxed_by_construction(module)}
+
+
+def penalty_sum(model: nn.Module, terms: Iterable[Tensor]) -> Tensor:
+    """The sum of a penalty's ``terms`` as a 0-dim tensor; zero, on the model's device and dtype, without any."""
+    terms = list(terms)
     if terms:
         return torch.stack(terms).sum()
     param = next(iter(model.parameters()), None)
     return torch.zeros((), device=None if param is None else param.device, dtype=None if param is None else param.dtype)
 
 
-def relaxation_diagnostics(model: nn.Module) -> dict[str, float]:
-    """How far each relaxed layer has moved from exact, keyed by module name; 0 means exact (tied).
+@dataclass(frozen=True)
+class Relaxation:
+    """One method. ``layers(group, options, subsampling)`` builds its native ``LayerSet``; ``penalty`` is None for a
+    method that adds nothing to the loss; ``groups`` None takes every group."""
 
-    relaxed: the largest spread over g of a bank's weight, relative to mean |w|; rpp: ||W_free|| / ||expand(θ)||;
-    partial: the fraction of group elements its evaluation mask drops. Empty for a model without relaxed layers.
-    """
-    return {name: module.departure() for name, module in model.named_modules()
-            if getattr(module, "relaxed_by_construction", False)}
+    name: str
+    options: type[RelaxationOptions]
+    layers: Callable[[Group, Any, str], LayerSet]
+    penalty: Callable[[nn.Module, Any], Tensor] | None = None
+    diagnostics: Callable[[nn.Module], dict[str, float]] = layer_departures
+    groups: tuple[str, ...] | None = ("p4", "p4m")
+    backends: tuple[str, ...] = ("native",)
+
+    def check(self, group: str | Group, backend: str) -> None:
+        """Refuse, in one line naming the field, a group or backend this method cannot take."""
+        group = get_group(group)
+        if backend in self.backends and (self.groups is None or group.name in self.groups):
+            return
+        got = f"backend {backend}" if backend not in self.backends else f"group {group.name}"
+        needs = f"the {' or '.join(self.backends)} backend"
+        fix = f"backend: {' / '.join(self.backends)}"
+        if self.groups is not None:
+            needs = f"a {' or '.join(self.groups)} group with {needs}"
+            fix = f"group: {' / '.join(self.groups)} with {fix}"
+        raise UserError(f"{FIELD}: {self.name!r} needs {needs}; got {got} (set {FIELD}: {NO_RELAXATION}, or {fix})")
+
+
+_REGISTRY: dict[str, Relaxation] = {}
+
+
+def register_relaxation(record: Relaxation) -> Relaxation:
+    """File ``record`` under its name; names are unique."""
+    if record.name in _REGISTRY:
+        raise ValueError(f"relaxation {record.name!r} is already registered")
+    _REGISTRY[record.name] = record
+    return record
+
+
+def list_relaxations() -> list[str]:
+    """The registered methods, in the order they registered (``none`` first)."""
+    return list(_REGISTRY)
+
+
+def get_relaxation(name: str) -> Relaxation:
+    """The record registered as ``name``. A method registered outside equisweep is named ``"package.module:name"``:
+    looking it up imports that module, which registers it (so a sweep's trial processes find it too)."""
+    module, colon, _ = name.partition(":")
+    if name not in _REGISTRY and colon:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise UserError(f"{FIELD}: cannot import {module!r} for the method {name!r} ({err}); check its "
+                            "spelling and that it is on the Python path") from None
+    if name not in _REGISTRY:
+        raise UserError(f"{FIELD}: unknown relaxation {name!r}; choose from: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def resolve_relaxation(setting: str | Mapping[str, Any]) -> tuple[Relaxation, RelaxationOptions]:
+    """The record and validated options of a setting (a method's name, or ``{method: name, **options}``); one
+    ``UserError`` line naming the field otherwise."""
+    if isinstance(setting, str):
+        setting = {"method": setting}
+    if not isinstance(setting, Mapping) or not isinstance(setting.get("method"), str):
+        raise UserError(f"{FIELD}: give a method's name or {{method: NAME, ...its options}}, got {setting!r}")
+    record = get_relaxation(setting["method"])
+    given = {key: value for key, value in setting.items() if key != "method"}
+    try:
+        return record, record.options.model_validate(given)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(map(str, (FIELD, *first["loc"])))
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(info.alias or key for key, info in record.options.model_fields.items()) or "none"
+            raise UserError(f"{where}: {record.name} takes no option {first['loc'][-1]!r}; its options: "
+                            f"{known}") from None
+        problem = first["msg"].replace("Input should be", "must be")
+        raise UserError(f"{where}: {problem}, got {first['input']!r}") from None
+
+
+def relaxation_settings(setting: str | Mapping[str, Any]) -> dict[str, Any]:
+    """The full mapping ``{method: name, **every option}`` of a setting, defaults filled in."""
+    record, options = resolve_relaxation(setting)
+    return {"method": record.name, **options.model_dump(by_alias=True)}
+
+
+def relaxation_label(setting: str | Mapping[str, Any]) -> str:
+    """A setting in a few characters: the method's name, then any option off its default, ``rpp(free_wd=0.0001)``."""
+    record, options = resolve_relaxation(setting)
+    defaults = record.options().model_dump(by_alias=True)
+    changed = [f"{key}={value}" for key, value in options.model_dump(by_alias=True).items() if value != defaults[key]]
+    return f"{record.name}({', '.join(changed)})" if changed else record.name
+
+
+class RelaxedLayerSet(LayerSet):
+    """Native layers whose lifting and group convs are ``lift_type``/``conv_type``, built with ``layer_options``;
+    norm, pooling and head are the exact ones."""
+
+    def __init__(self, group: Group, lift_type: type[nn.Module], conv_type: type[nn.Module],
+                 subsampling: str = "stride", **layer_options: Any) -> None:
+        if group.order == 1:
+            raise ValueError(f"a relaxed layer set needs a group with more than one element, got {group.name}")
+        super().__init__(group, subsampling)
+        self.lift_type, self.conv_type, self.layer_options = lift_type, conv_type, layer_options
+
+    def make_lift(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
+        return self.lift_type(cin, cout, kernel, self.group, stride, padding, bias, **self.layer_options)
+
+    def make_conv(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
+        return self.conv_type(cin, cout, kernel, self.group, stride, padding, bias, **self.layer_options)
+
+
+class NoOptions(RelaxationOptions):
+    """A method without options."""
+
+
+def exact_layers(group: Group, options: NoOptions, subsampling: str) -> LayerSet:
+    return LayerSet(group, subsampling)
+
+
+register_relaxation(Relaxation(NO_RELAXATION, NoOptions, exact_layers, groups=None, backends=("native", "e2cnn")))

@@ -12,6 +12,8 @@ are exact when w is constant). If w[g, l] = c_l for every g, then W is the exact
 the layer is exactly equivariant; only the variation of w over g breaks the symmetry. w starts at ones and the
 banks at the exact layer's He init divided by √L, so a fresh layer is exact with the exact layer's scale.
 
+Registered as the relaxation ``relaxed`` (options ``banks``, L; ``alpha``, the weight of the tie penalty).
+
 The bank is built mixing first: Φ_g = Σ_l w[g, l] Ψ_l (one small matmul), then slot g reads Φ_g through the
 exact layer's index for g (one gather), which costs one gather of the expanded size instead of L.
 """
@@ -19,9 +21,18 @@ exact layer's index for g (one gather), which costs one gather of the expanded s
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from equisweep.groups import Group
 from equisweep.models.gconv import GroupConv, LiftingConv
+from equisweep.models.relaxation import (
+    Relaxation,
+    RelaxationOptions,
+    RelaxedLayerSet,
+    penalty_sum,
+    register_relaxation,
+)
 
 
 class RelaxedMixin:
@@ -85,3 +96,21 @@ class RelaxedGroupConv(RelaxedMixin, GroupConv):
     g acts on both by the regular representation; exactly equivariant when the relaxed weights are constant
     over g and (H + 2p - k) % s == 0 on a square map, approximately otherwise.
     """
+
+
+class RelaxedOptions(RelaxationOptions):
+    banks: int = Field(2, ge=1)  # L, the number of filter banks of each relaxed conv
+    alpha: float = Field(1e-4, ge=0)  # weight of the tie penalty
+
+
+def relaxed_layers(group: Group, options: RelaxedOptions, subsampling: str) -> RelaxedLayerSet:
+    return RelaxedLayerSet(group, RelaxedLiftingConv, RelaxedGroupConv, subsampling, banks=options.banks)
+
+
+def tie_penalty(model: nn.Module, options: RelaxedOptions) -> Tensor:
+    """``alpha · Σ_layers Σ_l Σ_{g,h} |w[g, l] − w[h, l]|`` (ordered pairs): zero while every layer is tied."""
+    return options.alpha * penalty_sum(model, (layer.tie_penalty() for layer in model.modules()
+                                               if isinstance(layer, RelaxedMixin)))
+
+
+register_relaxation(Relaxation("relaxed", RelaxedOptions, relaxed_layers, tie_penalty))

@@ -9,14 +9,25 @@ The conv is linear, so summing the two banks before the one ``F.conv2d`` equals 
 ``free_wd·||W_free||² + equiv_wd·||θ||²``; as ``free_wd`` grows the layer tends to exact. W_free starts at zero
 (the paper starts it small and random), so the layer is exact at initialisation; it receives the whole kernel's
 gradient, so it still learns. It breaks the group symmetry but keeps translation equivariance.
+
+Registered as the relaxation ``rpp`` (options ``free_wd`` and ``equiv_wd``, the two weights of the penalty).
 """
 
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from equisweep.groups import Group
 from equisweep.models.gconv import GroupConv, LiftingConv
+from equisweep.models.relaxation import (
+    Relaxation,
+    RelaxationOptions,
+    RelaxedLayerSet,
+    penalty_sum,
+    register_relaxation,
+)
 
 
 class RPPMixin:
@@ -56,3 +67,23 @@ class RPPGroupConv(RPPMixin, GroupConv):
     g acts on both by the regular representation; exactly equivariant when W_free = 0 and
     (H + 2p - k) % s == 0 on a square map, approximately otherwise.
     """
+
+
+class RPPOptions(RelaxationOptions):
+    free_wd: float = Field(1.0, ge=0)  # L2 on the free bank W_free
+    equiv_wd: float = Field(1e-5, ge=0)  # L2 on the equivariant base filters θ
+
+
+def rpp_layers(group: Group, options: RPPOptions, subsampling: str) -> RelaxedLayerSet:
+    return RelaxedLayerSet(group, RPPLiftingConv, RPPGroupConv, subsampling)
+
+
+def prior_penalty(model: nn.Module, options: RPPOptions) -> Tensor:
+    """``Σ_layers free_wd·||W_free||² + equiv_wd·||θ||²``: the first part is zero at initialisation, the second is
+    weight decay on the equivariant path."""
+    layers = [layer for layer in model.modules() if isinstance(layer, RPPMixin)]
+    return penalty_sum(model, (options.free_wd * layer.free.square().sum()
+                               + options.equiv_wd * layer.weight.square().sum() for layer in layers))
+
+
+register_relaxation(Relaxation("rpp", RPPOptions, rpp_layers, prior_penalty))

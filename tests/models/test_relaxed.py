@@ -6,17 +6,10 @@ import torch
 
 from equisweep.errors import UserError
 from equisweep.exactness import check_exactness, equivariance_error
-from equisweep.models import (
-    ClassifierHead,
-    GroupConv,
-    GroupPool,
-    LiftingConv,
-    build_model,
-    relaxation_diagnostics,
-    relaxation_penalty,
-)
+from equisweep.groups import get_group
+from equisweep.models import ClassifierHead, GroupConv, GroupPool, LiftingConv, build_model, get_relaxation
 from equisweep.models.partial_gconv import MaskedClassifierHead, PartialGroupConv, PartialLiftingConv
-from equisweep.models.relaxation import PARTIAL_LAMBDA, RELAX_ALPHA, RPP_EQUIV_WD, RPP_FREE_WD
+from equisweep.models.relaxation import layer_departures, relaxation_settings, resolve_relaxation
 from equisweep.models.relaxed_gconv import RelaxedGroupConv, RelaxedLiftingConv
 from equisweep.models.rpp_gconv import RPPGroupConv, RPPLiftingConv
 from tests.helpers import assert_equivariant, relative_errors
@@ -29,6 +22,11 @@ LAYERS = {"relaxed": (RelaxedLiftingConv, RelaxedGroupConv), "rpp": (RPPLiftingC
           "partial": (PartialLiftingConv, PartialGroupConv)}
 EXACT_AT = {"p4cnn": 28, "resnet44": 33}
 F64 = 1e-10
+
+
+def relaxation_penalty(model: torch.nn.Module, method: str, **options) -> torch.Tensor:
+    record, validated = resolve_relaxation({"method": method, **options})
+    return record.penalty(model, validated)
 
 
 def _untie(module: torch.nn.Module) -> None:
@@ -61,11 +59,11 @@ def test_every_method_exact_at_initialisation_and_broken_once_untied(method, ker
     image, fmap = torch.randn(2, 3, n, n, dtype=torch.float64), torch.randn(2, 3, ORDER[group], n, n).double()
     assert_equivariant(lift, image, group, F64)
     assert_equivariant(conv, fmap, group, F64)
-    assert relaxation_diagnostics(conv) == {"": 0.0}
+    assert get_relaxation(method).diagnostics(conv) == {"": 0.0}
     _untie(lift), _untie(conv)
     assert max(relative_errors(lift, image, group).values()) > 1e-3
     assert max(relative_errors(conv, fmap, group).values()) > 1e-3
-    assert relaxation_diagnostics(conv)[""] > 0
+    assert get_relaxation(method).diagnostics(conv)[""] > 0
 
 
 def test_relaxed_bank_mixes_by_output_element():
@@ -110,23 +108,25 @@ def test_tied_layer_equals_the_exact_layer(method, exact_type, group):
 @pytest.mark.parametrize("method", METHODS)
 def test_penalty_zero_at_initialisation_and_grows_when_untied(method):
     model = build_model("p4cnn", group="p4", width=2, relaxation=method)
-    assert relaxation_penalty(model, rpp_equiv_wd=0.0).item() == 0.0
+    defaults = relaxation_settings(method)
+    no_decay = {"equiv_wd": 0.0} if method == "rpp" else {}
+    assert relaxation_penalty(model, method, **no_decay).item() == 0.0
     if method == "rpp":  # the equivariant path's own weight decay is the only term at initialisation
         theta = sum(layer.weight.square().sum() for layer in model.modules() if isinstance(layer, RPPGroupConv))
         theta = theta + model.block1[0].weight.square().sum()
-        assert relaxation_penalty(model).item() == pytest.approx(RPP_EQUIV_WD * theta.item())
+        assert relaxation_penalty(model, method).item() == pytest.approx(defaults["equiv_wd"] * theta.item())
     layer = model.block3[0]
     with torch.no_grad():
         if method == "relaxed":
             layer.relaxed_weights[0, 1] += 0.5  # 2·(|G| − 1) ordered pairs differ by 0.5
-            expected = RELAX_ALPHA * 2 * 3 * 0.5
+            expected = defaults["alpha"] * 2 * 3 * 0.5
         elif method == "rpp":
             layer.free.fill_(0.1)
-            expected = RPP_FREE_WD * 0.01 * layer.free.numel()
+            expected = defaults["free_wd"] * 0.01 * layer.free.numel()
         else:
             model.block1[0].keep_logits.fill_(0.0)  # the lifting layer keeps less than the one after it
-            expected = PARTIAL_LAMBDA * float(model.block2[0].keep_probabilities().mean() - 0.625)
-    penalty = relaxation_penalty(model, rpp_equiv_wd=0.0)
+            expected = defaults["lambda"] * float(model.block2[0].keep_probabilities().mean() - 0.625)
+    penalty = relaxation_penalty(model, method, **no_decay)
     assert penalty.item() == pytest.approx(expected, rel=1e-5) and penalty.item() > 0
     penalty.backward()
     name = {"relaxed": "relaxed_weights", "rpp": "free", "partial": "keep_logits"}[method]
@@ -134,8 +134,24 @@ def test_penalty_zero_at_initialisation_and_grows_when_untied(method):
     assert getattr(owner, name).grad.abs().sum() > 0
 
 
-def test_penalty_of_an_exact_model_is_zero():
-    assert relaxation_penalty(build_model("p4cnn", width=2)).item() == 0.0
+def test_the_exact_net_has_no_penalty_and_each_methods_penalty_of_it_is_zero():
+    assert get_relaxation("none").penalty is None
+    for method in METHODS:
+        assert relaxation_penalty(build_model("p4cnn", width=2), method).item() == 0.0
+
+
+def test_each_method_is_a_record_with_its_layers_options_and_defaults():
+    assert [relaxation_settings(name) for name in ["none", *METHODS]] == [
+        {"method": "none"}, {"method": "relaxed", "banks": 2, "alpha": 1e-4},
+        {"method": "rpp", "free_wd": 1.0, "equiv_wd": 1e-5}, {"method": "partial", "lambda": 1e-3}]
+    settings = {"method": "partial", "lambda": 0.1}
+    assert relaxation_settings(settings) == settings  # the full mapping reads back as itself
+    for method in METHODS:
+        record, options = resolve_relaxation(method)
+        layers = record.layers(get_group("p4"), options, "stride")
+        assert (type(layers.lift(1, 2, 3)), type(layers.conv(2, 2, 3))) == LAYERS[method]
+    net = build_model("p4cnn", width=2, relaxation={"method": "relaxed", "banks": 3})
+    assert net.block2[0].banks == 3
 
 
 def test_partial_samples_in_training_and_is_deterministic_in_evaluation():
@@ -171,7 +187,7 @@ def test_partial_mask_zeroes_dropped_slots():
     assert torch.equal(out[:, :, 2], torch.zeros_like(out[:, :, 2]))
     assert (out[:, :, [0, 1, 3]] != 0).all()
     assert torch.equal(conv.last_mask, torch.tensor([1.0, 1, 0, 1]))
-    assert relaxation_diagnostics(conv) == {"": 0.25}
+    assert get_relaxation("partial").diagnostics(conv) == {"": 0.25}
 
 
 @pytest.mark.parametrize("kind", ["max", "mean"])
@@ -219,26 +235,28 @@ def test_models_exact_at_initialisation_and_broken_once_untied(name, group, meth
     report = check_exactness(model, n, nearest=False)
     assert report.exact and report.relaxed and "all tied now" in report.notes[-1]
     assert "EXACT only while tied" in report.to_table()
-    assert set(relaxation_diagnostics(model).values()) == {0.0}
+    assert set(get_relaxation(method).diagnostics(model).values()) == {0.0}
     _untie(model)
     assert equivariance_error(model, x)["output"]["max"] > 1e-3
     report = check_exactness(model, n, nearest=False)
     assert report.exact and report.relaxed and "untied now: " in report.notes[-1]
-    diagnostics = relaxation_diagnostics(model)
+    diagnostics = get_relaxation(method).diagnostics(model)
     assert min(diagnostics.values()) > 0 and all(name in report.notes[-1] for name in diagnostics)
 
 
 def test_exact_model_has_no_relaxed_layers():
     model = build_model("p4cnn", width=2)
     assert not check_exactness(model, 28, nearest=False).relaxed
-    assert relaxation_diagnostics(model) == {}
+    assert layer_departures(model) == {}
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
     ({"group": "z2", "relaxation": "relaxed"}, "relaxation: 'relaxed' needs a p4 or p4m group with the native"),
     ({"group": "c4", "backend": "e2cnn", "relaxation": "rpp"}, "relaxation: 'rpp' needs a p4 or p4m group"),
     ({"group": "p4", "relaxation": "soft"}, "relaxation: unknown relaxation 'soft'; choose from: none, relaxed"),
-    ({"group": "p4", "relaxation": "relaxed", "relax_banks": 0}, "relax_banks: must be a positive integer"),
+    ({"relaxation": {"method": "relaxed", "banks": 0}}, "relaxation.banks: must be greater than or equal to 1, got 0"),
+    ({"relaxation": {"method": "rpp", "free": 1}}, "relaxation.free: rpp takes no option 'free'; its options: free_wd"),
+    ({"relaxation": {"banks": 2}}, "relaxation: give a method's name or {method: NAME, ...its options}"),
 ])
 def test_bad_relaxation_is_refused_in_one_line(kwargs, expected):
     with pytest.raises(UserError) as error:
@@ -253,10 +271,11 @@ SMOKE_SIZE = {"p4cnn": 28, "resnet18": 17, "resnet44": 17}
 @pytest.mark.parametrize("group", GROUPS)
 @pytest.mark.parametrize("name", list(SMOKE_SIZE))
 def test_forward_backward_smoke(name, group, method):
-    model = build_model(name, group=group, width=2, num_classes=3, relaxation=method, relax_banks=3).train()
+    relaxation = {"method": "relaxed", "banks": 3} if method == "relaxed" else method
+    model = build_model(name, group=group, width=2, num_classes=3, relaxation=relaxation).train()
     logits = model(torch.randn(2, 1, SMOKE_SIZE[name], SMOKE_SIZE[name]))
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
-    (logits.square().mean() + relaxation_penalty(model)).backward()
+    (logits.square().mean() + relaxation_penalty(model, method)).backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     relaxed_params = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[-1] in

@@ -29,8 +29,7 @@ IDENTITY = ("trial_id", "trial_name", "cell", "status", "error", "attempts", "tr
 SETTINGS = (
     "dataset", "data_dir", "download", "input_size", "resize_method", "train_symmetry", "per_batch", "batch_size",
     "eval_batch_size", "num_workers",
-    "model", "group", "backend", "width", "head", "dropout", "relaxation", "relax_banks", "relax_alpha", "rpp_free_wd",
-    "rpp_equiv_wd", "partial_lambda", "subsampling",
+    "model", "group", "backend", "width", "head", "dropout", "relaxation", "subsampling",
     "epochs", "optimizer", "lr", "weight_decay", "momentum", "schedule", "step_size", "gamma", "seed",
     "angles", "eq_error_samples", "bn_calibration_batches",
     "accelerator", "precision", "channels_last", "deterministic",
@@ -38,6 +37,9 @@ SETTINGS = (
 )
 NAMING_SETTINGS = ("data_dir", "run_name")  # where a run's data lives and what it is called: never what a run *is*
 PREFIXED_SETTINGS = ("wandb",)  # nested settings whose columns carry their parent's name: ``wandb_project``
+# settings that name a method with its options, ``{method: rpp, free_wd: 1.0}``: the method in the setting's column,
+# each option (whichever the method has) as ``relaxation_free_wd``
+METHOD_SETTINGS = ("relaxation",)
 EXACT = m.EXACT
 # every finished run reports these ...
 FINAL_METRICS = (m.VAL_ACC, m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT, m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES,
@@ -51,16 +53,20 @@ COLUMNS = (*IDENTITY, *SETTINGS, EXACT, *METRICS)
 
 
 def is_declared(column: str) -> bool:
-    return column in _DECLARED or column.startswith(PER_LAYER_PREFIXES)
+    return column in _DECLARED or column.startswith(PER_LAYER_PREFIXES) or column.startswith(_OPTION_PREFIXES)
 
 
 def flat_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Run settings as columns, in their order: each leaf under its own name, however the settings are nested (a
-    group of settings, ``{"optim": {"lr": 0.1}}``, gives ``lr``), a W&B one as ``wandb_<name>``."""
+    group of settings, ``{"optim": {"lr": 0.1}}``, gives ``lr``), a W&B one as ``wandb_<name>``, a method setting as
+    its method and ``<setting>_<option>``."""
     flat: dict[str, Any] = {}
     for key, value in settings.items():
         if key in PREFIXED_SETTINGS and isinstance(value, Mapping):
             flat.update({f"{key}_{sub}": leaf for sub, leaf in value.items()})
+        elif key in METHOD_SETTINGS and isinstance(value, Mapping):
+            flat[key] = value["method"]
+            flat.update({f"{key}_{option}": leaf for option, leaf in value.items() if option != "method"})
         elif isinstance(value, Mapping):
             flat.update(flat_settings(value))
         else:
@@ -99,3 +105,4 @@ def mismatch(problem: str) -> None:
 
 
 _DECLARED = frozenset(COLUMNS)
+_OPTION_PREFIXES = tuple(f"{setting}_" for setting in METHOD_SETTINGS)

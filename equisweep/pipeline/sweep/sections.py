@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from equisweep.pipeline.train.config import FLAT_PATHS
+from equisweep.pipeline.train.config import FLAT_PATHS, old_relaxation_key
 
 RUN_KEYS = frozenset(FLAT_PATHS)
 NOT_SWEEPABLE = frozenset({"wandb", "run_name"})
@@ -17,7 +17,8 @@ NOT_SWEEPABLE = frozenset({"wandb", "run_name"})
 def check_run_key(key: str, where: str) -> None:
     """Refuse (``ValueError`` for the spec's validation) a key of ``where`` that is no run setting or cannot vary."""
     if key not in RUN_KEYS:
-        raise ValueError(f"{key!r} is not a run setting; use one of: {', '.join(sorted(RUN_KEYS - NOT_SWEEPABLE))} "
+        choices = ", ".join(sorted(RUN_KEYS - NOT_SWEEPABLE))
+        raise ValueError(old_relaxation_key(key) or f"{key!r} is not a run setting; use one of: {choices} "
                          "(or, as a joint grid axis, give a list of mappings of settings)")
     if key in NOT_SWEEPABLE:
         raise ValueError(f"{key!r} cannot vary across trials; set it once at the top level")

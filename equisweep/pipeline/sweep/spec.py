@@ -35,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from equisweep.errors import UserError
+from equisweep.models.relaxation import relaxation_label
 from equisweep.pipeline.sweep.sections import RUN_KEYS, Resources, SchedulerSpec, SearchSpec, check_run_key
 from equisweep.pipeline.train.config import RunConfig, describe_validation_error, merge_settings, read_yaml_mapping
 from equisweep.pipeline.vocabulary import is_trivial
@@ -246,7 +247,8 @@ class Sweep:
             searched = [f"search {' '.join(f'{k}~{d.describe()}' for k, d in self.spec.search.space.items())}"]
         samples = self.spec.search.num_samples if self.spec.search else 1
         resources = f"cpu={self.spec.resources.cpu:g} gpu={self.spec.resources.gpu:g}"
-        settings = [pack.cells[0].config.flat() for pack in self.packs]
+        settings = [{**config.flat(), "relaxation": relaxation_label(config.model.relaxation)}
+                    for config in (pack.cells[0].config for pack in self.packs)]
         rows = [[str(pack.index * samples + sample), *(f"{key}={settings[pack.index][key]}" for key in keys),
                  f"seeds={_runs(pack.seeds)}", f"exact={_YES_NO[pack.cells[0].exact]}", resources,
                  *searched]

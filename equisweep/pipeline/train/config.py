@@ -9,17 +9,25 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from equisweep.datamodules.regimes import angle_grid, parse_regime
 from equisweep.errors import UserError
 from equisweep.groups import get_group
 from equisweep.models.heads import Head
 from equisweep.models.registry import Backend, check_relaxation, check_subsampling
-from equisweep.models.relaxation import PARTIAL_LAMBDA, RELAX_ALPHA, RELAX_BANKS, RPP_EQUIV_WD, RPP_FREE_WD
+from equisweep.models.relaxation import NO_RELAXATION, relaxation_settings
 
 MAX_EPOCHS = 10_000  # far beyond any schedule here (the paper's longest is 300); a larger number is a typo
 
@@ -79,6 +87,21 @@ class DataConfig(BaseModel):
         return check_dataset(value)
 
 
+RelaxationSetting = Annotated[dict[str, Any], BeforeValidator(relaxation_settings)]
+# The relaxation options' flat names from before they moved into the one mapping: name -> (method, option).
+OLD_RELAXATION_KEYS = {"relax_banks": ("relaxed", "banks"), "relax_alpha": ("relaxed", "alpha"),
+                       "rpp_free_wd": ("rpp", "free_wd"), "rpp_equiv_wd": ("rpp", "equiv_wd"),
+                       "partial_lambda": ("partial", "lambda")}
+
+
+def old_relaxation_key(key: str, value: Any = "...") -> str | None:
+    """The "did you mean" for a relaxation option under its old flat name; None for any other key."""
+    if key not in OLD_RELAXATION_KEYS:
+        return None
+    method, option = OLD_RELAXATION_KEYS[key]
+    return f"{key}: unknown key; did you mean relaxation: {{method: {method}, {option}: {value}}}?"
+
+
 class ModelConfig(BaseModel):
     """The network: architecture, group, backend, head, and how its equivariance is relaxed or kept at any size."""
 
@@ -89,14 +112,9 @@ class ModelConfig(BaseModel):
     width: int | None = Field(None, ge=1)
     head: Head = "coset"
     dropout: float | None = Field(None, ge=0, lt=1)  # p4cnn only; None keeps the model's default
-    # relaxed equivariance (p4/p4m, native backend; see equisweep/models/relaxation.py): the method, its banks, and
-    # the coefficients of its training penalty
-    relaxation: str = "none"  # none | relaxed | rpp | partial
-    relax_banks: int = Field(RELAX_BANKS, ge=1)
-    relax_alpha: float = Field(RELAX_ALPHA, ge=0)
-    rpp_free_wd: float = Field(RPP_FREE_WD, ge=0)
-    rpp_equiv_wd: float = Field(RPP_EQUIV_WD, ge=0)
-    partial_lambda: float = Field(PARTIAL_LAMBDA, ge=0)
+    # relaxed equivariance (see equisweep/models/relaxation.py): a registered method by name (its options at their
+    # defaults) or as {method: name, **options}, e.g. {method: rpp, free_wd: 1.0}; kept as the full mapping
+    relaxation: RelaxationSetting = Field(default_factory=lambda: relaxation_settings(NO_RELAXATION))
     # stride | adaptive: adaptive subsamples every stride-2 layer on a grid that follows the input, exact at any size
     # (native backend; see equisweep/models/subsampling.py)
     subsampling: str = "stride"
@@ -329,6 +347,9 @@ def describe_validation_error(err: ValidationError, schema: type[BaseModel] = Ru
     if cause is not None:  # a validator's ValueError carries its own message
         return f"{field}: {cause}"
     if kind == "extra_forbidden":
+        old = old_relaxation_key(str(loc[-1]), value)
+        if old is not None:
+            return old
         allowed = _keys_at(schema, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=3, cutoff=0.6)
         if close:

@@ -14,7 +14,7 @@ the turned images: a view whose labels it leaves undefined is skipped, and a met
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -29,12 +29,12 @@ from equisweep.datamodules.regimes import angle_grid, rotate
 from equisweep.groups import P4, reference_group
 from equisweep.models import build_model
 from equisweep.models.relaxation import (
-    PARTIAL_LAMBDA,
-    RELAX_ALPHA,
-    RPP_EQUIV_WD,
-    RPP_FREE_WD,
-    relaxation_diagnostics,
-    relaxation_penalty,
+    FIELD,
+    NO_RELAXATION,
+    Relaxation,
+    has_relaxed_layers,
+    relaxation_settings,
+    resolve_relaxation,
 )
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.config import Optimizer, Schedule
@@ -68,9 +68,11 @@ class View:
 class EquivarianceClassifier(pl.LightningModule):
     """Cross-entropy classification of images by ``backbone`` (images -> logits [B, num_classes]).
 
-    A backbone with relaxed layers (``build_model(..., relaxation=...)``) trains on cross-entropy plus its
-    ``relaxation_penalty`` with the coefficients given here, and logs how far each relaxed layer has moved from
-    exact as ``relaxation/<layer>`` every epoch; for any other backbone the loss is the cross-entropy alone.
+    ``relaxation``: the method of the backbone's relaxed layers (``build_model(..., relaxation=...)``), a registered
+    method's name or ``{method: name, **options}``; it defaults to the recipe's, else ``none``. The module learns the
+    method from its record: it trains on cross-entropy plus the record's penalty with these options, and logs the
+    record's diagnostics (how far each relaxed layer has moved from exact) as ``relaxation/<layer>`` every epoch;
+    with ``none`` the loss is the cross-entropy alone. Its hyperparameters keep it as the full mapping.
 
     ``recipe``: the ``build_model`` arguments of the backbone (name, group, num_classes, ...). Without a backbone the
     module builds it from them; with one, they are only saved, so that ``load_from_checkpoint(path)`` can rebuild
@@ -82,8 +84,7 @@ class EquivarianceClassifier(pl.LightningModule):
                  lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9, schedule: str = "none",
                  step_size: int = 10, gamma: float = 0.5, eval_angles: Sequence[float] | None = None,
                  orbit_group: str | None = None, background: float | Sequence[float] = 0.0,
-                 channels_last: bool = False, relax_alpha: float = RELAX_ALPHA, rpp_free_wd: float = RPP_FREE_WD,
-                 rpp_equiv_wd: float = RPP_EQUIV_WD, partial_lambda: float = PARTIAL_LAMBDA,
+                 channels_last: bool = False, relaxation: str | Mapping[str, Any] | None = None,
                  recipe: dict[str, Any] | None = None) -> None:
         super().__init__()
         if backbone is None:
@@ -99,10 +100,14 @@ class EquivarianceClassifier(pl.LightningModule):
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
         eval_angles = [float(a) for a in (eval_angles if eval_angles is not None else angle_grid())]
         g = reference_group(orbit_group or getattr(backbone, "group", P4))
+        if relaxation is None:
+            relaxation = (recipe or {}).get(FIELD, NO_RELAXATION)
+        self.relaxation, self.relaxation_options = resolve_relaxation(relaxation)
+        _check_relaxed_layers(self.relaxation, self.architecture(backbone))
+        self.relaxed = self.relaxation.name != NO_RELAXATION
         self.save_hyperparameters(ignore=["backbone"])
-        self.hparams.update(eval_angles=eval_angles, orbit_group=g.name)
+        self.hparams.update(eval_angles=eval_angles, orbit_group=g.name, relaxation=relaxation_settings(relaxation))
         self.backbone = _to_channels_last(backbone) if channels_last else backbone
-        self.relaxed = bool(relaxation_diagnostics(backbone))  # an exact backbone has no penalty to compute
         self.register_buffer("background", torch.as_tensor(background, dtype=torch.float32).reshape(-1),
                              persistent=False)
         self.upright = View(0.0)
@@ -114,6 +119,11 @@ class EquivarianceClassifier(pl.LightningModule):
         self.test_acc = nn.ModuleDict({v.name: MulticlassAccuracy(num_classes, average="micro") for v in self.views})
         self.test_results: dict = {}
 
+    @staticmethod
+    def architecture(backbone: nn.Module) -> nn.Module:
+        """The network whose layers the relaxation is checked against: the backbone itself."""
+        return backbone
+
     def forward(self, x: Tensor) -> Tensor:
         x = x.to(self.dtype)  # batches are prepared in float32 after Lightning's precision cast (64-true, 16-true)
         if self.hparams.channels_last:
@@ -124,10 +134,8 @@ class EquivarianceClassifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        if self.relaxed:
-            hp = self.hparams
-            penalty = relaxation_penalty(self.backbone, hp.relax_alpha, hp.rpp_free_wd, hp.rpp_equiv_wd,
-                                         hp.partial_lambda)
+        if self.relaxation.penalty is not None:
+            penalty = self.relaxation.penalty(self.backbone, self.relaxation_options)
             self.log(m.RELAXATION_PENALTY, penalty)
             loss = loss + penalty
         # Reading the loss waits for the device: check every few steps (a diverged net stays non-finite) and last.
@@ -142,7 +150,7 @@ class EquivarianceClassifier(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self.relaxed:
             self.log_dict({f"{m.RELAXATION_PREFIX}{layer}": value
-                           for layer, value in relaxation_diagnostics(self.backbone).items()})
+                           for layer, value in self.relaxation.diagnostics(self.backbone).items()})
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -208,6 +216,14 @@ class EquivarianceClassifier(pl.LightningModule):
         else:
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _check_relaxed_layers(relaxation: Relaxation, network: nn.Module) -> None:
+    """Refuse a relaxation that does not match the network's layers: its penalty would miss them."""
+    if has_relaxed_layers(network) != (relaxation.name != NO_RELAXATION):
+        has = "has relaxed layers" if has_relaxed_layers(network) else "has no relaxed layers"
+        raise ValueError(f"relaxation: the backbone {has} but relaxation is {relaxation.name!r}; give the relaxation "
+                         "it was built with (build_model's relaxation)")
 
 
 def _to_channels_last(net: nn.Module) -> nn.Module:

@@ -22,10 +22,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from equisweep.models.packed import PackedModel
-from equisweep.models.relaxation import relaxation_penalty
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.module import NON_FINITE_CHECK_EVERY, EquivarianceClassifier
 
@@ -42,7 +41,6 @@ class PackedClassifier(EquivarianceClassifier):
             raise ValueError("channels_last: a pack stacks its copies on a leading axis; set channels_last: false")
         super().__init__(backbone, num_classes, **options)
         k = backbone.copies
-        self.relaxed = any(getattr(layer, "relaxed_by_construction", False) for layer in backbone.template.modules())
         self.alive = [True] * k
         self.failures: dict[int, str] = {}
         self.frozen: dict[int, dict[str, Tensor]] = {}
@@ -55,14 +53,17 @@ class PackedClassifier(EquivarianceClassifier):
         self._val = torch.zeros(2, k, dtype=torch.long)  # correct, seen
         self._test = torch.zeros(len(self.views), 2, k, dtype=torch.long)
 
+    @staticmethod
+    def architecture(backbone: PackedModel) -> nn.Module:
+        """The copies' shared architecture."""
+        return backbone.template
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         logits = self(x)  # [K, B, classes]
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-        if self.relaxed:
-            hp = self.hparams
-            losses = losses + self.backbone.per_copy(lambda net: relaxation_penalty(
-                net, hp.relax_alpha, hp.rpp_free_wd, hp.rpp_equiv_wd, hp.partial_lambda))
+        if self.relaxation.penalty is not None:
+            losses = losses + self.backbone.per_copy(lambda net: self.relaxation.penalty(net, self.relaxation_options))
         # As a run does: read the losses (a device wait) every few steps and at the last batch.
         if batch_idx % NON_FINITE_CHECK_EVERY == 0 or self.trainer.is_last_batch:
             for k, loss in enumerate(losses.detach().tolist()):

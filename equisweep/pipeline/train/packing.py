@@ -28,7 +28,6 @@ from torch import Tensor
 from equisweep.datamodules.datamodule import EquiDataModule
 from equisweep.datamodules.label_action import LabelAction
 from equisweep.files import write_atomically
-from equisweep.models import relaxation_diagnostics
 from equisweep.models.packed import PackedModel
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.callbacks import RecalibrateBatchNorm
@@ -108,7 +107,7 @@ class CopyRunsToWandb(pl.Callback):
             logged = {m.VAL_ACC: pl_module.copy_val_acc[k], m.TRAIN_LOSS: float(pl_module.copy_losses[k]),
                       "epoch": trainer.current_epoch}
             if pl_module.relaxed:
-                diagnostics = relaxation_diagnostics(pl_module.backbone.unpack(k))
+                diagnostics = pl_module.relaxation.diagnostics(pl_module.backbone.unpack(k))
                 logged.update({f"{m.RELAXATION_PREFIX}{layer}": v for layer, v in diagnostics.items()})
             logger.log_metrics(logged, step=trainer.global_step)
 
@@ -196,7 +195,7 @@ def _finish_copy(module: PackedClassifier, k: int, datamodule: EquiDataModule, c
         **module.copy_test_results[k],
         m.VAL_ACC: module.best_scores[k],
         m.EXACT: exact,
-        **measure(net, datamodule, config.evaluation.eq_error_samples, module.hparams.orbit_group),
+        **measure(net, datamodule, config.evaluation.eq_error_samples, module.hparams.orbit_group, module.relaxation),
         m.TRAIN_SECONDS: train_seconds,
         m.BEST_CHECKPOINT: str(best.relative_to(out_dir)),
         m.BEST_EPOCH: module.best_epochs[k],

@@ -30,7 +30,8 @@ from equisweep.datamodules.datamodule import EquiDataModule
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.exactness.lie import OUTPUT, lie_derivative
 from equisweep.files import write_atomically
-from equisweep.models import build_model, relaxation_diagnostics
+from equisweep.models import build_model
+from equisweep.models.relaxation import Relaxation
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.callbacks import MovableModelCheckpoint, RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
@@ -57,7 +58,7 @@ def wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None, alongside
     if mode == "disabled":
         return None
     net, size = config.model, config.data.input_size
-    arm = arm_label(net.group, size, exact, net.relaxation, net.subsampling)
+    arm = arm_label(net.group, size, exact, net.relaxation["method"], net.subsampling)
     kind = "plain" if exact is None else "exact" if exact else "approx"
     tags = list(dict.fromkeys([*config.wandb.tags, arm, net.group, f"size-{size}", kind]))
     # A user's WANDB_DIR is where runs go; otherwise next to the run's output.
@@ -88,8 +89,7 @@ def model_recipe(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any
     options = {} if net.dropout is None else {"dropout": net.dropout}
     return dict(name=net.model, group=net.group, num_classes=datamodule.num_classes,
                 in_channels=datamodule.in_channels, width=net.width, head=net.head, backend=net.backend,
-                relaxation=net.relaxation, relax_banks=net.relax_banks, subsampling=net.subsampling,
-                **options)
+                relaxation=net.relaxation, subsampling=net.subsampling, **options)
 
 
 def build_run(config: RunConfig) -> tuple[EquiDataModule, nn.Module, bool | None]:
@@ -107,20 +107,20 @@ def build_run(config: RunConfig) -> tuple[EquiDataModule, nn.Module, bool | None
 
 
 def classifier_options(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any]:
-    """The LightningModule's settings from the run's: optimiser, schedule, evaluation, relaxation penalty and the
-    network's recipe."""
-    optim, net = config.optim, config.model
+    """The LightningModule's settings from the run's: optimiser, schedule, evaluation and the network's recipe (which
+    holds its relaxation)."""
+    optim = config.optim
     return dict(optimizer=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
                 schedule=optim.schedule, step_size=optim.step_size, gamma=optim.gamma,
                 eval_angles=config.evaluation.angles,
-                background=datamodule.background, relax_alpha=net.relax_alpha, rpp_free_wd=net.rpp_free_wd,
-                rpp_equiv_wd=net.rpp_equiv_wd, partial_lambda=net.partial_lambda,
-                recipe=model_recipe(config, datamodule))
+                background=datamodule.background, recipe=model_recipe(config, datamodule))
 
 
-def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_group: str) -> dict[str, Any]:
+def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_group: str,
+            relaxation: Relaxation) -> dict[str, Any]:
     """The trained network's equivariance: orbit error (output and per layer) and Lie derivative on the first
-    ``samples`` test images, its parameter count, and how far each relaxed layer moved (relaxed nets only)."""
+    ``samples`` test images, its parameter count, and how far each relaxed layer moved (``relaxation``'s diagnostics;
+    relaxed nets only)."""
     reference = next(net.parameters())
     sample = datamodule.eval_sample(samples).to(reference.device, reference.dtype)
     errors = equivariance_error(net, sample, orbit_group)
@@ -130,9 +130,9 @@ def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_grou
         m.LEE: lie_derivative(net, sample, torch.tensor(datamodule.background))[OUTPUT],
         m.PARAMS: sum(p.numel() for p in net.parameters()),
     }
-    relaxation = relaxation_diagnostics(net)
-    if relaxation:  # as tested: the best checkpoint's layers
-        results[m.RELAXATION_BY_LAYER] = relaxation
+    departures = relaxation.diagnostics(net)
+    if departures:  # as tested: the best checkpoint's layers
+        results[m.RELAXATION_BY_LAYER] = departures
     return results
 
 
@@ -178,7 +178,8 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
             **module.test_results,
             m.VAL_ACC: float(checkpoint.best_model_score),
             m.EXACT: exact,
-            **measure(module.backbone, datamodule, config.evaluation.eq_error_samples, module.hparams.orbit_group),
+            **measure(module.backbone, datamodule, config.evaluation.eq_error_samples, module.hparams.orbit_group,
+                      module.relaxation),
             m.TRAIN_SECONDS: train_seconds,
             m.BEST_CHECKPOINT: str(Path(checkpoint.best_model_path).relative_to(out_dir)),
             m.BEST_EPOCH: int(torch.load(checkpoint.best_model_path, weights_only=True, mmap=True)["epoch"]),

@@ -62,8 +62,8 @@ def test_the_relaxed_presets_cross_their_arms_with_their_kinds_of_data():
     mirror = ({("p4m", 28, "none", True)}, {("mnist6-m", "none")})  # a 6 against its mirror: p4 against p4m
     for name, seeds, (more_arms, more_data) in (("relaxed_mnist", 5, mirror), ("relaxed_mnist_paper", 30, ((), ()))):
         sweep = load_sweep(SWEEPS / f"{name}.yaml")
-        cells = [(c.config.model.group, c.config.data.input_size, c.config.model.relaxation, c.config.data.dataset,
-                  c.config.data.train_symmetry, c.exact) for c in sweep.cells]
+        cells = [(c.config.model.group, c.config.data.input_size, c.config.model.relaxation["method"],
+                  c.config.data.dataset, c.config.data.train_symmetry, c.exact) for c in sweep.cells]
         size = len(arms | set(more_arms)) * len(data | set(more_data))
         assert sweep.num_trials == size * seeds and len(set(cells)) == size
         assert {cell[:3] + cell[5:] for cell in cells} == arms | set(more_arms)

@@ -8,7 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from equisweep.models import build_model, relaxation_diagnostics, relaxation_penalty
+from equisweep.models import build_model
+from equisweep.models.relaxation import resolve_relaxation
 from equisweep.models.relaxed_gconv import RelaxedMixin
 from equisweep.pipeline import EquivarianceClassifier
 
@@ -84,10 +85,7 @@ class _LossCheck(pl.Callback):
         self.checked.append((float(loss.detach()), float(self.ce), float(self.term)))
 
 
-COEFFICIENTS = {"relax_alpha": 0.05, "rpp_free_wd": 3.0, "rpp_equiv_wd": 1e-3, "partial_lambda": 0.1}
-
-
-@pytest.mark.parametrize("relaxation", ["none", "relaxed"])
+@pytest.mark.parametrize("relaxation", ["none", {"method": "relaxed", "alpha": 0.05}], ids=["none", "relaxed"])
 def test_training_loss_is_cross_entropy_plus_the_relaxation_penalty(relaxation, tmp_path):
     torch.manual_seed(0)
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
@@ -96,17 +94,29 @@ def test_training_loss_is_cross_entropy_plus_the_relaxation_penalty(relaxation, 
         for module in net.modules():
             if isinstance(module, RelaxedMixin):
                 module.relaxed_weights.add_(0.5 * torch.randn_like(module.relaxed_weights))
-    check = _LossCheck(lambda backbone: relaxation_penalty(backbone, **COEFFICIENTS))
-    module = EquivarianceClassifier(net, 10, **COEFFICIENTS)
+    record, options = resolve_relaxation(relaxation)
+    check = _LossCheck(lambda backbone: record.penalty(backbone, options) if record.penalty else torch.zeros(()))
+    module = EquivarianceClassifier(net, 10, relaxation=relaxation)
     trainer = pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, default_root_dir=tmp_path,
                          accelerator="cpu", callbacks=[check], enable_checkpointing=False)
     trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=8))
     assert len(check.checked) == 2
     for loss, ce, term in check.checked:
         assert loss == pytest.approx(ce + term, rel=1e-5)
-        assert (term > 0.01) if relaxation == "relaxed" else (term == 0 and loss == pytest.approx(ce, rel=1e-5))
+        assert (term > 0.01) if record.name == "relaxed" else (term == 0 and loss == pytest.approx(ce, rel=1e-5))
     logged = {k for k in trainer.callback_metrics if k.startswith("relaxation/")}
-    diagnostics = relaxation_diagnostics(net)
+    diagnostics = record.diagnostics(net)
     assert logged == {f"relaxation/{layer}" for layer in diagnostics}
-    assert module.relaxed == (relaxation != "none") and bool(diagnostics) == module.relaxed
+    assert module.relaxed == (record.name != "none") and bool(diagnostics) == module.relaxed
     assert all(float(trainer.callback_metrics[f"relaxation/{k}"]) == pytest.approx(v) for k, v in diagnostics.items())
+
+
+def test_the_relaxation_is_the_recipes_kept_whole_and_must_match_the_backbones_layers():
+    recipe = dict(name="p4cnn", num_classes=10, width=2, relaxation={"method": "rpp", "free_wd": 2.0})
+    module = EquivarianceClassifier(recipe=recipe)
+    assert module.hparams.relaxation == {"method": "rpp", "free_wd": 2.0, "equiv_wd": 1e-5}
+    assert module.relaxation.name == "rpp" and module.relaxation_options.free_wd == 2.0
+    with pytest.raises(ValueError, match="relaxation: the backbone has relaxed layers but relaxation is 'none'"):
+        EquivarianceClassifier(build_model("p4cnn", width=2, relaxation="rpp"), 10)
+    with pytest.raises(ValueError, match="relaxation: the backbone has no relaxed layers but relaxation is 'rpp'"):
+        EquivarianceClassifier(build_model("p4cnn", width=2), 10, relaxation="rpp")

@@ -10,7 +10,7 @@ import torch
 
 from equisweep.models import build_model
 from equisweep.models.packed import PackedModel
-from equisweep.models.relaxation import relaxation_penalty
+from equisweep.models.relaxation import resolve_relaxation
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.packing import run_packed
@@ -133,8 +133,12 @@ def test_packed_model_computes_each_copy_with_its_own_weights_and_statistics(rel
         pack.train(mode)
         expected = torch.stack([net.train(mode)(x[k]) for k, net in enumerate(nets)])
         torch.testing.assert_close(pack(x), expected, rtol=1e-10, atol=1e-10)
-    penalties = [relaxation_penalty(net) for net in nets]
-    torch.testing.assert_close(pack.per_copy(relaxation_penalty), torch.stack(penalties), rtol=1e-12, atol=1e-12)
+    record, options = resolve_relaxation(relaxation)
+    assert (record.penalty is None) == (relaxation == "none")
+    if record.penalty is not None:
+        penalties = [record.penalty(net, options) for net in nets]
+        torch.testing.assert_close(pack.per_copy(lambda net: record.penalty(net, options)), torch.stack(penalties),
+                                   rtol=1e-12, atol=1e-12)
     for k, net in enumerate(nets):  # batch-norm statistics moved per copy, and unpack gives the copy back
         copy_k = pack.unpack(k)
         torch.testing.assert_close(dict(copy_k.state_dict()), dict(net.state_dict()), rtol=1e-12, atol=1e-12)

@@ -14,15 +14,16 @@ from equisweep.pipeline.train.tracking import flat_summary
 
 pytestmark = pytest.mark.slow
 
-# A short run: 600 training digits, three epochs of batches of 16; a near-free residual path (rpp_free_wd small).
+# A short run: 600 training digits, three epochs of batches of 16.
 SHORT = {"dataset": "mnist6-180", "model": "p4cnn", "input_size": 28, "epochs": 3, "batch_size": 16, "lr": 3e-3,
-         "schedule": "none", "rpp_free_wd": 1e-4, "angles": [0, 180], "eq_error_samples": 16, "num_workers": 0,
+         "schedule": "none", "angles": [0, 180], "eq_error_samples": 16, "num_workers": 0,
          "wandb": {"mode": "disabled"}}
+NEAR_FREE_RPP = {"method": "rpp", "free_wd": 1e-4}  # a near-free residual path
 
 
-def _run(tmp_path_factory, relaxation: str, **overrides) -> dict:
-    out = tmp_path_factory.mktemp(relaxation)
-    config = load_run_config({**SHORT, "relaxation": relaxation, **overrides})
+def _run(tmp_path_factory, relaxation: str | dict) -> dict:
+    out = tmp_path_factory.mktemp(relaxation if isinstance(relaxation, str) else relaxation["method"])
+    config = load_run_config({**SHORT, "relaxation": relaxation})
     results = run_one(config, out, enable_progress_bar=False)
     return {"results": results, "metrics": json.loads((out / "metrics.json").read_text()), "config": config}
 
@@ -39,7 +40,7 @@ def relaxed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rpp(tmp_path_factory):
-    return _run(tmp_path_factory, "rpp")
+    return _run(tmp_path_factory, NEAR_FREE_RPP)
 
 
 @pytest.mark.trains
@@ -70,14 +71,14 @@ def test_relaxation_reaches_the_summary_and_the_results_row(rpp):
     row = trial_row("t1", "t1", 0, rpp["config"].flat(mode="json"), True, "finished", None, 0, rpp["results"])
     assert {key: row[key] for key in row if key.startswith("relaxation/")} == \
         {f"relaxation/{layer}": value for layer, value in by_layer.items()}
-    assert row["relaxation"] == "rpp" and row["rpp_free_wd"] == 1e-4
+    assert row["relaxation"] == "rpp" and row["relaxation_free_wd"] == 1e-4
     settings = setting_columns(pd.DataFrame([row]))
     assert "relaxation" in settings and not any(c.startswith("relaxation/") for c in settings)
 
 
 @pytest.mark.trains
 def test_a_large_free_weight_decay_keeps_rpp_near_exact(rpp, tmp_path_factory):
-    tied = _run(tmp_path_factory, "rpp", rpp_free_wd=1e4)
+    tied = _run(tmp_path_factory, {"method": "rpp", "free_wd": 1e4})
     assert max(tied["metrics"]["relaxation_by_layer"].values()) < 0.02
     assert abs(tied["results"]["test_acc_upright"] - 0.5) <= 0.05  # near exact: back at chance
     assert max(rpp["metrics"]["relaxation_by_layer"].values()) > 0.1
