@@ -9,6 +9,7 @@ import yaml
 from pydantic import Field
 from torch import Tensor, nn
 
+from equisweep.cli import _yaml_flag
 from equisweep.errors import UserError
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.groups import Group
@@ -107,6 +108,13 @@ def test_the_old_flat_spellings_and_bad_options_are_refused_in_one_line(settings
     with pytest.raises(UserError) as caught:
         load_run_config(settings)
     assert str(caught.value) == message
+
+
+def test_the_relaxation_flag_reads_a_name_or_a_yaml_mapping_and_refuses_broken_yaml_in_one_line():
+    assert _yaml_flag("relaxation", "rpp") == "rpp"
+    assert _yaml_flag("relaxation", "{method: rpp, free_wd: 0.5}") == {"method": "rpp", "free_wd": 0.5}
+    with pytest.raises(UserError, match="^relaxation: '{method: rpp' is neither a name nor a YAML mapping"):
+        _yaml_flag("relaxation", "{method: rpp")
 
 
 def test_a_sweep_refuses_the_old_flat_spellings_with_the_mapping_to_write(tmp_path):

@@ -133,6 +133,7 @@ def test_cli_train_defaults_give_a_well_trained_exact_p4cnn(tmp_path):
     (["--group", "z2", "--relaxation", "relaxed"], "relaxation"),
     (["--group", "c4", "--backend", "e2cnn", "--relaxation", "rpp"], "relaxation"),
     (["--relaxation", "soft"], "relaxation"),
+    (["--relaxation", "{method: rpp, free: 1e-4}"], "relaxation.free"),  # options as a YAML mapping
 ])
 def test_bad_settings_exit_2_in_one_line_before_training(args, field, tmp_path):
     result = _cli(*args, "--out", str(tmp_path / "run"), "--wandb-mode", "disabled", cwd=tmp_path)
