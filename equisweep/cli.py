@@ -2,28 +2,30 @@
 library function and formats its result.
 
 stdout carries only the result (a table, or with ``--json`` exactly one JSON object); a user error becomes one
-stderr line and exit code 2; any other exception is a bug and keeps its traceback.
+stderr line and exit code 2; any other exception is a bug and keeps its traceback. torch, the models and Lightning
+load inside the commands that use them, so ``report`` and ``sweep --status`` start without them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import inspect
 import json
 import shutil
 import sys
 import warnings
+from functools import cache
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
-import torch
+import click
 import typer
+import yaml
 
 from equisweep.errors import UserError
-from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.files import first_missing, unwritable
-from equisweep.groups import Group, reference_group
-from equisweep.models import build_model
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Exact versus approximate equivariance in group-equivariant CNNs.")
@@ -39,6 +41,15 @@ def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"equisweep {importlib.metadata.version('equisweep')}")
         raise typer.Exit()
+
+
+def _yaml_value(param: typer.CallbackParam, text: str | None) -> Any:
+    """A flag's value read as YAML (a name stays a name, ``{method: rpp}`` becomes a mapping); None when unset."""
+    try:
+        return None if text is None else yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise UserError(f"{param.name}: {text!r} is neither a name nor a YAML mapping; write e.g. "
+                        "'{method: rpp}'") from None
 
 
 @app.callback()
@@ -58,6 +69,12 @@ def check(
     in_channels: int = typer.Option(1, "--in-channels"),
     head: str = typer.Option("coset", "--head", help="coset (invariant) | flatten"),
     backend: str = typer.Option("native", "--backend", help="native | e2cnn"),
+    relaxation: str = typer.Option("none", "--relaxation", callback=_yaml_value,
+                                   help="none | relaxed | rpp | partial (p4 / p4m, native backend), or with options "
+                                   "as a YAML mapping: '{method: rpp, free_wd: 1e-4}'; a relaxed net is EXACT only "
+                                   "while tied"),
+    subsampling: str = typer.Option("stride", "--subsampling", help="stride | adaptive (exact at any input size; "
+                                    "native backend)"),
     measure: bool = typer.Option(False, "--measure", help="also measure the error (random weights, float64)"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object"),
 ) -> None:
@@ -65,8 +82,15 @@ def check(
     if measure and input_size > MEASURE_MAX_SIZE:
         raise UserError(f"--input-size: --measure runs the network at {input_size} pixels; give at most "
                         f"{MEASURE_MAX_SIZE}, or leave out --measure (the static check answers at any size)")
+    import torch
+
+    from equisweep.exactness import check_exactness
+    from equisweep.groups import reference_group
+    from equisweep.models import build_model
+
     torch.manual_seed(MEASURE_SEED)  # the random weights --measure uses: the same numbers on every run
-    net = build_model(model, group=group, in_channels=in_channels, width=width, head=head, backend=backend)
+    net = build_model(model, group=group, in_channels=in_channels, width=width, head=head, backend=backend,
+                      relaxation=relaxation, subsampling=subsampling)
     report = check_exactness(net, input_size, model_name=model)
     measured = _measure(net, reference_group(report.group), input_size, in_channels) if measure else None
     if as_json:
@@ -83,81 +107,111 @@ def check(
         typer.echo(f"  {'output':<30} {measured['output']:.2e}")
 
 
+RUN_SETTINGS = "run_settings"  # where the run-settings flags' values wait for the command (``ctx.meta``)
+
+
 class _RunSettingsCommand(typer.core.TyperCommand):
-    """A command whose flags are run settings: its --help shows ``RunConfig``'s default after each flag's help.
+    """A command that takes every run setting as a flag, generated from ``RunConfig`` (``run_setting_options``) only
+    when the command runs or shows its help: the schema imports torch, which other commands never load."""
 
-    The flags default to None (unset: the --config file, else ``RunConfig``, decides), so the defaults are read
-    from ``RunConfig`` itself, and only when help is asked for (it loads Lightning, which other commands skip)."""
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        help_option = self.get_help_option(ctx)
+        return [*self.params, *run_setting_options(), *([help_option] if help_option else [])]
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
-        for param in self.params:
-            default = _run_default(param.name)
-            if default is not None and "(default:" not in (param.help or ""):
-                param.help = f"{param.help} (default: {default})"
-        super().format_help(ctx, formatter)
-
-
-_NESTED_FLAGS = {"wandb_mode": ("wandb", "mode")}  # flags that set a key inside a nested setting
+    def invoke(self, ctx: click.Context) -> Any:
+        names = {option.name for option in run_setting_options()}
+        ctx.meta[RUN_SETTINGS] = {name: ctx.params.pop(name) for name in list(ctx.params) if name in names}
+        return super().invoke(ctx)
 
 
-def _run_default(flag: str) -> Any:
-    """``RunConfig``'s default for the setting ``flag`` sets (None: no fixed default, or no such setting)."""
-    from equisweep.pipeline.train.config import RunConfig
+@cache
+def run_setting_options() -> tuple[click.Parameter, ...]:
+    """One flag per run setting, named after it (``--input-size``; a W&B one ``--wandb-mode``), typed as in the
+    schema (true/false settings as ``--x/--no-x``, lists comma-separated), its help the field's description and
+    default. Every flag defaults to unset: the --config file, else ``RunConfig``, decides. Typer builds them from a
+    signature made from the schema."""
+    from equisweep.pipeline.train.config import FLAT_PATHS, GROUPS, RunConfig, WandbConfig
 
-    default: Any = RunConfig().flat()
-    for key in _NESTED_FLAGS.get(flag, (flag,)):
-        default = default.get(key) if isinstance(default, dict) else None
-    return default
+    fields: dict[str, Any] = {}
+    for name, path in FLAT_PATHS.items():
+        if name == "wandb":
+            fields.update({f"wandb_{key}": field for key, field in WandbConfig.model_fields.items()})
+        else:
+            fields[name] = (GROUPS[path[0]] if len(path) == 2 else RunConfig).model_fields[name]
+
+    def flags(**values: Any) -> None:
+        """Never called: its signature is what Typer reads."""
+
+    flags.__signature__ = inspect.Signature([_flag(name, field) for name, field in fields.items()])
+    probe = typer.Typer(add_completion=False)
+    probe.command()(flags)
+    return tuple(typer.main.get_command(probe).params)
+
+
+def _flag(name: str, field: Any) -> inspect.Parameter:
+    """The keyword parameter that Typer turns into the flag of the setting ``name``."""
+    flag = f"--{name.replace('_', '-')}"
+    kind = field.annotation
+    if get_origin(kind) in (Union, UnionType):  # X | None: a flag left out is None anyway
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, list):
+        default = ",".join(f"{value:g}" if isinstance(value, float) else str(value) for value in default)
+    elif isinstance(default, dict):
+        default = yaml.safe_dump(default, default_flow_style=True).strip()
+    help_text = f"{field.description} (default: {default})" if default not in (None, "") else field.description
+    if kind is bool:
+        option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text)
+    elif get_origin(kind) is list:
+        kind, option = str, typer.Option(None, flag, help=help_text, metavar="<list>", callback=_comma_list)
+    elif get_origin(kind) is dict:
+        kind, option = str, typer.Option(None, flag, help=help_text, metavar="<yaml>", callback=_yaml_value)
+    else:  # a Literal's values are in its help; pydantic names the field of a bad one
+        kind = kind if kind in (int, float, Path) else str
+        option = typer.Option(None, flag, help=help_text)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None)
+
+
+def _comma_list(value: str | None) -> list[str] | None:
+    return None if value is None else [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _flag_settings(values: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """The settings the flags give (a W&B one inside ``wandb``), then each ``--set KEY=VALUE`` (a dotted KEY reaches
+    into a group or mapping; VALUE is read as YAML: ``0.1``, ``true``, ``[0, 90]``)."""
+    settings: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is not None and name.startswith("wandb_"):
+            settings.setdefault("wandb", {})[name.removeprefix("wandb_")] = value
+        elif value is not None:
+            settings[name] = value
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or not key.strip():
+            raise UserError(f"set: give KEY=VALUE, e.g. --set optim.lr=0.01; got {assignment!r}")
+        *outer, leaf = key.strip().split(".")
+        target = settings
+        for part in outer:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise UserError(f"set: {key} sets a key inside {part}, which is already set to a value")
+        target[leaf] = yaml.safe_load(text)
+    return settings
 
 
 @app.command(cls=_RunSettingsCommand)
 def train(
-    config: Path | None = typer.Option(None, "--config", help="YAML file of run settings (flags override it)"),
-    dataset: str | None = typer.Option(None, "--dataset",
-                                       help="mnist5k | mnist69 | mnist6-180 (embedded) | mnist | cifar10 | cifar100 | "
-                                       "flowers102 | pcam | folder (your images: --data-dir holds train/ val/ "
-                                       "[test/], a subfolder per class)"),
-    model: str | None = typer.Option(None, "--model", help="registered model: p4cnn | resnet18 | resnet44"),
-    group: str | None = typer.Option(None, "--group", help="z2 | p4 | p4m (native), c<N> | d<N> (e2cnn)"),
-    backend: str | None = typer.Option(None, "--backend", help="native | e2cnn"),
-    width: int | None = typer.Option(None, "--width", help="base width (default: the model's)"),
-    head: str | None = typer.Option(None, "--head", help="coset (invariant) | flatten"),
-    dropout: float | None = typer.Option(None, "--dropout", help="p4cnn dropout rate (default: the model's)"),
-    relaxation: str | None = typer.Option(None, "--relaxation",
-                                          help="none | relaxed | rpp | partial (p4 / p4m, native backend) with "
-                                          "its defaults, or with options as a YAML mapping: "
-                                          "'{method: rpp, free_wd: 1e-4}'"),
-    subsampling: str | None = typer.Option(None, "--subsampling",
-                                           help="stride | adaptive (exact at any input size; native backend)"),
-    input_size: int | None = typer.Option(None, "--input-size", help="square input size in pixels"),
-    resize_method: str | None = typer.Option(None, "--resize-method", help="resize | pad | crop"),
-    train_symmetry: str | None = typer.Option(None, "--train-symmetry",
-                                              help="none | c4 | d4 | flip | uniform | gaussian(MEAN,STD)"),
-    epochs: int | None = typer.Option(None, "--epochs", help="training epochs"),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="training batch size"),
-    lr: float | None = typer.Option(None, "--lr", help="learning rate"),
-    optimizer: str | None = typer.Option(None, "--optimizer", help="adam | adamw | sgd"),
-    weight_decay: float | None = typer.Option(None, "--weight-decay", help="weight decay"),
-    schedule: str | None = typer.Option(None, "--schedule", help="none | step | cosine | onecycle"),
-    step_size: int | None = typer.Option(None, "--step-size", help="epochs between decays of the step schedule"),
-    gamma: float | None = typer.Option(None, "--gamma", help="decay factor of the step schedule"),
-    seed: int | None = typer.Option(None, "--seed", help="seed of the weights, the data split and the order"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="where the dataset's files are"),
-    download: bool | None = typer.Option(None, "--download/--no-download", help="allow downloading the dataset"),
-    num_workers: int | None = typer.Option(None, "--num-workers", help="data loader worker processes"),
-    accelerator: str | None = typer.Option(None, "--accelerator", help="auto | cpu | gpu"),
-    precision: str | None = typer.Option(None, "--precision", help="Lightning precision: 32-true | 16-mixed | ..."),
-    wandb_mode: str | None = typer.Option(None, "--wandb-mode", help="auto | online | offline | disabled"),
-    run_name: str | None = typer.Option(None, "--run-name", help="W&B run name (default: the --out folder's name)"),
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", help="YAML file of run settings, flat (lr: 0.01) or in "
+                                       "groups (optim: {lr: 0.01}); flags override it"),
+    assignments: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
+                                          help="set any setting, e.g. --set optim.lr=0.01 (VALUE read as YAML)"),
     out: Path = typer.Option(Path("runs/train"), "--out", help="run directory"),
 ) -> None:
     """Train one model, test the best checkpoint, and write metrics.json, config.yaml and the checkpoint to --out."""
-    flags = {key: value for key, value in locals().items() if key not in ("config", "out", "wandb_mode")}
     from equisweep.pipeline import load_run_config
 
-    flags["wandb"] = {"mode": wandb_mode} if wandb_mode is not None else None
-    flags["relaxation"] = _yaml_flag("relaxation", relaxation)
-    settings = load_run_config(flags, config)
+    settings = load_run_config(_flag_settings(ctx.meta[RUN_SETTINGS], assignments), config)
     _check_accelerator(settings.hardware.accelerator)
     problem = unwritable(out)
     if problem:
@@ -285,24 +339,20 @@ def download(
 
 def _check_accelerator(accelerator: str) -> None:
     """Refuse a device this machine lacks before anything is written (Lightning would fail only once it starts)."""
+    import torch
+
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     if not {"cuda": cuda, "mps": mps, "gpu": cuda or mps}.get(accelerator, True):
         raise UserError(f"accelerator: {accelerator!r} but no such device is visible here; use --accelerator cpu "
                         "(or auto)")
 
 
-def _yaml_flag(field: str, text: str | None) -> Any:
-    """A flag's value read as YAML (a name stays a name, ``{method: rpp}`` becomes a mapping); None when unset."""
-    import yaml
+def _measure(net: Any, group: Any, input_size: int, in_channels: int) -> dict:
+    """The measured error of ``net`` (a ``torch.nn.Module``) under ``group`` on one random float64 input."""
+    import torch
 
-    try:
-        return None if text is None else yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise UserError(f"{field}: {text!r} is neither a name nor a YAML mapping; write e.g. "
-                        "'{method: rpp}'") from None
+    from equisweep.exactness import equivariance_error
 
-
-def _measure(net: torch.nn.Module, group: Group, input_size: int, in_channels: int) -> dict:
     x = torch.randn(1, in_channels, input_size, input_size, dtype=torch.float64)
     errors = equivariance_error(net.double(), x, group)
     output = errors.pop("output")["max"]

@@ -2,12 +2,15 @@
 
 import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 import typer
 from typer.testing import CliRunner
+
+from tests.helpers import run_python
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -66,21 +69,83 @@ def test_check_measure_prints_the_same_numbers_every_run():
     assert first.stdout == second.stdout
 
 
-def test_every_train_flag_has_help_and_shows_the_run_settings_default():
-    from equisweep.cli import app
-    from equisweep.pipeline.train.config import RunConfig
+def test_train_has_one_flag_per_run_setting_with_its_type_and_default():
+    from equisweep.cli import app, run_setting_options
+    from equisweep.pipeline.train.config import FLAT_PATHS, RunConfig, WandbConfig
 
-    command = typer.main.get_command(app).commands["train"]
-    flags = [param for param in command.params if param.name != "help"]
-    assert all(param.help for param in flags), [param.name for param in flags if not param.help]
+    options = {option.name: option for option in run_setting_options()}
+    assert set(options) == set(FLAT_PATHS) - {"wandb"} | {f"wandb_{key}" for key in WandbConfig.model_fields}
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "250"})
     text = " ".join(result.stdout.replace("│", " ").split())
-    defaults = RunConfig().flat()
-    for param in flags:
-        default = defaults.get(param.name)
-        if default is not None:
-            assert f"{param.opts[0]} " in text and f"(default: {default})" in text, param.name
-    assert "(default: auto)" in text.split("--wandb-mode", 1)[1].split("--", 1)[0]  # nested: wandb.mode
+    row = r"--[a-z-]+(?: --no-[a-z-]+)? <\w+>"  # a row: the flag, its type, then its help up to the next row
+    rows = dict(re.findall(rf"--([a-z-]+)(?: --no-[a-z-]+)? (<\w+>.*?)(?= {row}|$)", text))
+    assert all(rows[name.replace("_", "-")] for name in options), sorted(set(options) - set(rows))
+    for name, default in RunConfig().flat().items():
+        if default not in (None, []) and name not in ("wandb", "relaxation"):
+            shown = ",".join(f"{value:g}" for value in default) if name == "angles" else default
+            assert f"(default: {shown})" in rows[name.replace("_", "-")], name
+    assert rows["momentum"].startswith("<float> ") and rows["epochs"].startswith("<int> ")
+    assert rows["download"].startswith("<bool> ") and rows["angles"].startswith("<list> ")
+    assert "(default: auto)" in rows["wandb-mode"]  # nested: wandb.mode
+    assert rows["relaxation"].startswith("<yaml> ") and "(default: {method: none})" in rows["relaxation"]
+    assert "no dropout" in rows["dropout"]  # as the README says: the default is no dropout
+
+
+def test_every_run_setting_is_reachable_by_flag_or_by_set():
+    from equisweep.cli import _flag_settings, app, run_setting_options
+    from equisweep.pipeline.train.config import load_run_config
+
+    command = typer.main.get_command(app).commands["train"]
+    args = ["--momentum", "0.5", "--angles", "0, 90", "--no-deterministic", "--wandb-tags", "a,b", "--per-batch",
+            "--set", "optim.lr=0.125", "--set", "evaluation.eq_error_samples=8"]
+    parsed = command.make_context("train", args).params  # what the command receives, without training
+    flags = {option.name: parsed[option.name] for option in run_setting_options()}
+    config = load_run_config(_flag_settings(flags, parsed["assignments"]))
+    assert (config.optim.momentum, config.evaluation.angles, config.hardware.deterministic, config.wandb.tags,
+            config.data.per_batch, config.optim.lr, config.evaluation.eq_error_samples) == (
+        0.5, [0, 90], False, ["a", "b"], True, 0.125, 8)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--momentum", "1.5"], "momentum: must be below 1"),
+    (["--angles", ","], "angles: give at least one test angle"),
+    (["--set", "optim.lr=-1"], "lr: must be above 0"),
+    (["--set", "lr"], "set: give KEY=VALUE"),
+])
+def test_a_bad_setting_flag_is_one_line_naming_the_field(tmp_path, capsys, monkeypatch, args, message):
+    from equisweep.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["equisweep", "train", *args, "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and error.startswith(f"equisweep: error: {message}") and error.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_takes_relaxation_and_subsampling():
+    from equisweep.cli import app
+
+    check = ["check", "p4cnn", "--input-size"]
+    adaptive = json.loads(CliRunner().invoke(app, [*check, "29", "--subsampling", "adaptive", "--json"]).stdout)
+    assert adaptive["exact"] is True and adaptive["layers"][0]["kind"] == "adaptive"
+    relaxed = CliRunner().invoke(app, [*check, "28", "--relaxation", "rpp"])
+    assert relaxed.exit_code == 0 and "EXACT only while tied" in relaxed.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize("command", [pytest.param("report", marks=pytest.mark.slow), "status"])  # report: figures
+def test_report_and_sweep_status_run_without_torch(tmp_path, command):
+    """In a fresh process, as a user runs them: neither loads torch (nor, through it, Lightning or the models)."""
+    from tests.pipeline.report.test_report import _trials, _write_sweep
+
+    sweep = _write_sweep(tmp_path / "sweep", _trials(2))
+    args = ["report", sweep, "--out", str(tmp_path / "report")] if command == "report" else ["sweep", "--status", sweep]
+    result = run_python("import sys\nfrom equisweep.cli import main\n"
+                        f"sys.argv = ['equisweep', *{args!r}]\n"
+                        "try:\n    main()\nexcept SystemExit as exit_:\n    assert not exit_.code, exit_.code\n"
+                        "assert 'torch' not in sys.modules, 'torch loaded'\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("verdict" if command == "report" else "sweep: ") in result.stdout
 
 
 @pytest.mark.parametrize(("dataset", "code", "output"), [

@@ -5,11 +5,12 @@ its name (its defaults) or as one mapping, in a run config or a sweep grid; the 
 
 import pytest
 import torch
+import typer
 import yaml
 from pydantic import Field
 from torch import Tensor, nn
 
-from equisweep.cli import _yaml_flag
+from equisweep.cli import app
 from equisweep.errors import UserError
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.groups import Group
@@ -111,10 +112,15 @@ def test_the_old_flat_spellings_and_bad_options_are_refused_in_one_line(settings
 
 
 def test_the_relaxation_flag_reads_a_name_or_a_yaml_mapping_and_refuses_broken_yaml_in_one_line():
-    assert _yaml_flag("relaxation", "rpp") == "rpp"
-    assert _yaml_flag("relaxation", "{method: rpp, free_wd: 0.5}") == {"method": "rpp", "free_wd": 0.5}
+    train = typer.main.get_command(app).commands["train"]
+
+    def flag(text: str):
+        return train.make_context("train", ["--relaxation", text]).params["relaxation"]
+
+    assert flag("rpp") == "rpp"
+    assert flag("{method: rpp, free_wd: 0.5}") == {"method": "rpp", "free_wd": 0.5}
     with pytest.raises(UserError, match="^relaxation: '{method: rpp' is neither a name nor a YAML mapping"):
-        _yaml_flag("relaxation", "{method: rpp")
+        flag("{method: rpp")
 
 
 def test_a_sweep_refuses_the_old_flat_spellings_with_the_mapping_to_write(tmp_path):

@@ -46,11 +46,11 @@ class WandbConfig(BaseModel):
     only with an API key (``WANDB_API_KEY`` or ``wandb login``), else offline; ``disabled`` writes nothing."""
 
     model_config = ConfigDict(extra="forbid")
-    project: str = "equisweep"
-    entity: str | None = None
-    group: str | None = None
-    mode: WandbMode = "auto"
-    tags: list[str] = Field(default_factory=list)
+    project: str = Field("equisweep", description="W&B project")
+    entity: str | None = Field(None, description="W&B entity (default: your own)")
+    group: str | None = Field(None, description="W&B group (a sweep's: its name)")
+    mode: WandbMode = Field("auto", description="auto | online | offline | disabled")
+    tags: list[str] = Field(default_factory=list, description="W&B tags, comma-separated")
 
     def resolved_mode(self) -> str:
         """The mode runs log in here: ``auto`` resolved (``equisweep.pipeline.train.tracking.explain_mode``)."""
@@ -63,16 +63,19 @@ class DataConfig(BaseModel):
     """Which images, at what size, under which training symmetry, in what batches."""
 
     model_config = ConfigDict(extra="forbid")
-    dataset: str = "mnist5k"
-    data_dir: Path = Path("data")
-    download: bool = False
-    input_size: int = Field(28, ge=1)
-    resize_method: ResizeMethod = "resize"
-    train_symmetry: str = "none"
-    per_batch: bool = False  # one regime draw per batch, as the paper's biased regime did
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(500, ge=1)
-    num_workers: int = Field(2, ge=0)
+    dataset: str = Field("mnist5k", description="mnist5k | mnist69 | mnist6-180 | mnist6-m (embedded) | mnist | "
+                         "cifar10 | cifar100 | flowers102 | pcam | folder (your images: --data-dir holds train/, val/ "
+                         "and maybe test/, a subfolder per class)")
+    data_dir: Path = Field(Path("data"), description="where the dataset's files are")
+    download: bool = Field(False, description="allow downloading the dataset")
+    input_size: int = Field(28, ge=1, description="square input size in pixels")
+    resize_method: ResizeMethod = Field("resize", description="resize | pad | crop")
+    train_symmetry: str = Field("none", description="none | c4 | d4 | flip | uniform | gaussian(MEAN,STD)")
+    per_batch: bool = Field(False, description="one training-symmetry draw per batch (the paper's biased regime), "
+                            "not per image")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    eval_batch_size: int = Field(500, ge=1, description="validation and test batch size")
+    num_workers: int = Field(2, ge=0, description="data loader worker processes")
 
     @field_validator("train_symmetry")
     @classmethod
@@ -106,18 +109,21 @@ class ModelConfig(BaseModel):
     """The network: architecture, group, backend, head, and how its equivariance is relaxed or kept at any size."""
 
     model_config = ConfigDict(extra="forbid")
-    model: str = "p4cnn"
-    group: str = "p4"
-    backend: Backend = "native"
-    width: int | None = Field(None, ge=1)
-    head: Head = "coset"
-    dropout: float | None = Field(None, ge=0, lt=1)  # p4cnn only; None keeps the model's default
+    model: str = Field("p4cnn", description="registered model: p4cnn | resnet18 | resnet44")
+    group: str = Field("p4", description="z2 | p4 | p4m (native), c<N> | d<N> (e2cnn)")
+    backend: Backend = Field("native", description="native | e2cnn")
+    width: int | None = Field(None, ge=1, description="base width (default: the paper's for the model and group)")
+    head: Head = Field("coset", description="coset (invariant) | flatten")
+    dropout: float | None = Field(None, ge=0, lt=1, description="p4cnn dropout rate (default: no dropout; the "
+                                  "paper presets set 0.1)")
     # relaxed equivariance (see equisweep/models/relaxation.py): a registered method by name (its options at their
     # defaults) or as {method: name, **options}, e.g. {method: rpp, free_wd: 1.0}; kept as the full mapping
-    relaxation: RelaxationSetting = Field(default_factory=lambda: relaxation_settings(NO_RELAXATION))
-    # stride | adaptive: adaptive subsamples every stride-2 layer on a grid that follows the input, exact at any size
-    # (native backend; see equisweep/models/subsampling.py)
-    subsampling: str = "stride"
+    relaxation: RelaxationSetting = Field(
+        default_factory=lambda: relaxation_settings(NO_RELAXATION),
+        description="none | relaxed | rpp | partial (p4 / p4m, native backend) with its defaults, or with options as "
+        "a YAML mapping: '{method: rpp, free_wd: 1e-4}'")
+    # adaptive subsamples every stride-2 layer on a grid that follows the input (see equisweep/models/subsampling.py)
+    subsampling: str = Field("stride", description="stride | adaptive (exact at any input size; native backend)")
 
     @field_validator("group")
     @classmethod
@@ -155,23 +161,24 @@ class OptimConfig(BaseModel):
     epochs of 94 steps; its invariant head needs a few hundred steps, where the plain CNN gets there in one epoch)."""
 
     model_config = ConfigDict(extra="forbid")
-    epochs: int = Field(5, ge=1, le=MAX_EPOCHS)
-    optimizer: Optimizer = "adam"
-    lr: float = Field(1e-2, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
-    schedule: Schedule = "cosine"
-    step_size: int = Field(10, ge=1)  # the step schedule's epochs between decays
-    gamma: float = Field(0.5, gt=0)  # the step schedule's decay factor
+    epochs: int = Field(5, ge=1, le=MAX_EPOCHS, description="training epochs")
+    optimizer: Optimizer = Field("adam", description="adam | adamw | sgd")
+    lr: float = Field(1e-2, gt=0, description="learning rate")
+    weight_decay: float = Field(1e-5, ge=0, description="weight decay")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum")
+    schedule: Schedule = Field("cosine", description="none | step | cosine | onecycle")
+    step_size: int = Field(10, ge=1, description="epochs between decays of the step schedule")
+    gamma: float = Field(0.5, gt=0, description="decay factor of the step schedule")
 
 
 class EvaluationConfig(BaseModel):
     """What is measured after training."""
 
     model_config = ConfigDict(extra="forbid")
-    angles: list[float] = Field(default_factory=angle_grid)  # test angles in degrees
-    eq_error_samples: int = Field(64, ge=1)
-    bn_calibration_batches: int = Field(16, ge=0)  # precise BN before each validation; 0 turns it off
+    angles: list[float] = Field(default_factory=angle_grid, description="test angles in degrees, comma-separated")
+    eq_error_samples: int = Field(64, ge=1, description="test images the equivariance error is measured on")
+    bn_calibration_batches: int = Field(16, ge=0, description="training batches that recompute batch-norm "
+                                        "statistics before each validation (0: off)")
 
     @field_validator("angles")
     @classmethod
@@ -185,10 +192,11 @@ class HardwareConfig(BaseModel):
     """Where and in which number format it runs."""
 
     model_config = ConfigDict(extra="forbid")
-    accelerator: Accelerator = "auto"
-    precision: Precision = "32-true"
-    channels_last: bool = False
-    deterministic: bool = True
+    accelerator: Accelerator = Field("auto", description="auto | cpu | gpu | cuda | mps")
+    precision: Precision = Field("32-true", description="Lightning precision: 32-true | 64-true | 16-true | "
+                                 "bf16-true | 16-mixed | bf16-mixed")
+    channels_last: bool = Field(False, description="channels-last memory layout (faster convolutions on some GPUs)")
+    deterministic: bool = Field(True, description="deterministic kernels (off: cuDNN picks the fastest)")
 
 
 # The groups of settings; every name inside them is unique across groups, so a flat name finds its one place.
@@ -207,11 +215,11 @@ class RunConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
-    seed: int = 0
+    seed: int = Field(0, description="seed of the weights, the data split and the order")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     wandb: WandbConfig = Field(default_factory=WandbConfig)
-    run_name: str | None = None
+    run_name: str | None = Field(None, description="W&B run name (default: the --out folder's name)")
 
     @model_validator(mode="before")
     @classmethod
