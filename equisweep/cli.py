@@ -195,7 +195,10 @@ def _flag_settings(values: dict[str, Any], assignments: list[str]) -> dict[str, 
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise UserError(f"set: {key} sets a key inside {part}, which is already set to a value")
-        target[leaf] = yaml.safe_load(text)
+        try:
+            target[leaf] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserError(f"set: the value of {key} is not YAML: {text!r}; quote a list as '[0, 90]'") from None
     return settings
 
 

@@ -111,6 +111,7 @@ def test_every_run_setting_is_reachable_by_flag_or_by_set():
     (["--angles", ","], "angles: give at least one test angle"),
     (["--set", "optim.lr=-1"], "lr: must be above 0"),
     (["--set", "lr"], "set: give KEY=VALUE"),
+    (["--set", "angles=[0, 90"], "set: the value of angles is not YAML"),
 ])
 def test_a_bad_setting_flag_is_one_line_naming_the_field(tmp_path, capsys, monkeypatch, args, message):
     from equisweep.cli import main
