@@ -94,8 +94,9 @@ def assert_equivariant(fn: Callable[[Tensor], Tensor], x: Tensor, group, atol: f
 
 def read_wandb_run(run_file: Path) -> dict:
     """Read an offline W&B run file (``run-<id>.wandb``: LevelDB-log framed protobuf ``Record``s) back into
-    ``{"project", "group", "id", "job_type", "tags", "config", "summary", "history", "history_keys"}`` (``history``: one
-    dict per logged step), so tests check what was really logged."""
+    ``{"project", "group", "id", "job_type", "tags", "config", "summary", "history", "history_keys", "exit_code"}``
+    (``history``: one dict per logged step; ``exit_code``: how the run ended, None while it has not), so tests check
+    what was really logged."""
     from wandb.proto import wandb_internal_pb2
 
     raw, block, pos = run_file.read_bytes(), 32768, 7  # 7: the ':W&B' file header
@@ -115,7 +116,7 @@ def read_wandb_run(run_file: Path) -> dict:
     def key(item) -> str:
         return item.key or "/".join(item.nested_key)
 
-    run: dict = {"config": {}, "summary": {}, "history": [], "history_keys": set()}
+    run: dict = {"config": {}, "summary": {}, "history": [], "history_keys": set(), "exit_code": None}
     for payload in payloads:
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
@@ -131,4 +132,6 @@ def read_wandb_run(run_file: Path) -> dict:
         elif kind == "history":
             run["history"].append({key(item): json.loads(item.value_json) for item in record.history.item})
             run["history_keys"].update(run["history"][-1])
+        elif kind == "exit":
+            run["exit_code"] = record.exit.exit_code
     return run

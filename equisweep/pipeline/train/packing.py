@@ -14,28 +14,31 @@ distribution, not the same draws. The technique is that of HFTA (Wang et al., ML
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
 from equisweep.datamodules.datamodule import EquiDataModule
 from equisweep.datamodules.label_action import LabelAction
-from equisweep.files import write_atomically
 from equisweep.models.packed import PackedModel
 from equisweep.pipeline import vocabulary as m
-from equisweep.pipeline.train.callbacks import RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.module import EquivarianceClassifier
 from equisweep.pipeline.train.packed_module import PackedClassifier
-from equisweep.pipeline.train.quiet import silence_litlogger_tip
-from equisweep.pipeline.train.run import build_run, classifier_options, log_final_to_wandb, measure, wandb_logger
+from equisweep.pipeline.train.run import (
+    Best,
+    build_run,
+    build_trainer,
+    classifier_options,
+    finish_run,
+    fit_and_test,
+    start_run_dir,
+)
+from equisweep.pipeline.train.tracking import failures_end_runs, wandb_logger
 
 PER_COPY = frozenset({"seed", "run_name"})  # the settings the copies of one pack may differ in
 
@@ -143,33 +146,16 @@ def run_packed(configs: Sequence[RunConfig], out_dirs: Sequence[str | Path], cal
                               **classifier_options(config, datamodules[0]))
     dirs = [Path(d).absolute() for d in out_dirs]
     for c, out_dir in zip(configs, dirs):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(out_dir / "config.yaml", c.to_yaml())
+        start_run_dir(c, out_dir)
     loggers = [wandb_logger(c, out_dir, exacts[0], alongside=True) for c, out_dir in zip(configs, dirs)]
-    silence_litlogger_tip()
-    if not config.hardware.deterministic:
-        torch.backends.cudnn.benchmark = True
-    own = [RecalibrateBatchNorm(config.evaluation.bn_calibration_batches), CopyRunsToWandb(loggers)]
-    hardware = config.hardware
-    trainer = pl.Trainer(max_epochs=config.optim.epochs, accelerator=hardware.accelerator, devices=1,
-                         precision=hardware.precision, deterministic=hardware.deterministic, logger=False,
-                         callbacks=[*own, *callbacks],  # the caller's checkpoints only (a sweep's epoch report)
-                         enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
-                         enable_progress_bar=enable_progress_bar, enable_model_summary=False,
-                         num_sanity_val_steps=0, default_root_dir=str(dirs[0]))
-    try:
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        train_seconds = (time.perf_counter() - start) / len(configs)
-        trainer.test(module, datamodule=datamodule, verbose=False)
+    # The caller's checkpoints only (a sweep's epoch report): the copies' best states live in the module.
+    trainer = build_trainer(config, dirs[0], [CopyRunsToWandb(loggers), *callbacks],
+                            enable_progress_bar=enable_progress_bar)
+    with failures_end_runs(loggers, failed=module.failures):  # a failed copy's run ends failed, as its row does
+        train_seconds = fit_and_test(trainer, module, datamodule, resume_from) / len(configs)
         writer = checkpoint_writer(config.hardware.accelerator)
-        outcomes = [_finish_copy(module, k, datamodules[k], configs[k], exacts[k], dirs[k], loggers[k],
-                                 train_seconds, writer) for k in range(len(configs))]
-    finally:
-        for k, logger in enumerate(loggers):
-            if logger is not None:  # a failed copy's run ends failed, as its row does
-                logger.experiment.finish(exit_code=1 if k in module.failures else None)
-    return outcomes
+        return [_finish_copy(module, k, datamodules[k], configs[k], exacts[k], dirs[k], loggers[k],
+                             train_seconds, writer) for k in range(len(configs))]
 
 
 def checkpoint_writer(accelerator: str) -> pl.Trainer:
@@ -191,16 +177,5 @@ def _finish_copy(module: PackedClassifier, k: int, datamodule: EquiDataModule, c
     writer.strategy.connect(EquivarianceClassifier(net, **classifier_options(config, datamodule)))
     writer.fit_loop.epoch_progress.current.completed = module.best_epochs[k]  # saved as the checkpoint's epoch
     writer.save_checkpoint(best, weights_only=True)
-    results = {
-        **module.copy_test_results[k],
-        m.VAL_ACC: module.best_scores[k],
-        m.EXACT: exact,
-        **measure(net, datamodule, config.evaluation.eq_error_samples, module.hparams.orbit_group, module.relaxation),
-        m.TRAIN_SECONDS: train_seconds,
-        m.BEST_CHECKPOINT: str(best.relative_to(out_dir)),
-        m.BEST_EPOCH: module.best_epochs[k],
-    }
-    if logger is not None:
-        log_final_to_wandb(logger, results)
-    write_atomically(out_dir / "metrics.json", json.dumps(results, indent=1))
-    return results
+    tested = Best(net, module.hparams.orbit_group, module.copy_test_results[k], module.best_scores[k], best)
+    return finish_run(config, out_dir, datamodule, exact, tested, train_seconds, logger)

@@ -5,24 +5,25 @@ Lightning, tests the **best** checkpoint on validation accuracy (the test set is
 measures the equivariance error of that checkpoint (over the group's orbit, and the Lie derivative under
 continuous rotation, ``lee``, on the same sample), and writes ``metrics.json`` and ``config.yaml`` next to
 ``checkpoints/best.ckpt``, each through a temporary name and a rename so a reader never sees half a file.
+
+A packed run (``packing.py``) takes the same steps: each copy built by ``build_run``, the pack trained by
+``build_trainer`` and ``fit_and_test``, each copy finished by ``finish_run``. W&B runs are set up in ``tracking.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-import os
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.callbacks import Callback, Checkpoint, ModelCheckpoint
+from pytorch_lightning.loggers import Logger, WandbLogger
 from torch import nn
 
 from equisweep.datamodules import build_datamodule
@@ -30,57 +31,15 @@ from equisweep.datamodules.datamodule import EquiDataModule
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.exactness.lie import OUTPUT, lie_derivative
 from equisweep.files import write_atomically
-from equisweep.models import build_model
+from equisweep.models import build_model, get_relaxation
 from equisweep.models.relaxation import Relaxation
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.callbacks import MovableModelCheckpoint, RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
 from equisweep.pipeline.train.module import EquivarianceClassifier
-from equisweep.pipeline.train.quiet import silence_litlogger_tip, without_anonymous
-from equisweep.pipeline.train.tracking import flat_summary
-from equisweep.pipeline.vocabulary import arm_label, is_trivial
-
-log = logging.getLogger(__name__)
-
-
-def wandb_run_id(config: RunConfig, out_dir: Path) -> str:
-    """A stable W&B id for this run: a hash of its group (the sweep) and name (the trial), or of its directory when
-    it has no group, so a retried or resumed trial continues its run instead of starting another."""
-    identity = f"{config.wandb.group}/{config.run_name or out_dir.name}" if config.wandb.group else str(out_dir)
-    return hashlib.sha256(f"{config.wandb.project}/{identity}".encode()).hexdigest()[:16]
-
-
-def wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None, alongside: bool = False
-                 ) -> WandbLogger | None:
-    """The run's W&B logger, or None when W&B is disabled. ``alongside``: other runs stay open in this process (the
-    copies of a pack), else starting it finishes the previous run."""
-    mode = config.wandb.resolved_mode()
-    if mode == "disabled":
-        return None
-    net, size = config.model, config.data.input_size
-    arm = arm_label(net.group, size, exact, net.relaxation["method"], net.subsampling)
-    kind = "plain" if exact is None else "exact" if exact else "approx"
-    tags = list(dict.fromkeys([*config.wandb.tags, arm, net.group, f"size-{size}", kind]))
-    # A user's WANDB_DIR is where runs go; otherwise next to the run's output.
-    save_dir = os.environ.get("WANDB_DIR") or str(out_dir)
-    # The mode goes to wandb.init for this run only; WandbLogger(offline=True) would set WANDB_MODE process-wide.
-    return without_anonymous(WandbLogger(
-        project=config.wandb.project, entity=config.wandb.entity, group=config.wandb.group,
-        name=config.run_name or out_dir.name, id=wandb_run_id(config, out_dir), resume="allow", job_type=arm,
-        tags=tags, save_dir=save_dir, mode=mode, config=config.flat(mode="json"),
-        reinit="create_new" if alongside else "finish_previous"))
-
-
-def log_final_to_wandb(logger: WandbLogger, results: dict) -> None:
-    """The angle sweep as a table and a plot, and every metric in the run's summary."""
-    import wandb
-
-    by_angle = results[m.TEST_ACC_BY_ANGLE]
-    table = wandb.Table(columns=["angle", "accuracy"], data=[[float(a), acc] for a, acc in by_angle.items()])
-    logger.experiment.log({"test_acc_by_angle_table": table,
-                           "test_acc_by_angle_plot": wandb.plot.line(table, "angle", "accuracy",
-                                                                     title="test accuracy by rotation angle")})
-    logger.experiment.summary.update(flat_summary(results))
+from equisweep.pipeline.train.quiet import silence_litlogger_tip
+from equisweep.pipeline.train.tracking import failures_end_runs, finish_with_results, wandb_logger
+from equisweep.pipeline.vocabulary import is_trivial
 
 
 def model_recipe(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any]:
@@ -112,8 +71,8 @@ def classifier_options(config: RunConfig, datamodule: EquiDataModule) -> dict[st
     optim = config.optim
     return dict(optimizer=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
                 schedule=optim.schedule, step_size=optim.step_size, gamma=optim.gamma,
-                eval_angles=config.evaluation.angles,
-                background=datamodule.background, recipe=model_recipe(config, datamodule))
+                eval_angles=config.evaluation.angles, background=datamodule.background,
+                recipe=model_recipe(config, datamodule))
 
 
 def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_group: str,
@@ -136,6 +95,73 @@ def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_grou
     return results
 
 
+def start_run_dir(config: RunConfig, out_dir: Path) -> None:
+    """Create the run's directory with its ``config.yaml``: after everything that can fail on user input."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(out_dir / "config.yaml", config.to_yaml())
+
+
+def build_trainer(config: RunConfig, out_dir: Path, callbacks: Sequence[Callback], logger: Logger | None = None,
+                  enable_progress_bar: bool = True) -> pl.Trainer:
+    """The trainer of a run, or of a pack (``config`` then is any copy's): the run's epochs, device, precision and
+    determinism, batch norm recalibrated before each validation, then ``callbacks`` in order. It saves checkpoints only
+    through a ``Checkpoint`` among them (a run's best, a sweep's epoch report), and runs no sanity validation."""
+    silence_litlogger_tip()
+    if not config.hardware.deterministic:
+        torch.backends.cudnn.benchmark = True
+    callbacks = [RecalibrateBatchNorm(config.evaluation.bn_calibration_batches), *callbacks]
+    return pl.Trainer(max_epochs=config.optim.epochs, accelerator=config.hardware.accelerator, devices=1,
+                      precision=config.hardware.precision, deterministic=config.hardware.deterministic,
+                      logger=logger if logger is not None else False, callbacks=callbacks,
+                      enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
+                      enable_progress_bar=enable_progress_bar, enable_model_summary=False,
+                      num_sanity_val_steps=0, log_every_n_steps=10, default_root_dir=str(out_dir))
+
+
+def fit_and_test(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule,
+                 resume_from: str | Path | None, best: ModelCheckpoint | None = None) -> float:
+    """Fit ``module`` (continuing from the checkpoint ``resume_from``), then test the best checkpoint ``best`` saved,
+    or without one the module as fitting left it (a pack's holds its copies' best states); return the seconds fitting
+    took."""
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    seconds = time.perf_counter() - start
+    trainer.test(module, datamodule=datamodule, ckpt_path=None if best is None else best.best_model_path,
+                 verbose=False)
+    return seconds
+
+
+@dataclass(frozen=True)
+class Best:
+    """A trained run's best state on validation, as its test saw it."""
+
+    net: nn.Module
+    orbit_group: str  # the group whose orbit the module tested, and the equivariance error is measured over
+    tested: dict[str, Any]  # the test metrics
+    val_acc: float
+    checkpoint: Path  # a Lightning checkpoint of this state; its epoch is the best epoch
+
+
+def finish_run(config: RunConfig, out_dir: Path, datamodule: EquiDataModule, exact: bool | None, best: Best,
+               train_seconds: float, logger: WandbLogger | None) -> dict[str, Any]:
+    """The run's results (its test metrics, the best validation accuracy, the static exact flag, the best network's
+    equivariance measured here, the training time, the best checkpoint and its epoch): logged to its W&B run, which
+    ends, then written to ``out_dir/metrics.json`` (last: a run with metrics is finished) and returned."""
+    results = {
+        **best.tested,
+        m.VAL_ACC: best.val_acc,
+        m.EXACT: exact,
+        **measure(best.net, datamodule, config.evaluation.eq_error_samples, best.orbit_group,
+                  get_relaxation(config.model.relaxation["method"])),
+        m.TRAIN_SECONDS: train_seconds,
+        m.BEST_CHECKPOINT: str(best.checkpoint.relative_to(out_dir)),
+        m.BEST_EPOCH: int(torch.load(best.checkpoint, weights_only=True, mmap=True)["epoch"]),
+    }
+    finish_with_results(logger, results)
+    write_atomically(out_dir / "metrics.json", json.dumps(results, indent=1))
+    return results
+
+
 def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback] = (),
             enable_progress_bar: bool = True, resume_from: str | Path | None = None,
             best_so_far: str | Path | None = None) -> dict:
@@ -151,8 +177,7 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
     module = EquivarianceClassifier(backbone, datamodule.num_classes, channels_last=config.hardware.channels_last,
                                     **classifier_options(config, datamodule))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(out_dir / "config.yaml", config.to_yaml())
+    start_run_dir(config, out_dir)
     best = out_dir / "checkpoints" / "best.ckpt"
     if best_so_far is not None:
         best.parent.mkdir(exist_ok=True)
@@ -160,34 +185,9 @@ def run_one(config: RunConfig, out_dir: str | Path, callbacks: Sequence[Callback
     checkpoint = MovableModelCheckpoint(dirpath=best.parent, filename=best.stem, monitor=m.VAL_ACC, mode="max",
                                         save_top_k=1, enable_version_counter=False)
     logger = wandb_logger(config, out_dir, exact)
-    silence_litlogger_tip()
-    if not config.hardware.deterministic:
-        torch.backends.cudnn.benchmark = True
-    own = [RecalibrateBatchNorm(config.evaluation.bn_calibration_batches), checkpoint]
-    trainer = pl.Trainer(max_epochs=config.optim.epochs, accelerator=config.hardware.accelerator, devices=1,
-                         precision=config.hardware.precision, deterministic=config.hardware.deterministic,
-                         logger=logger if logger is not None else False, callbacks=[*own, *callbacks],
-                         enable_progress_bar=enable_progress_bar, enable_model_summary=False,
-                         num_sanity_val_steps=0, log_every_n_steps=10, default_root_dir=str(out_dir))
-    try:
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        train_seconds = time.perf_counter() - start
-        trainer.test(module, datamodule=datamodule, ckpt_path=checkpoint.best_model_path, verbose=False)
-        results = {
-            **module.test_results,
-            m.VAL_ACC: float(checkpoint.best_model_score),
-            m.EXACT: exact,
-            **measure(module.backbone, datamodule, config.evaluation.eq_error_samples, module.hparams.orbit_group,
-                      module.relaxation),
-            m.TRAIN_SECONDS: train_seconds,
-            m.BEST_CHECKPOINT: str(Path(checkpoint.best_model_path).relative_to(out_dir)),
-            m.BEST_EPOCH: int(torch.load(checkpoint.best_model_path, weights_only=True, mmap=True)["epoch"]),
-        }
-        if logger is not None:
-            log_final_to_wandb(logger, results)
-    finally:
-        if logger is not None:
-            logger.experiment.finish()
-    write_atomically(out_dir / "metrics.json", json.dumps(results, indent=1))
-    return results
+    trainer = build_trainer(config, out_dir, [checkpoint, *callbacks], logger, enable_progress_bar)
+    with failures_end_runs([logger]):
+        train_seconds = fit_and_test(trainer, module, datamodule, resume_from, best=checkpoint)
+        tested = Best(module.backbone, module.hparams.orbit_group, module.test_results,
+                      float(checkpoint.best_model_score), Path(checkpoint.best_model_path))
+        return finish_run(config, out_dir, datamodule, exact, tested, train_seconds, logger)

@@ -80,6 +80,10 @@ def test_packed_copies_are_their_separate_runs_in_float64(tmp_path, model, group
         assert written[m.TEST_ACC_UPRIGHT] == results[k][m.TEST_ACC_UPRIGHT]
         assert (tmp_path / "pack" / str(config.seed) / results[k][m.BEST_CHECKPOINT]).is_file()
     assert len({r[m.EQ_ERROR] for r in results}) == len(seeds)  # the seeds made different nets
+    # The pack's trainer checkpoints only through a caller's Checkpoint (none here): each copy has its run's files.
+    files = {str(path.relative_to(tmp_path / "pack")) for path in (tmp_path / "pack").rglob("*") if path.is_file()}
+    assert files == {f"{c.seed}/{name}" for c in configs
+                       for name in ("config.yaml", "metrics.json", "checkpoints/best.ckpt")}
     exact = {"z2": None, "p4": size % 2 == 0 if model == "p4cnn" else size % 2 == 1, "p4m": size % 2 == 0}[group]
     assert {r[m.EXACT] for r in results} == {exact}
 

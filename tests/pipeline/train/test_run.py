@@ -68,7 +68,9 @@ def test_run_directory_holds_metrics_config_and_a_weights_only_checkpoint(exact_
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["input_size"] == 28 and config["resize_method"] == "resize" and config["seed"] == 0
     state = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
-    assert "state_dict" in state and not list(out.glob(".*.tmp"))
+    assert "state_dict" in state
+    files = {str(path.relative_to(out)) for path in out.rglob("*") if path.is_file()}
+    assert files == {"metrics.json", "config.yaml", "checkpoints/best.ckpt"}  # no temporaries, no trainer logs
 
 
 def test_same_seed_same_metrics_different_seed_different(exact_run, tmp_path_factory):

@@ -6,8 +6,7 @@ from pytorch_lightning.callbacks import Callback
 
 from equisweep.errors import UserError
 from equisweep.pipeline import load_run_config, run_one
-from equisweep.pipeline.train.run import wandb_run_id
-from equisweep.pipeline.train.tracking import explain_mode
+from equisweep.pipeline.train.tracking import explain_mode, wandb_run_id
 from tests.helpers import read_wandb_run
 
 KEY = "k" * 40  # the shape of a W&B API key; no server ever sees it
@@ -89,6 +88,7 @@ def test_with_a_key_and_wandb_mode_offline_each_attempt_of_a_trial_logs_offline_
     assert {row["epoch"] for row in first["history"] if "epoch" in row} == {0}
     assert min(row["epoch"] for row in retry["history"] if "epoch" in row) == 1
     assert "test_acc_upright" not in first["summary"] and "test_acc_upright" in retry["summary"]
+    assert (first["exit_code"], retry["exit_code"]) == (1, 0)  # the failed attempt's run ends failed
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from equisweep.pipeline import load_run_config, run_one
-from equisweep.pipeline.train.run import wandb_run_id
+from equisweep.pipeline.train.tracking import wandb_run_id
 from tests.helpers import read_wandb_run
 
 pytestmark = pytest.mark.slow
