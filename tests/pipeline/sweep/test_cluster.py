@@ -38,7 +38,7 @@ RAY = str(Path(sys.executable).parent / "ray")  # the ray of this venv, also wha
 
 # Two packed trials (a group each) of two seeds, one epoch of mnist69's 600 digits: one per node when both run.
 TINY = {"dataset": "mnist69", "model": "p4cnn", "epochs": 1, "batch_size": 8, "lr": 0.003, "dropout": 0.0,
-        "schedule": "none", "angles": [0, 90], "eq_error_samples": 8, "bn_calibration_batches": 2,
+        "schedule": "none", "angles": [0, 180], "eq_error_samples": 8, "bn_calibration_batches": 2,
         "grid": {"group": ["z2", "p4"], "seed": [0, 1]}, "resources": {"cpu": 1}, "max_failures": 2,
         "wandb": {"mode": "disabled"}}
 
