@@ -35,9 +35,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from equisweep.errors import UserError
+from equisweep.files import read_yaml_mapping
 from equisweep.models.relaxation import relaxation_label
 from equisweep.pipeline.sweep.sections import RUN_KEYS, Resources, SchedulerSpec, SearchSpec, check_run_key
-from equisweep.pipeline.train.config import RunConfig, describe_validation_error, merge_settings, read_yaml_mapping
+from equisweep.pipeline.train.config import RunConfig, describe_validation_error, merge_settings
 from equisweep.pipeline.vocabulary import is_trivial
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
