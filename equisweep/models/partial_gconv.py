@@ -15,11 +15,15 @@ only (``MaskedClassifierHead``, fed by the last partial layer).
 The layer keeps the mask of its latest forward, detached, in ``last_mask`` for that head: the gradient of the
 mask flows through the filter bank.
 
-The logits start at ``logit(KEEP_INIT)``: evaluation keeps every element (exact) and training drops an element
-with probability 1 − KEEP_INIT per step.
+The logits start at ``logit(keep_init)`` with ``keep_init`` above 0.5 but well below 1: evaluation keeps every element
+(exact), and training drops an element with probability 1 − keep_init per step, often enough for the network to
+learn what a dropped element changes, and far enough from saturation for the straight-through gradient
+(``soft·(1 − soft)/temperature``) to reach the logits. As in the method, the temperature is annealed linearly over
+training (``temperature_start`` to ``temperature_end``, the record's ``anneal``) and the logits train at their own
+learning rate (``lr_probs``, without weight decay: the record's ``param_groups``).
 
-Registered as the relaxation ``partial`` (option ``lambda``, the weight of the penalty against a deeper layer keeping
-more of the group than a shallower one).
+Registered as the relaxation ``partial``; options ``lambda`` (the weight of the penalty against a deeper layer keeping
+more of the group than a shallower one), ``keep_init``, ``temperature_start``, ``temperature_end``, ``lr_probs``.
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ from equisweep.models.relaxation import (
     register_relaxation,
 )
 
-KEEP_INIT = 0.99  # initial keep-probability of every non-identity element
-TEMPERATURE = 0.5  # Gumbel-sigmoid temperature (the paper anneals from 0.5 towards 1e-4)
+KEEP_INIT = 0.8  # initial keep-probability of every non-identity element
+TEMPERATURE = 0.5  # initial Gumbel-sigmoid temperature (the method anneals it from 0.5 to 1e-4)
 
 
 class PartialMixin:
@@ -52,9 +56,12 @@ class PartialMixin:
 
     relaxed_by_construction = True
 
-    def __init__(self, *args, temperature: float = TEMPERATURE, **kwargs) -> None:
+    def __init__(self, *args, temperature: float = TEMPERATURE, keep_init: float = KEEP_INIT, **kwargs) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        if not 0.5 < keep_init < 1:
+            raise ValueError(f"keep_init must lie in (0.5, 1) for an exact, trainable start, got {keep_init!r}")
+        self.keep_init = keep_init
         super().__init__(*args, **kwargs)
         self.temperature = temperature
         self.generator: torch.Generator | None = None  # set one to make training samples reproducible
@@ -65,7 +72,7 @@ class PartialMixin:
     def reset_parameters(self) -> None:
         super().reset_parameters()
         if hasattr(self, "keep_logits"):  # the base constructor calls this before the logits exist
-            nn.init.constant_(self.keep_logits, math.log(KEEP_INIT / (1 - KEEP_INIT)))
+            nn.init.constant_(self.keep_logits, math.log(self.keep_init / (1 - self.keep_init)))
 
     def keep_probabilities(self) -> Tensor:
         """p [|G|]: the identity's 1, then sigmoid of each logit."""
@@ -139,8 +146,8 @@ class PartialLayerSet(RelaxedLayerSet):
     """Partial lifting and group convs, and a head that pools over the group elements kept by the last partial conv
     this set built (the one whose output reaches the head in our architectures, which build their head last)."""
 
-    def __init__(self, group: Group, subsampling: str = "stride") -> None:
-        super().__init__(group, PartialLiftingConv, PartialGroupConv, subsampling)
+    def __init__(self, group: Group, subsampling: str = "stride", **layer_options: float) -> None:
+        super().__init__(group, PartialLiftingConv, PartialGroupConv, subsampling, **layer_options)
         self.last_conv: PartialMixin | None = None
 
     def make_lift(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
@@ -160,10 +167,28 @@ class PartialLayerSet(RelaxedLayerSet):
 class PartialOptions(RelaxationOptions):
     # the weight of the monotonicity penalty (the paper's rotated-MNIST value); "lambda" in settings
     lambda_: float = Field(1e-3, ge=0, alias="lambda")
+    keep_init: float = Field(KEEP_INIT, gt=0.5, lt=1)  # the initial keep-probability: above 0.5 is exact
+    temperature_start: float = Field(TEMPERATURE, gt=0)  # the Gumbel temperature, annealed linearly from start ...
+    temperature_end: float = Field(1e-4, gt=0)  # ... to end over training (the method's values)
+    lr_probs: float = Field(0.02, gt=0)  # the keep-logits' learning rate
 
 
 def partial_layers(group: Group, options: PartialOptions, subsampling: str) -> PartialLayerSet:
-    return PartialLayerSet(group, subsampling)
+    return PartialLayerSet(group, subsampling, temperature=options.temperature_start, keep_init=options.keep_init)
+
+
+def anneal_temperature(model: nn.Module, options: PartialOptions, progress: float) -> None:
+    """Set every partial layer's temperature to its linear schedule at ``progress`` (0 to 1) of training."""
+    temperature = options.temperature_start + (options.temperature_end - options.temperature_start) * progress
+    for layer in model.modules():
+        if isinstance(layer, PartialMixin):
+            layer.temperature = temperature
+
+
+def logit_param_groups(options: PartialOptions) -> dict[str, dict[str, float]]:
+    """The keep-logits' optimiser settings: their own learning rate, and no weight decay (it would pull every
+    logit towards 0, the threshold of exactness)."""
+    return {"keep_logits": {"lr": options.lr_probs, "weight_decay": 0.0}}
 
 
 def monotone_penalty(model: nn.Module, options: PartialOptions) -> Tensor:
@@ -175,4 +200,5 @@ def monotone_penalty(model: nn.Module, options: PartialOptions) -> Tensor:
     return options.lambda_ * penalty_sum(model, steps)
 
 
-register_relaxation(Relaxation("partial", PartialOptions, partial_layers, monotone_penalty))
+register_relaxation(Relaxation("partial", PartialOptions, partial_layers, monotone_penalty,
+                               param_groups=logit_param_groups, anneal=anneal_temperature))

@@ -66,10 +66,19 @@ def penalty_sum(model: nn.Module, terms: Iterable[Tensor]) -> Tensor:
     return torch.zeros((), device=None if param is None else param.device, dtype=None if param is None else param.dtype)
 
 
+def no_param_groups(options: Any) -> dict[str, dict[str, float]]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Relaxation:
     """One method. ``layers(group, options, subsampling)`` builds its native ``LayerSet``; ``penalty`` is None for a
-    method that adds nothing to the loss; ``groups`` None takes every group."""
+    method that adds nothing to the loss; ``groups`` None takes every group.
+
+    ``param_groups(options)``: the optimiser settings (``lr``, ``weight_decay``) that replace the run's for the
+    parameters of a given name (the last part of their dotted name), such as a learning rate of their own;
+    ``anneal(network, options, progress)``, when given, runs before every training step with the fraction of
+    training done (0 to 1), to follow a schedule of the method's own (a temperature, say)."""
 
     name: str
     options: type[RelaxationOptions]
@@ -78,6 +87,20 @@ class Relaxation:
     diagnostics: Callable[[nn.Module], dict[str, float]] = layer_departures
     groups: tuple[str, ...] | None = ("p4", "p4m")
     backends: tuple[str, ...] = ("native",)
+    param_groups: Callable[[Any], dict[str, dict[str, float]]] = no_param_groups
+    anneal: Callable[[nn.Module, Any, float], None] | None = None
+
+    def optimizer_groups(self, options: RelaxationOptions, named_parameters: Iterable[tuple[str, nn.Parameter]],
+                         **run_settings: float) -> list[dict[str, Any]]:
+        """The parameters as ``torch.optim`` parameter groups: the run's settings, replaced by ``param_groups``'s
+        for the parameters it names (a pack spells the dots of a name as slashes). Groups keep first-seen order."""
+        special = self.param_groups(options)
+        groups: dict[str, dict[str, Any]] = {}
+        for name, param in named_parameters:
+            leaf = name.replace("/", ".").rpartition(".")[2]
+            key = leaf if leaf in special else ""
+            groups.setdefault(key, {"params": [], **run_settings, **special.get(key, {})})["params"].append(param)
+        return list(groups.values())
 
     def check(self, group: str | Group, backend: str) -> None:
         """Refuse, in one line naming the field, a group or backend this method cannot take."""

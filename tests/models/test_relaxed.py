@@ -143,8 +143,11 @@ def test_the_exact_net_has_no_penalty_and_each_methods_penalty_of_it_is_zero():
 def test_each_method_is_a_record_with_its_layers_options_and_defaults():
     assert [relaxation_settings(name) for name in ["none", *METHODS]] == [
         {"method": "none"}, {"method": "relaxed", "banks": 2, "alpha": 1e-4},
-        {"method": "rpp", "free_wd": 1.0, "equiv_wd": 1e-5}, {"method": "partial", "lambda": 1e-3}]
-    settings = {"method": "partial", "lambda": 0.1}
+        {"method": "rpp", "free_wd": 1.0, "equiv_wd": 1e-5},
+        {"method": "partial", "lambda": 1e-3, "keep_init": 0.8, "temperature_start": 0.5, "temperature_end": 1e-4,
+         "lr_probs": 0.02}]
+    settings = {"method": "partial", "lambda": 0.1, "keep_init": 0.9, "temperature_start": 1.0,
+                "temperature_end": 0.01, "lr_probs": 0.1}
     assert relaxation_settings(settings) == settings  # the full mapping reads back as itself
     for method in METHODS:
         record, options = resolve_relaxation(method)

@@ -147,6 +147,11 @@ class EquivarianceClassifier(pl.LightningModule):
         self.log(m.TRAIN_ACC, self.train_acc, on_step=False, on_epoch=True)
         return loss
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.relaxation.anneal is not None:  # the method's own schedule, by the fraction of training done
+            progress = min(1.0, self.global_step / max(1.0, self.trainer.estimated_stepping_batches))
+            self.relaxation.anneal(self.architecture(self.backbone), self.relaxation_options, progress)
+
     def on_train_epoch_end(self) -> None:
         if self.relaxed:
             self.log_dict({f"{m.RELAXATION_PREFIX}{layer}": value
@@ -199,7 +204,9 @@ class EquivarianceClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        params = self.backbone.parameters()
+        # the method's record may give some parameters settings of their own (a learning rate, say)
+        params = self.relaxation.optimizer_groups(self.relaxation_options, self.backbone.named_parameters(),
+                                                  lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.optimizer == "sgd":
             optimizer = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         else:
@@ -214,7 +221,8 @@ class EquivarianceClassifier(pl.LightningModule):
         if hp.schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
         else:
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=steps)
+            max_lr = [group["lr"] for group in optimizer.param_groups]
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
