@@ -350,6 +350,7 @@ def asymmetry(
     seed: int = typer.Option(0, "--seed", help="splits, draws and the classifier's weights"),
     steps: int = typer.Option(300, "--steps", min=1, help="training steps of the classifier (batches of 64)"),
     data_dir: Path = typer.Option(Path("data"), "--data-dir", help="where a downloaded dataset lives"),
+    download: bool = typer.Option(False, "--download", help="download a dataset missing from --data-dir"),
     input_size: int | None = typer.Option(None, "--input-size", help="default: the dataset's own size"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object"),
 ) -> None:
@@ -358,7 +359,7 @@ def asymmetry(
     from equisweep.datamodules.asymmetry import measure_asymmetry
 
     with contextlib.redirect_stdout(sys.stderr):  # library chatter stays off stdout
-        result = measure_asymmetry(dataset, group, train_symmetry, seed, steps, str(data_dir), input_size)
+        result = measure_asymmetry(dataset, group, train_symmetry, seed, steps, str(data_dir), input_size, download)
     typer.echo(json.dumps(result.to_dict()) if as_json else result.summary())
 
 

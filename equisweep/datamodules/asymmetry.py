@@ -59,14 +59,17 @@ class Asymmetry:
 
 
 def measure_asymmetry(dataset: str, group: str = "p4", train_symmetry: str = "none", seed: int = 0,
-                      steps: int = STEPS, data_dir: str = "data", input_size: int | None = None) -> Asymmetry:
+                      steps: int = STEPS, data_dir: str = "data", input_size: int | None = None,
+                      download: bool = False) -> Asymmetry:
     """Train the x-versus-g·x classifier on ``dataset``'s training images drawn under ``train_symmetry`` for
-    ``steps`` steps (everything seeded by ``seed``) and score it on the held-out images (module docstring)."""
+    ``steps`` steps (everything seeded by ``seed``) and score it on the held-out images (module docstring); a dataset
+    missing from ``data_dir`` is downloaded there if ``download``."""
     transforms = _transforming_group(group)
     size = input_size or SOURCES[check_dataset(dataset)].native_size
     if size is None:
         raise UserError(f"input_size: {dataset} holds images of many sizes; give --input-size, e.g. 64")
-    datamodule = build_datamodule(dataset, size, train_symmetry, BATCH_SIZE, data_dir, seed, num_workers=0)
+    datamodule = build_datamodule(dataset, size, train_symmetry, BATCH_SIZE, data_dir, seed, num_workers=0,
+                                  download=download)
     datamodule.prepare_data()
     datamodule.setup()
     draws = torch.Generator().manual_seed(seed + 3)  # the regime, the coin and the element of every example
