@@ -63,7 +63,7 @@ def test_exact_net_cannot_at_33():
 
 
 # Partial needs more steps: evaluation keeps an element until its keep-probability falls below 0.5, and Adam moves
-# a keep-logit by at most about lr a step, from logit(0.99) = 4.6.
+# a keep-logit by at most about lr a step, from logit(keep_init).
 @pytest.mark.parametrize(("relaxation", "steps"), [("relaxed", 300), ("rpp", 300), ("partial", 1000)])
 def test_relaxed_net_learns_to_break_symmetry_at_exact_33(relaxation, steps):
     loss, logits = _train(33, relaxation, steps)
