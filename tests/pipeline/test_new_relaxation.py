@@ -90,7 +90,8 @@ def test_a_setting_names_a_method_or_gives_its_mapping_in_a_run_and_in_a_sweep_g
     rpp = {"method": "rpp", "free_wd": 1.0, "equiv_wd": 1e-5}
     assert load_run_config({"relaxation": "rpp"}).model.relaxation == rpp
     assert load_run_config({"model": {"relaxation": {"method": "partial", "lambda": 0.1}}}).model.relaxation == {
-        "method": "partial", "lambda": 0.1}
+        "method": "partial", "lambda": 0.1, "keep_init": 0.8, "temperature_start": 0.5, "temperature_end": 1e-4,
+        "lr_probs": 0.02}
     spec = tmp_path / "grid.yaml"
     spec.write_text(yaml.safe_dump({"name": "grid", "dataset": "mnist69", "width": 2, "grid": {
         "relaxation": ["none", "rpp", {"method": "rpp", "free_wd": 1e-4}, {"method": NAME}]}}))
