@@ -44,12 +44,14 @@ def _pair(name: str, group: str, width: int) -> tuple[torch.nn.Module, torch.nn.
 
 @pytest.mark.slow
 @pytest.mark.parametrize("group", ["p4", "p4m"])
-@pytest.mark.parametrize("name", ["p4cnn", "resnet44"])
-def test_adaptive_models_are_exact_at_every_size_from_20_to_40(name, group):
+# every size in a range; ResNet-44's two stride-2 stages see a size only modulo 4, so eight sizes in a row hold every
+# case twice (and cost a third of the P4CNN's 21 at its depth)
+@pytest.mark.parametrize(("name", "sizes"), [("p4cnn", range(20, 41)), ("resnet44", range(27, 35))])
+def test_adaptive_models_are_exact_at_every_size_in_a_range(name, sizes, group):
     torch.manual_seed(0)
     model, strided = _pair(name, group, width=1)
     torch.manual_seed(1)
-    inputs = {n: torch.randn(1, 1, n, n, dtype=torch.float64) for n in range(20, 41)}
+    inputs = {n: torch.randn(1, 1, n, n, dtype=torch.float64) for n in sizes}
     # The strided net breaks at some of these sizes, so the check below can fail.
     assert max(relative_errors(strided, inputs[30 if name == "resnet44" else 29], group).values()) > 1e-4
     for stage in ("at initialisation", "after training"):
