@@ -195,12 +195,12 @@ def test_a_failing_trial_is_recorded_the_others_finish_and_the_command_exits_1(t
 
 
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
-    spec = _spec(tmp_path, "resume", group="z2", grid={"seed": [0, 1, 2, 3]}, max_concurrent=1, pack=2)
+    spec = _spec(tmp_path, "resume", group="z2", grid={"seed": list(range(8))}, max_concurrent=1, pack=2)
     sweep_dir = tmp_path / "store" / "resume"
     driver = _sweep_cli(str(spec), "--num-cpus", "1", start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # wait until at least one trial is finished and recorded
-        time.sleep(2)
+        time.sleep(0.5)  # four packs run one after another: the kill lands while some are left
         if (sweep_dir / "results.parquet").exists():
             table = read_results(str(sweep_dir))
             if (table["status"] == "finished").sum() >= 1:
@@ -220,7 +220,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     assert len(watched) == 1 and watched[0].splitlines()[1].startswith("stopped: the driver is gone")
     before = read_results(str(sweep_dir)).set_index("trial_id")
     finished_before = before[before["status"] == "finished"]
-    assert 1 <= len(finished_before) < 4
+    assert 1 <= len(finished_before) < 8
 
     again = _sweep_cli(str(spec))  # a sweep of this name exists: without --resume it refuses, before Ray starts
     assert again.wait(timeout=120) == 2 and "pass --resume" in again.stderr.read()
@@ -228,18 +228,18 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     resumed = _sweep_cli(str(spec), "--resume", "--num-cpus", "1")
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
-    assert out.startswith("resume: 4 trials, 4 finished")
+    assert out.startswith("resume: 8 trials, 8 finished")
     after = read_results(str(sweep_dir)).set_index("trial_id")
-    assert len(after) == 4 and after.index.is_unique and (after["status"] == "finished").all()
-    assert sorted(after["seed"]) == [0, 1, 2, 3]
-    assert after.index.str.rsplit("-seed", n=1).str[0].value_counts().tolist() == [2, 2]  # two packs of two
+    assert len(after) == 8 and after.index.is_unique and (after["status"] == "finished").all()
+    assert sorted(after["seed"]) == list(range(8))
+    assert after.index.str.rsplit("-seed", n=1).str[0].value_counts().tolist() == [2] * 4  # four packs of two
     for trial_id, row in finished_before.iterrows():  # not trained again: the very same measurements
         assert after.loc[trial_id, "train_seconds"] == row["train_seconds"]
         assert after.loc[trial_id, "test_acc_upright"] == row["test_acc_upright"]
-    assert len(read_angles(str(sweep_dir))) == 4 * 2
+    assert len(read_angles(str(sweep_dir))) == 8 * 2
     status = subprocess.run([sys.executable, "-m", "equisweep", "sweep", "--status", str(sweep_dir)],
                             capture_output=True, text=True, timeout=60)
-    assert status.returncode == 0 and status.stdout.startswith("resume: 4 trials, 4 finished, 0 running")
+    assert status.returncode == 0 and status.stdout.startswith("resume: 8 trials, 8 finished, 0 running")
 
 
 def test_dry_run_lists_the_paper_grid_with_exact_flags():
