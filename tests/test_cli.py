@@ -81,13 +81,14 @@ def test_train_has_one_flag_per_run_setting_with_its_type_and_default():
     rows = dict(re.findall(rf"--([a-z-]+)(?: --no-[a-z-]+)? (<\w+>.*?)(?= {row}|$)", text))
     assert all(rows[name.replace("_", "-")] for name in options), sorted(set(options) - set(rows))
     for name, default in RunConfig().flat().items():
-        if default not in (None, []) and name not in ("wandb", "relaxation"):
+        if default not in (None, []) and name not in ("wandb", "relaxation", "invariance"):
             shown = ",".join(f"{value:g}" for value in default) if name == "angles" else default
             assert f"(default: {shown})" in rows[name.replace("_", "-")], name
     assert rows["momentum"].startswith("<float> ") and rows["epochs"].startswith("<int> ")
     assert rows["download"].startswith("<bool> ") and rows["angles"].startswith("<list> ")
     assert "(default: auto)" in rows["wandb-mode"]  # nested: wandb.mode
-    assert rows["relaxation"].startswith("<yaml> ") and "(default: {method: none})" in rows["relaxation"]
+    for method_setting in ("relaxation", "invariance"):
+        assert rows[method_setting].startswith("<yaml> ") and "(default: {method: none})" in rows[method_setting]
     assert "no dropout" in rows["dropout"]  # as the README says: the default is no dropout
 
 

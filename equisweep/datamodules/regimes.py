@@ -14,11 +14,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from equisweep.errors import UserError
 from equisweep.names import gaussian_params, regime_key
+from equisweep.rotation import rotate_bilinear
 
 KINDS = ("none", "c4", "d4", "flip", "uniform", "gaussian(MEAN,STD)")
 
@@ -84,20 +84,8 @@ def rotate(x: Tensor, angles: Tensor, background: Tensor | float = 0.0) -> Tenso
             out[index] = torch.rot90(x[index], k, dims=(-2, -1))
     if not exact.all():
         index = (~exact).nonzero().squeeze(1).to(x.device)
-        out[index] = _resample(x[index], angles[~exact], background)
+        out[index] = rotate_bilinear(x[index], angles[~exact], background)
     return out
-
-
-def _resample(x: Tensor, angles: Tensor, background: Tensor | float) -> Tensor:
-    fill = torch.as_tensor(background, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
-    theta = torch.deg2rad(angles).to(device=x.device, dtype=x.dtype)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    zero = torch.zeros_like(cos)
-    # Output pixel (u, v) samples the input at R(-angle)(u, v); y grows downwards, so "counter-clockwise" on
-    # screen is the sign pattern below (it reproduces torch.rot90 at 90 degrees).
-    matrix = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], -2)  # [B, 2, 3]
-    grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
-    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
 
 
 def transform_batch(x: Tensor, regime: Regime, generator: torch.Generator, background: Tensor | float = 0.0

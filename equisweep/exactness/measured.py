@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from equisweep.groups import Element, Group, get_group
 from equisweep.models import ClassifierHead
+from equisweep.models.invariance import InvarianceWrapper
 
 EXACT_TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 OUTPUT = "output"
@@ -63,11 +64,18 @@ def _promised(module: nn.Module) -> nn.Module:
     return heads[-1].spatial if heads else module
 
 
+def _default_layers(model: nn.Module) -> list[str]:
+    """The model's top-level children; none behind an invariance wrapper, whose backbone sees a batch of its own
+    making (the orbit, the canonical images), so that only its output has a promise to measure."""
+    return [] if isinstance(model, InvarianceWrapper) else [name for name, _ in model.named_children()]
+
+
 def equivariance_error(model: nn.Module, x: Tensor, group: str | Group | None = None,
                        layers: list[str] | None = None) -> dict[str, dict]:
     """Relative equivariance error of ``model`` on images ``x`` [B, C, N, N].
 
-    ``layers`` names submodules (``model.named_modules()``) to hook; by default the model's top-level children.
+    ``layers`` names submodules (``model.named_modules()``) to hook; by default the model's top-level children (none
+    behind an invariance wrapper).
     Returns ``{layer: {"max": float, "per_element": {label: float}}}`` in forward order, ending with
     ``"output"``: the logits, or a ``flatten`` head's pooled features (see the module docstring). Labels are like
     ``r90`` or ``r270m``; the identity (``r0``) is included.
@@ -76,7 +84,7 @@ def equivariance_error(model: nn.Module, x: Tensor, group: str | Group | None = 
     if x.dim() != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"x must be a batch of square images [B, C, N, N], got {list(x.shape)}")
     modules = dict(model.named_modules())
-    names = layers if layers is not None else [name for name, _ in model.named_children()]
+    names = layers if layers is not None else _default_layers(model)
     unknown = [name for name in names if name not in modules]
     if unknown:
         raise ValueError(f"layers: no submodule named {unknown[0]!r}")

@@ -20,6 +20,11 @@ Layers relaxed by construction (``relaxed_by_construction = True``: relaxed, rpp
 by walking the modules: for them ``exact`` is still the grid verdict, which holds only while their relaxed
 parameters are tied (``relaxed``, and a note naming any layer that has moved off tied).
 
+A network behind an invariance wrapper (``models/invariance.py``) gets its method's verdict: exact at every size
+for group averaging and canonicalisation, whatever the backbone (the note says why, and what the backbone alone
+is), and unknown for a learned continuous range (augerino), which only a measurement can judge. The layer rows are
+the backbone's.
+
 Known limits, of exactness itself rather than of the check:
 
 * Adaptive (polyphase) subsampling picks the component of largest norm; on an input with a nontrivial stabiliser
@@ -33,6 +38,8 @@ Known limits, of exactness itself rather than of the check:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -41,6 +48,7 @@ from equisweep.errors import UserError
 from equisweep.exactness.report import ExactnessReport, LayerCheck, pair_text
 from equisweep.exactness.tracer import Tracer, as_pair
 from equisweep.groups import P4, Group, get_group, reference_group
+from equisweep.models.invariance import Invariance, invariance_of
 from equisweep.models.relaxation import layer_departures
 
 SEARCH_RADIUS = 128  # how far nearest_exact_sizes looks on each side
@@ -165,6 +173,21 @@ def _relaxed_note(model: nn.Module) -> str | None:
             f"({len(departures)} relaxed layers; {state})")
 
 
+def _wrapped(model: nn.Module, record: Invariance, input_size: int | tuple[int, int], group: str | Group | None,
+             model_name: str | None, nearest: bool) -> ExactnessReport:
+    """The report of a wrapped network: its method's verdict over the backbone's checked layers."""
+    group = get_group(group if group is not None else model.group)
+    inner = check_exactness(model.backbone, input_size, group, model_name or type(model).__name__,
+                            nearest=nearest and record.exact is None)
+    alone = {True: "exact", False: "approximate", None: "unknown"}[inner.exact]
+    notes = (*inner.notes, f"{record.note}; the backbone alone is {alone}")
+    if record.exact:
+        return replace(inner, group=group.name, exact=True, nearest_exact_sizes=(), notes=notes, relaxed=False,
+                       unknown=())
+    return replace(inner, group=group.name, exact=None, notes=notes, unknown=(f"unknown: {record.name} is measured "
+                                                                               "only",))
+
+
 def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: str | Group | None = None,
                     model_name: str | None = None, nearest: bool = True) -> ExactnessReport:
     """Trace ``model`` at ``input_size`` and report, layer by layer, whether it is exactly ``group``-equivariant.
@@ -173,6 +196,9 @@ def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: 
     ``nearest=False`` skips the search for ``nearest_exact_sizes`` (one trace per size tried).
     Raises ``UserError`` for a non-positive size or one at which some layer would get an empty map.
     """
+    record = invariance_of(model)
+    if record is not None:
+        return _wrapped(model, record, input_size, group, model_name, nearest)
     size = as_pair(input_size)
     if min(size) < 1:
         raise UserError(f"input_size: must be positive, got {input_size}")

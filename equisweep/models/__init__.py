@@ -9,6 +9,8 @@ from equisweep.models.relaxation import get_relaxation, list_relaxations, regist
 
 # The built-in relaxations register themselves beside the layers they relax, in this order.
 from equisweep.models import relaxed_gconv, rpp_gconv, partial_gconv  # noqa: F401  isort: skip
+# The built-in invariance wrappers register themselves, each in its own module.
+from equisweep.models import group_average, canonicalize, augerino  # noqa: F401  isort: skip
 
 __all__ = ["ClassifierHead", "GlobalAvgPool", "GroupBatchNorm", "GroupConv", "GroupPool", "LiftingConv",
            "SpatialPool", "build_model", "get_relaxation", "list_models", "list_relaxations", "register_model",

@@ -72,12 +72,12 @@ class PackedModel(nn.Module):
     def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.template, (params, buffers), (x,))
 
-    def per_copy(self, fn: Callable[[nn.Module], Tensor]) -> Tensor:
-        """``fn(net)`` of every copy, stacked [K, ...]: ``fn`` sees the template holding copy k's tensors (a
-        training penalty of each copy, say)."""
+    def per_copy(self, fn: Callable[..., Tensor], *batched: Tensor) -> Tensor:
+        """``fn(net, *args)`` of every copy, stacked [K, ...]: ``fn`` sees the template holding copy k's tensors and
+        slot k of each of ``batched`` [K, ...] (a training penalty of each copy, maybe on its batch)."""
         apply = _Apply(self.template, fn)
         tensors = {f"net.{name}": tensor for name, tensor in self.stacked()}
-        return vmap(lambda t: functional_call(apply, t, ()), randomness="different")(tensors)
+        return vmap(lambda t, *args: functional_call(apply, t, args), randomness="different")(tensors, *batched)
 
     def unpack(self, k: int) -> nn.Module:
         """Copy k as an ordinary network of its own (a copy of its tensors, in the template's training mode)."""
@@ -104,11 +104,11 @@ class PackedModel(nn.Module):
 
 
 class _Apply(nn.Module):
-    """``fn(net)`` as a forward, so ``functional_call`` can swap ``net``'s tensors in."""
+    """``fn(net, *args)`` as a forward, so ``functional_call`` can swap ``net``'s tensors in."""
 
-    def __init__(self, net: nn.Module, fn: Callable[[nn.Module], Tensor]) -> None:
+    def __init__(self, net: nn.Module, fn: Callable[..., Tensor]) -> None:
         super().__init__()
         self.net, self.fn = net, fn
 
-    def forward(self) -> Tensor:
-        return self.fn(self.net)
+    def forward(self, *args: Tensor) -> Tensor:
+        return self.fn(self.net, *args)

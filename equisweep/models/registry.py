@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 from torch import nn
@@ -12,6 +12,7 @@ from torch import nn
 from equisweep.errors import UserError
 from equisweep.groups import Group, get_group
 from equisweep.models.heads import HEADS
+from equisweep.models.invariance import NO_INVARIANCE, Inputs, wrap_backbone
 from equisweep.models.layers import LayerSet
 from equisweep.models.p4cnn import DROPOUT, P4CNN
 from equisweep.models.relaxation import Relaxation, RelaxationOptions, resolve_relaxation
@@ -78,13 +79,18 @@ def _layer_set(group: Group, backend: str, relaxation: str | Mapping[str, Any], 
 
 def build_model(name: str, group: str | Group = "p4", num_classes: int = 10, in_channels: int = 1,
                 width: int | None = None, head: str = "coset", backend: str = "native",
-                relaxation: str | Mapping[str, Any] = "none", subsampling: str = "stride", **options) -> nn.Module:
+                relaxation: str | Mapping[str, Any] = "none", subsampling: str = "stride",
+                invariance: str | Mapping[str, Any] = NO_INVARIANCE, background: float | Sequence[float] = 0.0,
+                **options) -> nn.Module:
     """Build a registered model for ``group`` (z2 | p4 | p4m natively, c<N> | d<N> with backend='e2cnn').
 
     ``relaxation`` (a registered method's name with its defaults, or ``{method: name, **options}``; built in: none,
     relaxed, rpp, partial, see ``models/relaxation.py``) swaps in the method's lifting and group convs.
     ``subsampling`` (stride | adaptive, see ``models/subsampling.py``): ``adaptive`` computes every stride-2 conv and
     pool at stride 1 and keeps the grid that follows the input, which makes a native model exact at every size.
+    ``invariance`` (a registered method's name or ``{method: name, **options}``; built in: none, average,
+    canonicalize, augerino, see ``models/invariance.py``) wraps the network; ``background`` (one value or one per
+    channel) is what fills the corners a wrapper's rotation brings in (the data's normalised background).
     ``options`` go to the model's own builder (``p4cnn`` takes ``dropout``); one it does not know is an error.
     """
     if name not in _REGISTRY:
@@ -101,7 +107,9 @@ def build_model(name: str, group: str | Group = "p4", num_classes: int = 10, in_
     if unknown:
         raise UserError(f"model: {name} takes no option {sorted(unknown)[0]!r}")
     layers = _layer_set(get_group(group), backend, relaxation, subsampling)
-    return builder(layers, width=width, num_classes=num_classes, in_channels=in_channels, head=head, **options)
+    net = builder(layers, width=width, num_classes=num_classes, in_channels=in_channels, head=head, **options)
+    fill = tuple(background) if isinstance(background, Sequence) else float(background)
+    return wrap_backbone(net, invariance, Inputs(in_channels, fill))
 
 
 P4CNN_WIDTHS = {1: 20, 4: 10, 8: 7}

@@ -7,8 +7,8 @@ are errors), how far each of its layers has moved from exact (its diagnostics), 
 takes. Whatever builds, trains, checks or configures a relaxed model learns the method from its record alone.
 
 A setting names a method with its defaults (``"rpp"``) or gives one mapping (``{"method": "rpp", "free_wd": 1.0}``);
-``relaxation_settings`` turns either into the full mapping, the form configs, recipes and checkpoints keep. A method
-of another package registers as ``"package.module:name"`` and is found by that name wherever it is first looked up.
+``relaxation_settings`` turns either into the full mapping, the form configs, recipes and checkpoints keep (the
+registry's rules are ``methods.py``'s).
 
 Built in (each exactly equivariant at initialisation; ``none`` is the exact net):
 
@@ -19,27 +19,23 @@ Built in (each exactly equivariant at initialisation; ``none`` is the exact net)
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
 from equisweep.errors import UserError
 from equisweep.groups import Group, get_group
 from equisweep.models.layers import LayerSet
+from equisweep.models.methods import MethodOptions, MethodRegistry
 
 NO_RELAXATION = "none"
 FIELD = "relaxation"  # the setting's name in configs, recipes and hyperparameters
 
 
-class RelaxationOptions(BaseModel):
-    """A method's options: subclass it with one defaulted field per option (an alias spells a Python keyword)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+RelaxationOptions = MethodOptions  # a method's options: subclass it with one defaulted field per option
 
 
 def _relaxed_by_construction(module: nn.Module) -> bool:
@@ -116,71 +112,13 @@ class Relaxation:
         raise UserError(f"{FIELD}: {self.name!r} needs {needs}; got {got} (set {FIELD}: {NO_RELAXATION}, or {fix})")
 
 
-_REGISTRY: dict[str, Relaxation] = {}
-
-
-def register_relaxation(record: Relaxation) -> Relaxation:
-    """File ``record`` under its name; names are unique."""
-    if record.name in _REGISTRY:
-        raise ValueError(f"relaxation {record.name!r} is already registered")
-    _REGISTRY[record.name] = record
-    return record
-
-
-def list_relaxations() -> list[str]:
-    """The registered methods, in the order they registered (``none`` first)."""
-    return list(_REGISTRY)
-
-
-def get_relaxation(name: str) -> Relaxation:
-    """The record registered as ``name``. A method registered outside equisweep is named ``"package.module:name"``:
-    looking it up imports that module, which registers it (so a sweep's trial processes find it too)."""
-    module, colon, _ = name.partition(":")
-    if name not in _REGISTRY and colon:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise UserError(f"{FIELD}: cannot import {module!r} for the method {name!r} ({err}); check its "
-                            "spelling and that it is on the Python path") from None
-    if name not in _REGISTRY:
-        raise UserError(f"{FIELD}: unknown relaxation {name!r}; choose from: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def resolve_relaxation(setting: str | Mapping[str, Any]) -> tuple[Relaxation, RelaxationOptions]:
-    """The record and validated options of a setting (a method's name, or ``{method: name, **options}``); one
-    ``UserError`` line naming the field otherwise."""
-    if isinstance(setting, str):
-        setting = {"method": setting}
-    if not isinstance(setting, Mapping) or not isinstance(setting.get("method"), str):
-        raise UserError(f"{FIELD}: give a method's name or {{method: NAME, ...its options}}, got {setting!r}")
-    record = get_relaxation(setting["method"])
-    given = {key: value for key, value in setting.items() if key != "method"}
-    try:
-        return record, record.options.model_validate(given)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(map(str, (FIELD, *first["loc"])))
-        if first["type"] == "extra_forbidden":
-            known = ", ".join(info.alias or key for key, info in record.options.model_fields.items()) or "none"
-            raise UserError(f"{where}: {record.name} takes no option {first['loc'][-1]!r}; its options: "
-                            f"{known}") from None
-        problem = first["msg"].replace("Input should be", "must be")
-        raise UserError(f"{where}: {problem}, got {first['input']!r}") from None
-
-
-def relaxation_settings(setting: str | Mapping[str, Any]) -> dict[str, Any]:
-    """The full mapping ``{method: name, **every option}`` of a setting, defaults filled in."""
-    record, options = resolve_relaxation(setting)
-    return {"method": record.name, **options.model_dump(by_alias=True)}
-
-
-def relaxation_label(setting: str | Mapping[str, Any]) -> str:
-    """A setting in a few characters: the method's name, then any option off its default, ``rpp(free_wd=0.0001)``."""
-    record, options = resolve_relaxation(setting)
-    defaults = record.options().model_dump(by_alias=True)
-    changed = [f"{key}={value}" for key, value in options.model_dump(by_alias=True).items() if value != defaults[key]]
-    return f"{record.name}({', '.join(changed)})" if changed else record.name
+_METHODS: MethodRegistry[Relaxation] = MethodRegistry(FIELD)
+register_relaxation = _METHODS.register
+list_relaxations = _METHODS.names  # in the order they registered (``none`` first)
+get_relaxation = _METHODS.get
+resolve_relaxation = _METHODS.resolve
+relaxation_settings = _METHODS.settings
+relaxation_label = _METHODS.label
 
 
 class RelaxedLayerSet(LayerSet):

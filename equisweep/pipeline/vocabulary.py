@@ -27,6 +27,9 @@ EQ_ERROR_BY_LAYER = "eq_error_by_layer"
 LEE = "lee"  # mean |Lie derivative| of the softmax output under rotation, on the equivariance error's sample
 RELAXATION_BY_LAYER = "relaxation_by_layer"  # relaxed runs only: how far each relaxed layer moved from exact
 RELAXATION_PENALTY = "relaxation_penalty"  # the relaxed layers' term of the training loss
+INVARIANCE_LOSS = "invariance_loss"  # an invariance wrapper's term of the training loss
+EQ_PENALTY_TERM = "eq_penalty_term"  # the soft-equivariance penalty before λ
+FAMILY_DIAGNOSTICS = "family_diagnostics"  # what an invariance wrapper or a penalty reports of itself
 PARAMS = "params"
 TRAIN_SECONDS = "train_seconds"
 BEST_CHECKPOINT = "best_checkpoint"
@@ -35,7 +38,11 @@ EPOCH = "epoch"  # epochs completed: what a sweep trial reports after each valid
 ANGLE_PREFIX = f"{TEST_ACC_BY_ANGLE}/"  # flat keys of the per-angle and per-layer dicts (W&B summaries, columns)
 LAYER_ERROR_PREFIX = f"{EQ_ERROR}/"
 RELAXATION_PREFIX = "relaxation/"
-PER_LAYER_PREFIXES = (LAYER_ERROR_PREFIX, RELAXATION_PREFIX)  # flat per-layer columns: metrics, never settings
+FAMILY_PREFIX = "family/"
+# a result's dicts, each flattened into one column (W&B summary key) per entry under its prefix: metrics, never settings
+PER_KEY_RESULTS = {EQ_ERROR_BY_LAYER: LAYER_ERROR_PREFIX, RELAXATION_BY_LAYER: RELAXATION_PREFIX,
+                   FAMILY_DIAGNOSTICS: FAMILY_PREFIX}
+PER_LAYER_PREFIXES = tuple(PER_KEY_RESULTS.values())
 
 # arms
 TRIVIAL_GROUPS = frozenset({"z2", "c1"})  # the native and the e2cnn spelling of the trivial group

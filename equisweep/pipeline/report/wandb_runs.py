@@ -18,7 +18,7 @@ from equisweep.errors import UserError
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep.results import angle_rows, trial_row
 from equisweep.pipeline.train.tracking import resolve_mode
-from equisweep.pipeline.vocabulary import ANGLE_PREFIX, LAYER_ERROR_PREFIX, PER_LAYER_PREFIXES, RELAXATION_PREFIX
+from equisweep.pipeline.vocabulary import ANGLE_PREFIX, PER_LAYER_PREFIXES
 
 _STATUS = {"finished": "finished", "running": "running", "failed": "failed", "crashed": "failed", "killed": "failed"}
 
@@ -32,10 +32,8 @@ def tables_from_runs(runs: Iterable[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         result = {k: v for k, v in summary.items() if not k.startswith((ANGLE_PREFIX, *PER_LAYER_PREFIXES))}
         result[m.TEST_ACC_BY_ANGLE] = {k.removeprefix(ANGLE_PREFIX): v for k, v in summary.items()
                                        if k.startswith(ANGLE_PREFIX)}
-        result[m.EQ_ERROR_BY_LAYER] = {k.removeprefix(LAYER_ERROR_PREFIX): v for k, v in summary.items()
-                                       if k.startswith(LAYER_ERROR_PREFIX)}
-        result[m.RELAXATION_BY_LAYER] = {k.removeprefix(RELAXATION_PREFIX): v for k, v in summary.items()
-                                         if k.startswith(RELAXATION_PREFIX)}
+        for key, prefix in m.PER_KEY_RESULTS.items():
+            result[key] = {k.removeprefix(prefix): v for k, v in summary.items() if k.startswith(prefix)}
         status = _STATUS.get(run.state, "pending")
         error = f"the W&B run {run.state}; see its logs" if status == "failed" else None
         rows.append(trial_row(run.id, run.name, None, dict(run.config), result.get(m.EXACT), status, error, 0, result))

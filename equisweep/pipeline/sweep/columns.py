@@ -29,8 +29,9 @@ IDENTITY = ("trial_id", "trial_name", "cell", "status", "error", "attempts", "tr
 SETTINGS = (
     "dataset", "data_dir", "download", "input_size", "resize_method", "train_symmetry", "per_batch", "batch_size",
     "eval_batch_size", "num_workers",
-    "model", "group", "backend", "width", "head", "dropout", "relaxation", "subsampling",
-    "epochs", "optimizer", "lr", "weight_decay", "momentum", "schedule", "step_size", "gamma", "seed",
+    "model", "group", "backend", "width", "head", "dropout", "relaxation", "subsampling", "invariance",
+    "epochs", "optimizer", "lr", "weight_decay", "momentum", "schedule", "step_size", "gamma", "eq_penalty",
+    "eq_penalty_kind", "seed",
     "angles", "eq_error_samples", "bn_calibration_batches",
     "accelerator", "precision", "channels_last", "deterministic",
     "wandb_project", "wandb_entity", "wandb_group", "wandb_mode", "wandb_tags", "run_name",
@@ -39,16 +40,16 @@ NAMING_SETTINGS = ("data_dir", "run_name")  # where a run's data lives and what 
 PREFIXED_SETTINGS = ("wandb",)  # nested settings whose columns carry their parent's name: ``wandb_project``
 # settings that name a method with its options, ``{method: rpp, free_wd: 1.0}``: the method in the setting's column,
 # each option (whichever the method has) as ``relaxation_free_wd``
-METHOD_SETTINGS = ("relaxation",)
+METHOD_SETTINGS = ("relaxation", "invariance")
 EXACT = m.EXACT
 # every finished run reports these ...
 FINAL_METRICS = (m.VAL_ACC, m.TEST_ACC_UPRIGHT, m.TEST_ACC_ORBIT, m.TEST_ACC_MEAN_ANGLES, m.TEST_ACC_MIN_ANGLES,
                  m.EQ_ERROR, m.LEE, m.PARAMS, m.TRAIN_SECONDS, m.BEST_EPOCH, m.EPOCH)
 METRICS = (*FINAL_METRICS, m.TRAIN_LOSS)  # ... and a running trial its training loss after each epoch but the last
-PER_LAYER_PREFIXES = m.PER_LAYER_PREFIXES  # eq_error/<layer>, relaxation/<layer>
+PER_LAYER_PREFIXES = m.PER_LAYER_PREFIXES  # eq_error/<layer>, relaxation/<layer>, family/<diagnostic>
 # what else a run's final result holds, kept elsewhere: ``exact`` in its own column, the checkpoint's path in the
 # finished record only, the angles in ``angles.parquet``, the per-layer dicts as per-layer columns
-RESULT_ELSEWHERE = (m.EXACT, m.BEST_CHECKPOINT, m.TEST_ACC_BY_ANGLE, m.EQ_ERROR_BY_LAYER, m.RELAXATION_BY_LAYER)
+RESULT_ELSEWHERE = (m.EXACT, m.BEST_CHECKPOINT, m.TEST_ACC_BY_ANGLE, *m.PER_KEY_RESULTS)
 COLUMNS = (*IDENTITY, *SETTINGS, EXACT, *METRICS)
 
 

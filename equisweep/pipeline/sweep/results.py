@@ -37,7 +37,6 @@ import pyarrow.fs as pafs
 from equisweep.errors import UserError
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep.columns import METRICS, check_final_result, declared_settings
-from equisweep.pipeline.vocabulary import LAYER_ERROR_PREFIX, RELAXATION_PREFIX
 
 RESULTS_FILE = "results.parquet"
 ANGLES_FILE = "angles.parquet"
@@ -75,8 +74,7 @@ def final_result(results: dict[str, Any], epochs: int) -> dict[str, Any]:
     check_final_result({**results, m.EPOCH: epochs})
     return {**{key: value for key, value in results.items() if not isinstance(value, dict)},
             m.TEST_ACC_BY_ANGLE: {str(float(a)): acc for a, acc in results[m.TEST_ACC_BY_ANGLE].items()},
-            m.EQ_ERROR_BY_LAYER: dict(results[m.EQ_ERROR_BY_LAYER]),
-            m.RELAXATION_BY_LAYER: dict(results.get(m.RELAXATION_BY_LAYER, {})), m.EPOCH: epochs}
+            **{key: dict(results.get(key, {})) for key in m.PER_KEY_RESULTS}, m.EPOCH: epochs}
 
 
 def pack_result(copies: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -99,10 +97,8 @@ def trial_row(trial_id: str, name: str, cell: int | None, settings: dict[str, An
     row.update({key: result.get(key) for key in METRICS})
     row["trial_seconds"] = result.get("time_total_s")  # the trial's wall time under Tune: its compute cost
     row["started_at"] = started_at(result)
-    row.update({f"{LAYER_ERROR_PREFIX}{layer}": value
-                for layer, value in (result.get(m.EQ_ERROR_BY_LAYER) or {}).items()})
-    row.update({f"{RELAXATION_PREFIX}{layer}": value
-                for layer, value in (result.get(m.RELAXATION_BY_LAYER) or {}).items()})
+    for key, prefix in m.PER_KEY_RESULTS.items():
+        row.update({f"{prefix}{entry}": value for entry, value in (result.get(key) or {}).items()})
     return row
 
 
@@ -118,7 +114,7 @@ def record_of_row(row: pd.Series, angles: pd.DataFrame) -> dict[str, Any]:
     record = {key: row[key] for key in (*METRICS, "started_at") if kept(key)}
     return {**record, m.EXACT: exact_flag(row.get(m.EXACT)), "time_total_s": row.get("trial_seconds"),
             m.TEST_ACC_BY_ANGLE: {str(float(a)): acc for a, acc in zip(angles["angle"], angles["accuracy"])},
-            m.EQ_ERROR_BY_LAYER: by_layer(LAYER_ERROR_PREFIX), m.RELAXATION_BY_LAYER: by_layer(RELAXATION_PREFIX)}
+            **{key: by_layer(prefix) for key, prefix in m.PER_KEY_RESULTS.items()}}
 
 
 def exact_flag(value: Any) -> bool | None:

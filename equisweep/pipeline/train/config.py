@@ -27,8 +27,10 @@ from equisweep.errors import UserError
 from equisweep.files import read_yaml_mapping
 from equisweep.groups import get_group
 from equisweep.models.heads import Head
+from equisweep.models.invariance import NO_INVARIANCE, invariance_settings, resolve_invariance, wrapper_group
 from equisweep.models.registry import Backend, check_relaxation, check_subsampling
 from equisweep.models.relaxation import NO_RELAXATION, relaxation_settings
+from equisweep.pipeline.train.eq_penalty import PenaltyKind
 
 MAX_EPOCHS = 10_000  # far beyond any schedule here (the paper's longest is 300); a larger number is a typo
 
@@ -92,6 +94,7 @@ class DataConfig(BaseModel):
 
 
 RelaxationSetting = Annotated[dict[str, Any], BeforeValidator(relaxation_settings)]
+InvarianceSetting = Annotated[dict[str, Any], BeforeValidator(invariance_settings)]
 # The relaxation options' flat names from before they moved into the one mapping: name -> (method, option).
 OLD_RELAXATION_KEYS = {"relax_banks": ("relaxed", "banks"), "relax_alpha": ("relaxed", "alpha"),
                        "rpp_free_wd": ("rpp", "free_wd"), "rpp_equiv_wd": ("rpp", "equiv_wd"),
@@ -125,6 +128,12 @@ class ModelConfig(BaseModel):
         "a YAML mapping: '{method: rpp, free_wd: 1e-4}'")
     # adaptive subsamples every stride-2 layer on a grid that follows the input (see equisweep/models/subsampling.py)
     subsampling: str = Field("stride", description="stride | adaptive (exact at any input size; native backend)")
+    # invariance at the input (see equisweep/models/invariance.py): a wrapper around the network, by name or as
+    # {method: name, **options}, e.g. {method: augerino, samples: 16}; kept as the full mapping
+    invariance: InvarianceSetting = Field(
+        default_factory=lambda: invariance_settings(NO_INVARIANCE),
+        description="none | average | canonicalize | augerino (wraps any model) with its defaults, or with options as "
+        "a YAML mapping: '{method: augerino, samples: 16}'")
 
     @field_validator("group")
     @classmethod
@@ -152,6 +161,15 @@ class ModelConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _invariance_fits_group(self) -> ModelConfig:
+        record, options = resolve_invariance(self.invariance)
+        group = wrapper_group(self.group, options)
+        if record.name != NO_INVARIANCE and not group.acts_exactly_on_grid:
+            raise UserError(f"invariance: {record.name} acts by quarter turns, and {group.name} has other rotations; "
+                            f"set its group: {{method: {record.name}, group: p4}} (or p4m), or a p4/p4m model")
+        return self
+
+    @model_validator(mode="after")
     def _subsampling_fits_backend(self) -> ModelConfig:
         check_subsampling(self.subsampling, self.backend)
         return self
@@ -170,6 +188,10 @@ class OptimConfig(BaseModel):
     schedule: Schedule = Field("cosine", description="none | step | cosine | onecycle")
     step_size: int = Field(10, ge=1, description="epochs between decays of the step schedule")
     gamma: float = Field(0.5, gt=0, description="decay factor of the step schedule")
+    # soft equivariance (see equisweep/pipeline/train/eq_penalty.py): λ times the output's change under the group
+    eq_penalty: float = Field(0.0, ge=0, description="λ of the soft-equivariance penalty added to the loss (0: off)")
+    eq_penalty_kind: PenaltyKind = Field("orbit", description="orbit (one random group element per batch) | lie "
+                                         "(squared Lie derivative under rotation)")
 
 
 class EvaluationConfig(BaseModel):

@@ -14,7 +14,7 @@ the turned images: a view whose labels it leaves undefined is skipped, and a met
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -28,6 +28,7 @@ from equisweep.datamodules.label_action import INVARIANT
 from equisweep.datamodules.regimes import angle_grid, rotate
 from equisweep.groups import P4, reference_group
 from equisweep.models import build_model
+from equisweep.models.invariance import invariance_of
 from equisweep.models.relaxation import (
     FIELD,
     NO_RELAXATION,
@@ -38,6 +39,7 @@ from equisweep.models.relaxation import (
 )
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.config import Optimizer, Schedule
+from equisweep.pipeline.train.eq_penalty import PENALTY_KINDS, equivariance_penalty
 
 OPTIMIZERS = get_args(Optimizer)
 SCHEDULES = get_args(Schedule)
@@ -72,7 +74,10 @@ class EquivarianceClassifier(pl.LightningModule):
     method's name or ``{method: name, **options}``; it defaults to the recipe's, else ``none``. The module learns the
     method from its record: it trains on cross-entropy plus the record's penalty with these options, and logs the
     record's diagnostics (how far each relaxed layer has moved from exact) as ``relaxation/<layer>`` every epoch;
-    with ``none`` the loss is the cross-entropy alone. Its hyperparameters keep it as the full mapping.
+    with ``none`` the loss is the cross-entropy alone. Its hyperparameters keep it as the full mapping. A backbone
+    behind an invariance wrapper (``build_model(..., invariance=...)``) adds the wrapper's own term, and
+    ``eq_penalty`` λ > 0 adds λ times the soft-equivariance penalty ``eq_penalty_kind`` (orbit | lie, see
+    ``eq_penalty.py``) over ``orbit_group``.
 
     ``recipe``: the ``build_model`` arguments of the backbone (name, group, num_classes, ...). Without a backbone the
     module builds it from them; with one, they are only saved, so that ``load_from_checkpoint(path)`` can rebuild
@@ -85,7 +90,8 @@ class EquivarianceClassifier(pl.LightningModule):
                  step_size: int = 10, gamma: float = 0.5, eval_angles: Sequence[float] | None = None,
                  orbit_group: str | None = None, background: float | Sequence[float] = 0.0,
                  channels_last: bool = False, relaxation: str | Mapping[str, Any] | None = None,
-                 recipe: dict[str, Any] | None = None) -> None:
+                 recipe: dict[str, Any] | None = None, eq_penalty: float = 0.0,
+                 eq_penalty_kind: str = "orbit") -> None:
         super().__init__()
         if backbone is None:
             if recipe is None:
@@ -98,6 +104,10 @@ class EquivarianceClassifier(pl.LightningModule):
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        if not eq_penalty >= 0:
+            raise ValueError(f"eq_penalty must be at least 0, got {eq_penalty!r}")
+        if eq_penalty_kind not in PENALTY_KINDS:
+            raise ValueError(f"eq_penalty_kind must be one of {', '.join(PENALTY_KINDS)}, got {eq_penalty_kind!r}")
         eval_angles = [float(a) for a in (eval_angles if eval_angles is not None else angle_grid())]
         g = reference_group(orbit_group or getattr(backbone, "group", P4))
         if relaxation is None:
@@ -105,6 +115,8 @@ class EquivarianceClassifier(pl.LightningModule):
         self.relaxation, self.relaxation_options = resolve_relaxation(relaxation)
         _check_relaxed_layers(self.relaxation, self.architecture(backbone))
         self.relaxed = self.relaxation.name != NO_RELAXATION
+        self.invariance = invariance_of(self.architecture(backbone))
+        self.orbit_group = g
         self.save_hyperparameters(ignore=["backbone"])
         self.hparams.update(eval_angles=eval_angles, orbit_group=g.name, relaxation=relaxation_settings(relaxation))
         self.backbone = _to_channels_last(backbone) if channels_last else backbone
@@ -133,11 +145,7 @@ class EquivarianceClassifier(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        if self.relaxation.penalty is not None:
-            penalty = self.relaxation.penalty(self.backbone, self.relaxation_options)
-            self.log(m.RELAXATION_PENALTY, penalty)
-            loss = loss + penalty
+        loss = F.cross_entropy(logits, y) + self.method_terms(x, logits)
         # Reading the loss waits for the device: check every few steps (a diverged net stays non-finite) and last.
         checked = batch_idx % NON_FINITE_CHECK_EVERY == 0 or self.trainer.is_last_batch
         if checked and not torch.isfinite(loss):
@@ -146,6 +154,31 @@ class EquivarianceClassifier(pl.LightningModule):
         self.log(m.TRAIN_LOSS, loss, prog_bar=True)
         self.log(m.TRAIN_ACC, self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def method_terms(self, x: Tensor, logits: Tensor) -> Tensor | float:
+        """The methods' terms of the training loss on the batch ``x`` with ``logits`` (one per copy of a pack, each
+        logged as their mean): the relaxation's penalty, the invariance wrapper's term, λ times the equivariance
+        penalty."""
+        x = x.to(self.dtype)
+        total: Tensor | float = 0.0
+        if self.relaxation.penalty is not None:
+            penalty = self.each_copy(lambda net: self.relaxation.penalty(net, self.relaxation_options))
+            self.log(m.RELAXATION_PENALTY, penalty.mean())
+            total = total + penalty
+        if self.invariance is not None and self.invariance.loss is not None:
+            term = self.each_copy(lambda net, images: self.invariance.loss(net, images, net.options), x)
+            self.log(m.INVARIANCE_LOSS, term.mean())
+            total = total + term
+        if self.hparams.eq_penalty > 0:
+            penalty = equivariance_penalty(self.hparams.eq_penalty_kind, self, x, logits, self.orbit_group,
+                                           self.background.to(x.dtype))
+            self.log(m.EQ_PENALTY_TERM, penalty.mean())
+            total = total + self.hparams.eq_penalty * penalty
+        return total
+
+    def each_copy(self, fn: Callable[..., Tensor], *batched: Tensor) -> Tensor:
+        """``fn(network, *batched)``: of the backbone here, of each copy of a pack (stacked) in a pack."""
+        return fn(self.backbone, *batched)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.relaxation.anneal is not None:  # the method's own schedule, by the fraction of training done

@@ -18,6 +18,7 @@ skipped for all.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -62,8 +63,7 @@ class PackedClassifier(EquivarianceClassifier):
         x, y = batch
         logits = self(x)  # [K, B, classes]
         losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
-        if self.relaxation.penalty is not None:
-            losses = losses + self.backbone.per_copy(lambda net: self.relaxation.penalty(net, self.relaxation_options))
+        losses = losses + self.method_terms(x, logits)
         # As a run does: read the losses (a device wait) every few steps and at the last batch.
         if batch_idx % NON_FINITE_CHECK_EVERY == 0 or self.trainer.is_last_batch:
             for k, loss in enumerate(losses.detach().tolist()):
@@ -74,6 +74,9 @@ class PackedClassifier(EquivarianceClassifier):
         loss = torch.where(alive, losses, torch.zeros_like(losses)).sum()
         self.log(m.TRAIN_LOSS, loss / sum(self.alive), prog_bar=True)  # the mean over live copies
         return loss
+
+    def each_copy(self, fn: Callable[..., Tensor], *batched: Tensor) -> Tensor:
+        return self.backbone.per_copy(fn, *batched)
 
     def _fail(self, k: int, reason: str) -> None:
         self.alive[k] = False

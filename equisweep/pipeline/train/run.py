@@ -31,11 +31,14 @@ from equisweep.datamodules.datamodule import EquiDataModule
 from equisweep.exactness import check_exactness, equivariance_error
 from equisweep.exactness.lie import OUTPUT, lie_derivative
 from equisweep.files import write_atomically
+from equisweep.groups import reference_group
 from equisweep.models import build_model, get_relaxation
+from equisweep.models.invariance import invariance_diagnostics
 from equisweep.models.relaxation import Relaxation
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.train.callbacks import MovableModelCheckpoint, RecalibrateBatchNorm
 from equisweep.pipeline.train.config import RunConfig
+from equisweep.pipeline.train.eq_penalty import mean_orbit_change
 from equisweep.pipeline.train.module import EquivarianceClassifier
 from equisweep.pipeline.train.quiet import silence_litlogger_tip
 from equisweep.pipeline.train.tracking import failures_end_runs, finish_with_results, wandb_logger
@@ -48,12 +51,14 @@ def model_recipe(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any
     options = {} if net.dropout is None else {"dropout": net.dropout}
     return dict(name=net.model, group=net.group, num_classes=datamodule.num_classes,
                 in_channels=datamodule.in_channels, width=net.width, head=net.head, backend=net.backend,
-                relaxation=net.relaxation, subsampling=net.subsampling, **options)
+                relaxation=net.relaxation, subsampling=net.subsampling, invariance=net.invariance,
+                background=datamodule.background, **options)
 
 
 def build_run(config: RunConfig) -> tuple[EquiDataModule, nn.Module, bool | None]:
-    """The datamodule, the network and its static exact flag (None for a trivial group, which is neither exact nor
-    approximate), built after seeding with the run's seed: a packed copy is built exactly as its own run."""
+    """The datamodule, the network and its static exact flag (None for a network of a trivial group and no wrapper,
+    which is neither exact nor approximate), built after seeding with the run's seed: a packed copy is built exactly
+    as its own run."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     data = config.data
     datamodule = build_datamodule(data.dataset, data.input_size, data.train_symmetry, data.batch_size,
@@ -62,7 +67,7 @@ def build_run(config: RunConfig) -> tuple[EquiDataModule, nn.Module, bool | None
                                   num_workers=data.num_workers, per_batch=data.per_batch)
     backbone = build_model(**model_recipe(config, datamodule))
     report = check_exactness(backbone, config.data.input_size, model_name=config.model.model, nearest=False)
-    return datamodule, backbone, None if is_trivial(config.model.group) else report.exact
+    return datamodule, backbone, None if is_trivial(report.group) else report.exact
 
 
 def classifier_options(config: RunConfig, datamodule: EquiDataModule) -> dict[str, Any]:
@@ -72,14 +77,16 @@ def classifier_options(config: RunConfig, datamodule: EquiDataModule) -> dict[st
     return dict(optimizer=optim.optimizer, lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
                 schedule=optim.schedule, step_size=optim.step_size, gamma=optim.gamma,
                 eval_angles=config.evaluation.angles, background=datamodule.background,
-                recipe=model_recipe(config, datamodule))
+                recipe=model_recipe(config, datamodule), eq_penalty=optim.eq_penalty,
+                eq_penalty_kind=optim.eq_penalty_kind)
 
 
 def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_group: str,
-            relaxation: Relaxation) -> dict[str, Any]:
+            relaxation: Relaxation, penalised: bool = False) -> dict[str, Any]:
     """The trained network's equivariance: orbit error (output and per layer) and Lie derivative on the first
-    ``samples`` test images, its parameter count, and how far each relaxed layer moved (``relaxation``'s diagnostics;
-    relaxed nets only)."""
+    ``samples`` test images, its parameter count, how far each relaxed layer moved (``relaxation``'s diagnostics;
+    relaxed nets only), and what an invariance wrapper reports of itself and, for a ``penalised`` net, the orbit
+    penalty's mean over the group on the sample (``family_diagnostics``; either only)."""
     reference = next(net.parameters())
     sample = datamodule.eval_sample(samples).to(reference.device, reference.dtype)
     errors = equivariance_error(net, sample, orbit_group)
@@ -92,6 +99,11 @@ def measure(net: nn.Module, datamodule: EquiDataModule, samples: int, orbit_grou
     departures = relaxation.diagnostics(net)
     if departures:  # as tested: the best checkpoint's layers
         results[m.RELAXATION_BY_LAYER] = departures
+    family = invariance_diagnostics(net, sample)
+    if penalised:
+        family["orbit_change"] = mean_orbit_change(net, sample, reference_group(orbit_group))
+    if family:
+        results[m.FAMILY_DIAGNOSTICS] = family
     return results
 
 
@@ -152,7 +164,7 @@ def finish_run(config: RunConfig, out_dir: Path, datamodule: EquiDataModule, exa
         m.VAL_ACC: best.val_acc,
         m.EXACT: exact,
         **measure(best.net, datamodule, config.evaluation.eq_error_samples, best.orbit_group,
-                  get_relaxation(config.model.relaxation["method"])),
+                  get_relaxation(config.model.relaxation["method"]), penalised=config.optim.eq_penalty > 0),
         m.TRAIN_SECONDS: train_seconds,
         m.BEST_CHECKPOINT: str(best.checkpoint.relative_to(out_dir)),
         m.BEST_EPOCH: int(torch.load(best.checkpoint, weights_only=True, mmap=True)["epoch"]),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from equisweep.errors import UserError
 from equisweep.pipeline import vocabulary as m
-from equisweep.pipeline.vocabulary import ANGLE_PREFIX, LAYER_ERROR_PREFIX, RELAXATION_PREFIX, arm_label
+from equisweep.pipeline.vocabulary import ANGLE_PREFIX, arm_label
 
 if TYPE_CHECKING:  # the report reads modes and summaries from here without importing Lightning or torch
     from pytorch_lightning.loggers import WandbLogger
@@ -71,8 +71,8 @@ def flat_summary(results: dict[str, Any]) -> dict[str, Any]:
     """A run's results as W&B summary keys: scalars as they are, per-angle and per-layer dicts flattened."""
     summary = {key: value for key, value in results.items() if not isinstance(value, dict)}
     summary.update({f"{ANGLE_PREFIX}{float(a)}": acc for a, acc in results[m.TEST_ACC_BY_ANGLE].items()})
-    summary.update({f"{LAYER_ERROR_PREFIX}{layer}": v for layer, v in results[m.EQ_ERROR_BY_LAYER].items()})
-    summary.update({f"{RELAXATION_PREFIX}{layer}": v for layer, v in results.get(m.RELAXATION_BY_LAYER, {}).items()})
+    for key, prefix in m.PER_KEY_RESULTS.items():
+        summary.update({f"{prefix}{entry}": v for entry, v in results.get(key, {}).items()})
     return summary
 
 

@@ -87,7 +87,7 @@ assert not heavy, heavy
 def test_every_setting_has_one_flat_name_and_the_flat_view_round_trips():
     leaves = [name for group in GROUPS.values() for name in group.model_fields]
     outside = [name for name in RunConfig.model_fields if name not in GROUPS]
-    assert sorted(FLAT_PATHS) == sorted(leaves + outside) and len(leaves + outside) == 36
+    assert sorted(FLAT_PATHS) == sorted(leaves + outside) and len(leaves + outside) == 39
     config = load_run_config({"model": "resnet18", "lr": 0.1, "angles": [0, 90], "wandb": {"mode": "disabled"},
                               "data": {"input_size": 33}, "seed": 4})
     assert (config.model.model, config.optim.lr, config.evaluation.angles, config.data.input_size) == (
