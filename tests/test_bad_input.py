@@ -50,6 +50,7 @@ def _spec(path: Path, storage: Path, **settings) -> Path:
     ({"grid": {"seed": {"range": [0, 5000]}, "input_size": [28, 29, 30]}},
      f"grid: variants x grid x search.num_samples make 15000 trials, more than the limit of {MAX_TRIALS}"),
     ({"epochs": 10**12}, f"epochs: must be at most {MAX_EPOCHS}, got 1000000000000"),
+    ({"asymmetry": "maybe"}, "asymmetry: must be true or false, got 'maybe'"),
 ])
 def test_a_spec_that_would_repeat_a_run_or_never_end_is_refused(tmp_path, capsys, monkeypatch, settings, message):
     spec = _spec(tmp_path / "spec.yaml", tmp_path / "storage", **settings)

@@ -1,7 +1,8 @@
 """``equisweep report``: a sweep's two tables in, a self-contained report out.
 
-It reads only ``results.parquet`` and ``angles.parquet`` (or the same tables rebuilt from W&B runs), so it works
-on any sweep the spec allows and while a sweep still runs, and imports nothing used for training. It writes
+It reads only ``results.parquet`` and ``angles.parquet`` (or the same tables rebuilt from W&B runs), and
+``asymmetry.parquet`` where the sweep measured its data, so it works on any sweep the spec allows and while a sweep
+still runs, and imports nothing used for training. It writes
 ``report.md``, ``report.html`` (figures embedded), ``verdict.csv`` and ``figures/<name>.png|.svg``. Only when asked
 (``log_to_wandb``) does it log the figures and the verdict table to W&B, as the sweep's one summary run.
 """
@@ -22,7 +23,9 @@ from equisweep.pipeline.report import arms, wandb_runs
 from equisweep.pipeline.report import figures as fig
 from equisweep.pipeline.report.arms import REGIME, without_trivial_exactness
 from equisweep.pipeline.report.text import (
+    ASYMMETRY_INTRO,
     FIGURE_TEXT,
+    asymmetry_display,
     display_table,
     markdown_table,
     metric_definitions,
@@ -31,7 +34,8 @@ from equisweep.pipeline.report.text import (
     verdict_intro,
 )
 from equisweep.pipeline.report.verdict import Verdicts, verdict_table
-from equisweep.pipeline.sweep.results import read_angles, read_results, storage_uri
+from equisweep.pipeline.sweep.asymmetry_table import read_asymmetry
+from equisweep.pipeline.sweep.results import DamagedTable, read_angles, read_results, storage_uri
 from equisweep.pipeline.vocabulary import LAYER_ERROR_PREFIX
 
 FORMATS = ("md", "html")
@@ -70,8 +74,9 @@ def build_report(sweep_dir: str, out_dir: Path | None = None, formats: tuple[str
         out_dir = Path("reports") / name if "://" in sweep_dir else Path(storage_uri(sweep_dir)) / "report"
     out_dir = Path(out_dir).absolute()
     verdicts = verdict_table(results)
-    figures = _figures(results, angles, verdicts, out_dir / "figures")
-    sections = _sections(name, results, angles, verdicts, figures)
+    asymmetry, asymmetry_blocks = _asymmetry_blocks(sweep_dir)
+    figures = _figures(results, angles, verdicts, out_dir / "figures", asymmetry)
+    sections = _sections(name, results, angles, verdicts, figures, asymmetry_blocks)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [write_atomically(out_dir / "verdict.csv", verdicts.table.to_csv(index=False))]
     if "md" in formats:
@@ -95,7 +100,8 @@ def _tables(sweep_dir: str, name: str, source: str, project: str | None,
     raise UserError(f"source: choose local or wandb, got {source!r}")
 
 
-def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, out: Path) -> dict[str, list[Path]]:
+def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, out: Path,
+             asymmetry: pd.DataFrame | None) -> dict[str, list[Path]]:
     """Each figure the data supports, saved as PNG and SVG."""
     drawn = {"accuracy_by_angle": fig.accuracy_by_angle(results, angles)}
     if not verdicts.table.empty:
@@ -113,6 +119,10 @@ def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, ou
         drawn["relaxation_gain"] = fig.relaxation_gain(verdicts.table, colours=arms.colours(results))
     if any(column.startswith(LAYER_ERROR_PREFIX) for column in results.columns):
         drawn["layer_errors"] = fig.layer_errors(results)
+    points = None if asymmetry is None else fig.asymmetry_points(verdicts.table, verdicts.conditions, results,
+                                                                 asymmetry)
+    if points is not None and not points.empty:
+        drawn["gain_by_asymmetry"] = fig.gain_by_asymmetry(points, colours=arms.colours(results))
     return {name: fig.save_figure(figure, out, name) for name, figure in drawn.items()}
 
 
@@ -122,7 +132,7 @@ Section = tuple[str, list[tuple[str, object]]]
 
 
 def _sections(name: str, results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts,
-              figures: dict[str, list[Path]]) -> list[Section]:
+              figures: dict[str, list[Path]], asymmetry: list[tuple[str, object]]) -> list[Section]:
     shown = display_table(verdicts)
     context = _context(results, verdicts)
     sections: list[Section] = [
@@ -134,8 +144,22 @@ def _sections(name: str, results: pd.DataFrame, angles: pd.DataFrame, verdicts: 
     for key, paths in figures.items():
         title, caption = FIGURE_TEXT[key]
         sections.append((title, [("figure", (paths, f"{caption} {context}."))]))
+    if asymmetry:
+        sections.append(("Asymmetry of the data", asymmetry))
     sections.append(("Sweep", _sweep_blocks(name, results)))
     return sections
+
+
+def _asymmetry_blocks(sweep_dir: str) -> tuple[pd.DataFrame | None, list[tuple[str, object]]]:
+    """The sweep's asymmetry table (None where it has none, or a damaged one) and the report's blocks about it: the
+    table, or what is wrong with it and the fix; nothing for a sweep that did not measure it."""
+    try:
+        table = read_asymmetry(sweep_dir)
+    except DamagedTable as err:
+        return None, [("p", f"{err.problem}: run the sweep again with --resume to measure it again.")]
+    if table is None:
+        return None, []
+    return table, [("p", ASYMMETRY_INTRO), ("table", (asymmetry_display(table), ("asymmetry [95% CI]",)))]
 
 
 def _context(results: pd.DataFrame, verdicts: Verdicts) -> str:

@@ -10,6 +10,7 @@ ones resume from their last checkpoint. ``ResultsTable`` (``recorder.py``) rewri
 instead of training. Lightning and Tune meet only through public API: ``tune.report`` with a ``tune.Checkpoint``,
 ``tune.get_checkpoint``, and Tune's ``Callback`` hooks.
 With ``scheduler:``, ASHA stops trials early only within a cell (``scheduler.py``), never across arms.
+With ``asymmetry: true``, the data's asymmetry is measured before the trials (``asymmetry_table.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ray import tune
 from equisweep.errors import UserError
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep import results as r
+from equisweep.pipeline.sweep.asymmetry_table import record_asymmetry
 from equisweep.pipeline.sweep.recorder import COPY_VAL_ACC, ResultsTable
 from equisweep.pipeline.sweep.spec import Sweep
 from equisweep.pipeline.train.config import RunConfig
@@ -151,6 +153,8 @@ def run_sweep(sweep: Sweep, resume: bool = False, verbose: int = 1,
     ``max_failures`` times, and after that ends in a ``UserError`` that says to continue with ``--resume``."""
     path = sweep_uri(sweep)
     resumed = check_resumable(sweep, resume)  # first: it writes back finished records that trials then replay
+    if sweep.spec.asymmetry:  # the data's asymmetry, once per condition (a resumed sweep keeps what it measured)
+        record_asymmetry(path, [cell.config for cell in sweep.cells])
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=sweep.spec.base_settings(), finished=r.load_finished(path)),
         sweep.spec.resources.to_tune())

@@ -16,6 +16,8 @@ A spec holds the run settings every trial shares: under ``base:`` or at the top 
   ``PACK_LIMIT``; ``pack: 1`` runs one trial per seed). A packed trial is one Tune trial (one ``resources:``
   share, one Optuna sample, judged by ASHA on the mean validation accuracy of its live copies) that writes one
   row, one record and one W&B run per seed, so tables, reports and resume see seed-runs either way.
+- ``asymmetry:`` true to measure, before the trials, how far each dataset as each regime shows it is from
+  invariant (``asymmetry_table.py``; default false).
 
 Cells are variants x grid. Every cell is validated as a full ``RunConfig`` and traced by the static exactness check
 (which also rejects input sizes a model cannot take) at load time, so a bad spec fails in one line, exit code 2.
@@ -37,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from equisweep.errors import UserError
 from equisweep.files import read_yaml_mapping
 from equisweep.models.relaxation import relaxation_label
+from equisweep.pipeline.sweep.asymmetry_table import conditions as asymmetry_conditions
 from equisweep.pipeline.sweep.sections import RUN_KEYS, Resources, SchedulerSpec, SearchSpec, check_run_key
 from equisweep.pipeline.train.config import RunConfig, describe_validation_error, merge_settings
 from equisweep.pipeline.vocabulary import is_trivial
@@ -64,6 +67,7 @@ class SweepSpec(BaseModel):
     max_failures: int = Field(1, ge=0)
     storage: str = "runs/sweeps"
     pack: int | None = Field(None, ge=1)
+    asymmetry: bool = False  # measure each dataset and regime's asymmetry before the trials (asymmetry_table.py)
 
     @model_validator(mode="before")
     @classmethod
@@ -284,7 +288,10 @@ def load_sweep(path: Path, overrides: dict[str, Any] | None = None) -> Sweep:
         spec = SweepSpec.model_validate(data)
     except ValidationError as err:
         raise UserError(describe_validation_error(err, SweepSpec)) from None
-    return Sweep(spec, expand(spec), path)
+    sweep = Sweep(spec, expand(spec), path)
+    if spec.asymmetry:  # refuses a group the measurement cannot use before anything runs
+        asymmetry_conditions(cell.config for cell in sweep.cells)
+    return sweep
 
 
 def expand(spec: SweepSpec) -> tuple[Cell, ...]:

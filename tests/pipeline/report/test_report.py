@@ -17,6 +17,7 @@ from equisweep.pipeline.report.report import _sweep_blocks, build_report
 from equisweep.pipeline.report.text import display_table
 from equisweep.pipeline.report.verdict import verdict_table
 from equisweep.pipeline.report.wandb_runs import tables_from_runs
+from equisweep.pipeline.sweep.asymmetry_table import ASYMMETRY_FILE
 from equisweep.pipeline.sweep.results import angle_rows, read_angles, read_results, trial_row, write_tables
 from equisweep.pipeline.train.tracking import flat_summary
 from tests.helpers import read_wandb_run, run_python
@@ -59,13 +60,18 @@ def _write_sweep(path, trials, failed=0) -> str:
 
 def test_report_has_every_section_and_file(tmp_path):
     sweep = _write_sweep(tmp_path / "synthetic", _trials(seeds=5), failed=1)
+    pd.DataFrame({"dataset": "mnist5k", "train_symmetry": ["none", "c4"], "group": "p4", "asymmetry": [0.98, 0.51],
+                  "low": [0.97, 0.48], "high": [0.99, 0.54], "n": 2000, "steps": 300, "seed": 0}).to_parquet(
+        tmp_path / "synthetic" / ASYMMETRY_FILE)  # the sweep measured its data (spec: asymmetry: true)
     report = build_report(sweep)
 
     text = (report.out_dir / "report.md").read_text()
     positions = [text.index(section) for section in (
         "## Summary", "## Metrics", "## Verdict", "## Accuracy over test rotation angle", "## Gap map",
-        "## Equivariance error per layer", "## Sweep")]
+        "## Equivariance error per layer", "## Gain against the asymmetry of the data", "## Asymmetry of the data",
+        "## Sweep")]
     assert positions == sorted(positions)
+    assert "| mnist5k | c4 | p4 | 0.510 [0.480, 0.540] | 2000 | 300 | 0 |" in text
     assert "Sweep synthetic: 21 trials, 20 finished, 1 failed" in text
     assert "| bad0 | FloatingPointError: nan |" in text  # failed trials with their reasons
     assert "0.07 h of trial time" in text  # 20 trials x 12 s
@@ -73,7 +79,7 @@ def test_report_has_every_section_and_file(tmp_path):
     assert verdict.loc[("none", "orbit"), "verdict"] == "exact wins"
     assert verdict.loc[("none", "orbit"), "diff"] == pytest.approx(-0.1, abs=0.01)
     html = (report.out_dir / "report.html").read_text()
-    assert html.count("<img") == len(report.figures) == 3 and "data:image/png;base64," in html
+    assert html.count("<img") == len(report.figures) == 4 and "data:image/png;base64," in html
     assert "exact wins" in report.terminal() and str(report.out_dir / "report.md") in report.terminal()
     assert not (report.out_dir / "wandb").exists()  # no W&B unless asked, even with the sweep's mode offline
 
@@ -83,7 +89,7 @@ def test_report_has_every_section_and_file(tmp_path):
         assert text.count(term) == 1 and term in metrics
     assert "the 3 test rotations (0°, 45°, 90°)" in metrics
     captions = re.findall(r"^\*(.*)\* \(\[SVG\]", text, flags=re.M)
-    assert len(captions) == len(report.figures) == 3
+    assert len(captions) == len(report.figures) == 4
     assert all(c.endswith("Dataset mnist5k, 3 epochs, 5 seeds per arm.") for c in captions)
 
 

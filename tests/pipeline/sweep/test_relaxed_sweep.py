@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from equisweep.datamodules import asymmetry
 from equisweep.errors import UserError
 from equisweep.pipeline.report.report import build_report
+from equisweep.pipeline.sweep.asymmetry_table import read_asymmetry
 from equisweep.pipeline.sweep.driver import run_sweep
 from equisweep.pipeline.sweep.results import read_results
 from equisweep.pipeline.sweep.spec import load_sweep
@@ -86,13 +88,16 @@ def test_the_presets_hold_an_adaptive_exact_arm_at_the_approximate_size(name, si
 
 
 @pytest.mark.slow
-def test_relaxed_and_same_size_arms_sweep_and_the_report_names_each_reference(tmp_path, ray_local):
+def test_relaxed_and_same_size_arms_sweep_and_the_report_names_each_reference(tmp_path, ray_local, monkeypatch):
     # three arms, relaxation and subsampling in the grid: the approximate 29 has a same-size reference (adaptive
     # exact 29); the rpp 28 has none at 28, so it falls back to the nearest exact size
-    sweep = load_sweep(_spec(tmp_path, "arms", grid={"arm": [
+    sweep = load_sweep(_spec(tmp_path, "arms", asymmetry=True, grid={"arm": [
         {"input_size": 28, "relaxation": "rpp"}, {"input_size": 29, "subsampling": "adaptive"}, {"input_size": 29}]}))
+    monkeypatch.setattr(asymmetry, "STEPS", 5)  # the data's asymmetry, measured briefly: one condition
     outcome = run_sweep(sweep, verbose=0)
     assert outcome.counts == {"finished": 3}
+    measured = read_asymmetry(outcome.path)
+    assert measured[["dataset", "train_symmetry", "group", "steps"]].values.tolist() == [["mnist69", "none", "p4", 5]]
     table = read_results(outcome.path)
     assert list(zip(table["input_size"], table["relaxation"], table["subsampling"], table["exact"])) == [
         (28, "rpp", "stride", True), (29, "none", "adaptive", True), (29, "none", "stride", False)]
@@ -111,6 +116,7 @@ def test_relaxed_and_same_size_arms_sweep_and_the_report_names_each_reference(tm
             "p4 28 rpp is not tested (means only) against p4 29 adaptive exact (nearest exact size).") in text
     assert "| p4 28 rpp | " in text and "| p4 29 adaptive exact (same size) | " in text
     assert (report.out_dir / "figures" / "relaxation_gain.png").is_file()
+    assert (report.out_dir / "figures" / "gain_by_asymmetry.png").is_file()
     assert "## What breaking symmetry bought" in text
     status = status_text(str(outcome.path))
     assert all(f"\n{arm} " in status for arm in ("p4 28 rpp", "p4 29 adaptive exact", "p4 29 approx"))

@@ -26,10 +26,12 @@ from equisweep.pipeline.report.figures.accuracy_by_angle import (
     wrapped_normal_pdf,
 )
 from equisweep.pipeline.report.figures.common import save_figure
+from equisweep.pipeline.report.figures.gain_by_asymmetry import asymmetry_points, gain_by_asymmetry
 from equisweep.pipeline.report.figures.gap_by import gap_by
 from equisweep.pipeline.report.figures.gap_map import MUTED, gap_map
 from equisweep.pipeline.report.figures.layer_errors import layer_errors
 from equisweep.pipeline.report.figures.relaxation_gain import relaxation_gain
 
-__all__ = ["BAND_GID", "DENSITY_AXIS", "MUTED", "OVERLAY_GID", "accuracy_by_angle", "gap_by", "gap_map",
-           "layer_errors", "relaxation_gain", "save_figure", "setting_columns", "wrapped_normal_pdf"]
+__all__ = ["BAND_GID", "DENSITY_AXIS", "MUTED", "OVERLAY_GID", "accuracy_by_angle", "asymmetry_points",
+           "gain_by_asymmetry", "gap_by", "gap_map", "layer_errors", "relaxation_gain", "save_figure",
+           "setting_columns", "wrapped_normal_pdf"]
