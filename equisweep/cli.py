@@ -76,6 +76,10 @@ def check(
                                    "while tied"),
     subsampling: str = typer.Option("stride", "--subsampling", help="stride | adaptive (exact at any input size; "
                                     "native backend)"),
+    invariance: str = typer.Option("none", "--invariance", callback=_yaml_value,
+                                   help="none | average | canonicalize | augerino: a wrapper around the model, or "
+                                   "with options as a YAML mapping: '{method: average, group: p4m}'; averaging and "
+                                   "canonicalisation are EXACT at any size, augerino is measured only"),
     measure: bool = typer.Option(False, "--measure", help="also measure the error (random weights, float64)"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object"),
 ) -> None:
@@ -91,7 +95,7 @@ def check(
 
     torch.manual_seed(MEASURE_SEED)  # the random weights --measure uses: the same numbers on every run
     net = build_model(model, group=group, in_channels=in_channels, width=width, head=head, backend=backend,
-                      relaxation=relaxation, subsampling=subsampling)
+                      relaxation=relaxation, subsampling=subsampling, invariance=invariance)
     report = check_exactness(net, input_size, model_name=model)
     measured = _measure(net, reference_group(report.group), input_size, in_channels) if measure else None
     if as_json:
