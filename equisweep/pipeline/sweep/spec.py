@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from equisweep.errors import UserError
 from equisweep.files import read_yaml_mapping
+from equisweep.models.invariance import invariance_label
 from equisweep.models.relaxation import relaxation_label
 from equisweep.pipeline.sweep.asymmetry_table import conditions as asymmetry_conditions
 from equisweep.pipeline.sweep.sections import RUN_KEYS, Resources, SchedulerSpec, SearchSpec, check_run_key
@@ -252,7 +253,8 @@ class Sweep:
             searched = [f"search {' '.join(f'{k}~{d.describe()}' for k, d in self.spec.search.space.items())}"]
         samples = self.spec.search.num_samples if self.spec.search else 1
         resources = f"cpu={self.spec.resources.cpu:g} gpu={self.spec.resources.gpu:g}"
-        settings = [{**config.flat(), "relaxation": relaxation_label(config.model.relaxation)}
+        settings = [{**config.flat(), "relaxation": relaxation_label(config.model.relaxation),
+                     "invariance": invariance_label(config.model.invariance)}
                     for config in (pack.cells[0].config for pack in self.packs)]
         rows = [[str(pack.index * samples + sample), *(f"{key}={settings[pack.index][key]}" for key in keys),
                  f"seeds={_runs(pack.seeds)}", f"exact={_YES_NO[pack.cells[0].exact]}", resources,
@@ -330,19 +332,22 @@ def static_exact(config: RunConfig) -> bool | None:
     where the static check cannot decide, and for a trivial group, whose net is traced all the same so that a size
     it cannot take still fails here."""
     net = config.model
-    exact = _static_exact(net.model, net.group, config.data.input_size, net.width, net.head, net.backend,
-                          config.data.dataset, net.subsampling)
-    return None if is_trivial(config.model.group) else exact
+    return _static_exact(net.model, net.group, config.data.input_size, net.width, net.head, net.backend,
+                         config.data.dataset, net.subsampling, tuple(net.relaxation.items()),
+                         tuple(net.invariance.items()))
 
 
 @functools.lru_cache(maxsize=256)
 def _static_exact(model: str, group: str, input_size: int, width: int | None, head: str, backend: str,
-                  dataset: str, subsampling: str) -> bool | None:
+                  dataset: str, subsampling: str, relaxation: tuple, invariance: tuple) -> bool | None:
+    """As a run's ``build_run`` judges its network: a trivial group's is None, unless a wrapper gives it a group."""
     from equisweep.datamodules.sources import trace_shape
     from equisweep.exactness import check_exactness
     from equisweep.models import build_model
 
     num_classes, channels = trace_shape(dataset)
-    net = build_model(model, group=group, num_classes=num_classes, in_channels=channels,
-                      width=width, head=head, backend=backend, subsampling=subsampling)
-    return check_exactness(net, input_size, model_name=model, nearest=False).exact
+    net = build_model(model, group=group, num_classes=num_classes, in_channels=channels, width=width, head=head,
+                      backend=backend, subsampling=subsampling, relaxation=dict(relaxation),
+                      invariance=dict(invariance))
+    report = check_exactness(net, input_size, model_name=model, nearest=False)
+    return None if is_trivial(report.group) else report.exact
