@@ -3,11 +3,12 @@ sees the image turned back, g*⁻¹·x (Kaba, Mondal, Zhang, Bengio, Ravanbakhsh
 Canonicalization Functions", ICML 2023; the identity prior of Mondal, Panigrahi, Kaba, Rajeswar, Ravanbakhsh,
 "Equivariant Adaptation of Large Pretrained Models", NeurIPS 2023).
 
-The scoring net is a lifting conv and one group conv (to one channel) at stride 1 with centred zero padding (exactly
-equivariant at any size), averaged over space but not over the group axis: one score per element, s(x) ∈ R^|G|,
-with s(g·x) = s(x) permuted by g, so argmax s(g·x) = g·g* and the canonical image (g·g*)⁻¹·g·x = g*⁻¹·x is the same
-for the whole orbit: the prediction is exactly invariant wherever the argmax is unique. On a tie the first maximal
-element wins; ties that come from a symmetric image (g·x = x) turn it back to the same canonical image anyway.
+The scoring net is a 5x5 lifting conv and one pointwise group conv (to one channel) at stride 1 with centred zero
+padding (exactly equivariant at any size), averaged over space but not over the group axis: one score per element,
+s(x) ∈ R^|G|, with s(g·x) = s(x) permuted by g, so argmax s(g·x) = g·g* and the canonical image (g·g*)⁻¹·g·x = g*⁻¹·x
+is the same for the whole orbit: the prediction is exactly invariant wherever the argmax is unique. On a tie the
+first maximal element wins; ties that come from a symmetric image (g·x = x) turn it back to the same canonical image
+anyway.
 
 Training passes the hard canonical image forward and the gradient to the scores straight through the soft one,
 x̃ = Σ_g (onehot_g + softmax(s/τ)_g − stopgrad(softmax(s/τ)_g)) · g⁻¹·x, whose value is exactly the hard image.
@@ -33,13 +34,15 @@ from equisweep.models.invariance import (
 )
 from equisweep.models.layers import LayerSet
 
-LIFT_KERNEL, CONV_KERNEL = 5, 3  # small: the scorer runs at full resolution, beside the backbone
+# Small: the scorer runs at full resolution, twice per step (the choice and the prior). A 5x5 lift sees a stroke's
+# direction; a pointwise group conv mixes channels and the group axis at a fraction of a 3x3's cost.
+LIFT_KERNEL, CONV_KERNEL = 5, 1
 
 
 class CanonicalizeOptions(GroupOptions):
     beta: float = Field(1.0, ge=0, description="weight of the identity prior β·CE(scores, identity)")
     temperature: float = Field(1.0, gt=0, description="softmax temperature τ of the straight-through gradient")
-    width: int = Field(8, ge=1, description="channels of the scoring net")
+    width: int = Field(4, ge=1, description="channels of the scoring net")
 
 
 class OrientationScores(nn.Module):
