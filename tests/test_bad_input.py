@@ -12,6 +12,8 @@ from PIL import Image
 from torchvision import datasets
 
 from equisweep.cli import main
+from equisweep.errors import UserError
+from equisweep.models import build_model
 from equisweep.pipeline.sweep.spec import MAX_TRIALS
 from equisweep.pipeline.train.config import MAX_EPOCHS
 from tests.helpers import run_python
@@ -87,6 +89,28 @@ def test_a_settings_file_that_is_no_utf8_text_file_is_named(tmp_path, capsys, mo
 def test_train_refuses_a_setting_lightning_would_reject(tmp_path, capsys, monkeypatch, flags, message):
     assert _refused(capsys, monkeypatch, "train", *flags, "--out", tmp_path / "run").startswith(message)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--eq-penalty", "-1"], "eq_penalty: must be at least 0.0, got -1.0"),
+    (["--eq-penalty-kind", "wobble"], "eq_penalty_kind: must be 'orbit' or 'lie', got 'wobble'"),
+    (["--invariance", "spin"], "invariance: unknown invariance 'spin'; choose from: none, average, canonicalize, "
+                               "augerino"),
+    (["--invariance", "{method: augerino, samples: 0}"], "invariance.samples: must be greater than or equal to 1"),
+    (["--invariance", "{method: average, group: c8}"], "invariance: average acts by quarter turns, and c8 has other "
+                                                       "rotations; set its group"),
+])
+def test_train_refuses_a_bad_family_setting(tmp_path, capsys, monkeypatch, flags, message):
+    assert _refused(capsys, monkeypatch, "train", "--dataset", "mnist69", *flags,
+                    "--out", tmp_path / "run").startswith(message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_canonicalize_refuses_a_non_square_image():
+    net = build_model("p4cnn", group="p4", width=2, invariance="canonicalize")
+    with pytest.raises(UserError, match=r"^invariance: canonicalize turns images by quarter turns, which needs a "
+                                        r"square image; got 28x30 \(set a square input_size\)$"):
+        net(torch.zeros(1, 1, 28, 30))
 
 
 @pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="this machine has a GPU")
