@@ -3,20 +3,28 @@ line style, which exact arm it is measured against, and which trials count.
 
 - **Finished trials only**: ``finished`` keeps the trials whose ``status`` is ``finished``; ``finished_trials`` also
   keeps one trial per grid cell (a cell searched by Optuna is represented by its trial with the best ``val_acc``).
-- **The columns.** An arm is a network at one input size with its static verdict: ``group``, ``input_size``,
-  ``exact``, ``relaxation`` and ``subsampling`` (``ARM_COLUMNS``; a table without the last two, or a missing value,
-  means ``none`` and ``stride``). The verdict compares arms inside a condition, where every other setting is fixed;
-  the figures draw all conditions at once, so for them every other setting that varies across cells and not inside
-  one (``arm_columns``: not ``seed``, not a searched hyperparameter, not the data a trial learns from) is part of
-  the arm too.
+- **The columns.** An arm is a network at one input size with its static verdict and its families: ``group``,
+  ``input_size``, ``exact``, ``relaxation``, ``subsampling``, ``invariance`` (the wrapper), ``eq_penalty`` and
+  ``eq_penalty_kind`` (``ARM_COLUMNS``; a table without one of the last five, or a missing value, means its default
+  in ``ARM_DEFAULTS``; a penalty's kind means nothing at λ = 0), and each method option that takes several values
+  for one method (``relaxation_<option>``, ``invariance_<option>``: ``option_columns``). The verdict compares arms
+  inside a condition, where every other setting is fixed; the figures draw all conditions at once, so for them every
+  other setting that varies across cells and not inside one (``arm_columns``: not ``seed``, not a searched
+  hyperparameter, not the data a trial learns from) is part of the arm too.
 - **The label** is the one W&B and ``sweep --status`` use (``equisweep.pipeline.vocabulary.arm_label``): ``p4 28
-  exact``, ``p4 29 approx``, ``p4 29 adaptive exact``, ``p4 28 rpp``, ``plain CNN 28``, then ``key=value`` for any
-  further arm setting. A trivial group (``z2``, ``c1``) is neither exact nor approximate: its ``exact`` is None.
+  exact``, ``p4 29 approx``, ``p4 29 adaptive exact``, ``p4 28 rpp``, ``plain CNN 28``, ``p4 29 approx average``,
+  ``plain CNN 28 eq_penalty=0.1``, then ``key=value`` for any further arm setting. A trivial group (``z2``, ``c1``)
+  is neither exact nor approximate: its ``exact`` is None, unless a wrapper makes it exact. The word exact/approx is
+  the backbone's (``BACKBONE_EXACT``): a wrapper's verdict says nothing of the net behind it.
+- **Families.** An arm behind an invariance wrapper or trained with an equivariance penalty (``is_family``) is
+  compared even on a plain CNN, under the group its wrapper or penalty acts with (``judged_group``: the wrapper's
+  ``group`` option, else the backbone's, p4 for a trivial one).
 - **Colour and line style**: one colour per arm of a sweep (``colours``), kept in every figure; exact arms solid,
-  approximate dashed, relaxed dash-dotted, plain-CNN arms dotted (``linestyle``).
-- **The reference rule**: the exact, unrelaxed arms of a condition are its references (``is_reference``); every
-  other arm is measured against the reference of its own input size where there is one, else the nearest in size
-  (the smaller on a tie); among those, the one with the arm's subsampling, else ``stride`` (``reference_of``).
+  approximate dashed, relaxed and family arms dash-dotted, plain-CNN arms dotted (``linestyle``).
+- **The reference rule**: the exact, unrelaxed, unwrapped and unpenalised arms of a condition are its references
+  (``is_reference``); every other arm is measured against the reference of its own input size where there is one,
+  else the nearest in size (the smaller on a tie); among those, the one with the arm's subsampling, else ``stride``
+  (``reference_of``).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,15 +44,21 @@ from equisweep.pipeline.sweep.results import exact_flag as exactness
 
 REGIME = "train_symmetry"
 DATA_COLUMNS = ("dataset", REGIME)  # what a trial learns from: a panel of the figures, never part of an arm
-ARM_DEFAULTS: Mapping[str, str] = MappingProxyType({"relaxation": m.NO_RELAXATION, "subsampling": m.STRIDE})
-ARM_COLUMNS = ("group", "input_size", m.EXACT, *ARM_DEFAULTS)
+ARM_DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "relaxation": m.NO_RELAXATION, "subsampling": m.STRIDE, "invariance": m.NO_INVARIANCE, "eq_penalty": m.NO_PENALTY,
+    "eq_penalty_kind": m.ORBIT})
+BACKBONE_EXACT = "backbone_exact"  # derived (``with_arm_defaults``): the verdict an arm's label names
+ARM_COLUMNS = ("group", "input_size", m.EXACT, BACKBONE_EXACT, *ARM_DEFAULTS)
+PLAIN_GROUP = "p4"  # the group a plain CNN's wrapper or penalty acts with (``equisweep.groups.reference_group``)
+APPROX = "approx"  # the method of an arm that differs from its reference only by its size or sampling
 EXCLUDED_GROUPS = tuple(sorted(m.TRIVIAL_GROUPS))
 # the settings that say what a run is: all declared but its name and where its data lives
 RUN_SETTINGS = frozenset(columns.SETTINGS) - frozenset(columns.NAMING_SETTINGS)
 SAME_SIZE, NEAREST_SIZE = "same size", "nearest exact size"  # which rule picked an arm's reference
+OPTION_PREFIXES = tuple(f"{setting}_" for setting in columns.METHOD_SETTINGS)
+BACKBONE_GROUP = "backbone_group"  # the verdict's own column: a family arm's group, where ``group`` is the judged one
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
            "#bcbd22")
-ArmKey = tuple[Any, bool, str, str]  # inside one condition: (input size, exact, relaxation, subsampling)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -60,18 +74,39 @@ def is_trivial(group: Any) -> bool:
 
 
 def without_trivial_exactness(results: pd.DataFrame) -> pd.DataFrame:
-    """``results`` with ``exact`` None (not applicable) for trivial groups, whatever an older table says."""
+    """``results`` with ``exact`` None (not applicable) for trivial groups without a wrapper, whatever an older table
+    says (a wrapper such as group averaging makes even a plain CNN exact)."""
     if m.EXACT not in results.columns or "group" not in results.columns:
         return results
     exact = results[m.EXACT].astype(object)
-    return results.assign(**{m.EXACT: exact.where(~results["group"].map(is_trivial), None)})
+    methods = results["invariance"] if "invariance" in results else [None] * len(results)
+    kept = [not is_trivial(group) or (not missing(method) and method != m.NO_INVARIANCE)
+            for group, method in zip(results["group"], methods)]
+    return results.assign(**{m.EXACT: exact.where(np.array(kept, dtype=bool), None)})
 
 
 def with_arm_defaults(results: pd.DataFrame) -> pd.DataFrame:
-    """``results`` with ``relaxation`` and ``subsampling`` columns, missing values (an older table, a run that
-    predates them) read as the defaults ``none`` and ``stride``."""
-    return results.assign(**{column: results[column].astype(object).where(results[column].notna(), default)
-                             if column in results.columns else default for column, default in ARM_DEFAULTS.items()})
+    """``results`` with every column of ``ARM_DEFAULTS``, missing values (an older table, a run that predates them)
+    read as the defaults, the penalty's kind as the default where there is no penalty, and ``BACKBONE_EXACT``."""
+    table = results.assign(**{column: results[column].astype(object).where(results[column].notna(), default)
+                              if column in results.columns else default for column, default in ARM_DEFAULTS.items()})
+    penalty = table["eq_penalty"].astype(float)
+    return table.assign(eq_penalty=penalty, eq_penalty_kind=table["eq_penalty_kind"].where(penalty > 0, m.ORBIT),
+                        **{BACKBONE_EXACT: pd.Series(m.backbone_verdicts(table.to_dict("records")), index=table.index,
+                                                     dtype=object)})
+
+
+def is_family(table: pd.DataFrame) -> pd.Series:
+    """Which rows (of a table ``with_arm_defaults``) are behind an invariance wrapper or trained with a penalty."""
+    return (table["invariance"] != m.NO_INVARIANCE) | (table["eq_penalty"] > 0)
+
+
+def judged_group(table: pd.DataFrame) -> pd.Series:
+    """The group each row (of a table ``with_arm_defaults``) is judged under: a family arm's wrapper ``group``
+    option where it sets one, else its backbone's group, ``PLAIN_GROUP`` for a trivial one."""
+    option = table["invariance_group"] if "invariance_group" in table else pd.Series(None, index=table.index)
+    own = table["group"].where(~table["group"].map(is_trivial) | ~is_family(table), PLAIN_GROUP)
+    return option.astype(object).where(option.notna() & is_family(table), own)
 
 
 def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
@@ -87,24 +122,43 @@ def finished_trials(results: pd.DataFrame) -> pd.DataFrame:
     return table.loc[[index for index in table.index if index in kept]].copy()
 
 
+def finished_arms(results: pd.DataFrame) -> pd.DataFrame:
+    """``finished_trials`` with the arm columns ``with_arm_defaults`` adds: what the figures draw arms from."""
+    return with_arm_defaults(finished_trials(results))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the columns that make an arm
 
 
+def is_option(column: str) -> bool:
+    """Whether ``column`` is a method's option, ``<setting>_<option>`` (``relaxation_free_wd``)."""
+    return column.startswith(OPTION_PREFIXES)
+
+
 def setting_columns(results: pd.DataFrame) -> list[str]:
-    """The run-setting columns of a results table, in its order: those of ``RUN_SETTINGS`` it has (a column not
-    declared as a setting, such as a new bookkeeping one, is never taken for one)."""
-    return [c for c in results.columns if c in RUN_SETTINGS]
+    """The run-setting columns of a results table, in its order: those of ``RUN_SETTINGS`` it has and the methods'
+    options (a column not declared as a setting, such as a new bookkeeping one, is never taken for one)."""
+    return [c for c in results.columns if c in RUN_SETTINGS or is_option(c)]
+
+
+def option_columns(results: pd.DataFrame) -> list[str]:
+    """The method options that tell arms apart in ``results`` (``vocabulary.method_options``)."""
+    return m.method_options(results[[c for c in results.columns if c in columns.METHOD_SETTINGS or is_option(c)]]
+                            .to_dict("records"), columns.METHOD_SETTINGS)
 
 
 def arm_columns(results: pd.DataFrame) -> list[str]:
-    """What defines an arm across conditions: group, input size, exact, then every other setting that varies across
-    cells and is constant inside each cell (so a searched hyperparameter is not one), except seed and the data
-    (dataset, regime)."""
-    base = [c for c in ("group", "input_size", m.EXACT) if c in results]
+    """What defines an arm across conditions: group, input size, exact (and the backbone's verdict), then every other
+    setting that varies across cells and is constant inside each cell (so a searched hyperparameter is not one),
+    except seed and the data (dataset, regime), and of the methods' options those that tell arms apart."""
+    base = [c for c in ("group", "input_size", m.EXACT, BACKBONE_EXACT) if c in results]
+    options = option_columns(results)
     extra = []
     for column in setting_columns(results):
         if column in ("group", "input_size", "seed", *DATA_COLUMNS) or results[column].nunique(dropna=False) < 2:
+            continue
+        if is_option(column) and column not in options:
             continue
         if "cell" in results and results["cell"].notna().any():
             per_cell = results[results["cell"].notna()].groupby("cell")[column].nunique(dropna=False)
@@ -132,11 +186,17 @@ def missing(value: Any) -> bool:
 
 
 def label(arm: Mapping[str, Any]) -> str:
-    """``p4 28 exact``, ``p4 29 approx``, ``p4 28 rpp``, ``plain CNN 28`` for an arm given as ``{column: value}``;
-    settings beyond ``ARM_COLUMNS`` follow as ``key=value``."""
-    named = {c: default if missing(arm.get(c)) else str(arm[c]) for c, default in ARM_DEFAULTS.items()}
-    head = m.arm_label(str(arm.get("group", "")), arm.get("input_size", ""), exactness(arm.get(m.EXACT)), **named)
-    parts = [head.strip()] + [f"{c}={format_value(v)}" for c, v in arm.items() if c not in ARM_COLUMNS]
+    """``p4 28 exact``, ``p4 29 approx``, ``p4 28 rpp``, ``plain CNN 28``, ``p4 29 approx average`` for an arm given
+    as ``{column: value}`` (the word exact/approx from ``BACKBONE_EXACT`` where the arm has it, else ``exact``);
+    methods' options follow as ``option=value``, other settings beyond ``ARM_COLUMNS`` as ``key=value``."""
+    named = {c: default if missing(arm.get(c)) else arm[c] for c, default in ARM_DEFAULTS.items()}
+    word = arm[BACKBONE_EXACT] if BACKBONE_EXACT in arm else arm.get(m.EXACT)
+    head = m.arm_label(str(arm.get("group", "")), arm.get("input_size", ""), exactness(word),
+                       str(named["relaxation"]), str(named["subsampling"]), str(named["invariance"]),
+                       float(named["eq_penalty"]), str(named["eq_penalty_kind"]),
+                       options={c: v for c, v in arm.items() if is_option(c)})
+    parts = [head.strip()] + [f"{c}={format_value(v)}" for c, v in arm.items()
+                              if c not in ARM_COLUMNS and not is_option(c)]
     return " ".join(part for part in parts if part) or "all trials"
 
 
@@ -147,18 +207,19 @@ def format_value(value: Any) -> str:
 def colours(results: pd.DataFrame) -> dict[str, str]:
     """One colour per arm of the finished trials, keyed by its label: the same arm has the same colour in every
     figure of a sweep, whichever subset a figure draws."""
-    table = finished_trials(results)
+    table = finished_arms(results)
     columns = arm_columns(table)
     return {label(dict(zip(columns, key))): PALETTE[i % len(PALETTE)] for i, key in enumerate(arms(table, columns))}
 
 
 def linestyle(arm: Mapping[str, Any]) -> str:
-    """Plain CNN dotted, relaxed dash-dotted, approximate dashed, exact solid."""
+    """Plain CNN dotted, relaxed and family arms dash-dotted, approximate dashed, exact solid."""
+    changed = [not missing(arm.get(c)) and arm[c] != default for c, default in ARM_DEFAULTS.items()
+               if c in ("relaxation", "invariance", "eq_penalty")]
+    if any(changed):
+        return "-."
     if is_trivial(arm.get("group")):
         return ":"
-    relaxation = arm.get("relaxation")
-    if not missing(relaxation) and relaxation != m.NO_RELAXATION:
-        return "-."
     return "--" if exactness(arm.get(m.EXACT)) is False else "-"
 
 
@@ -211,27 +272,70 @@ def arms(table: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
 # arms inside one condition, and the reference rule
 
 
-def by_arm(frame: pd.DataFrame) -> list[tuple[ArmKey, pd.DataFrame]]:
-    """(arm key, trials) per arm of one condition: approximate sizes first, then relaxed nets by relaxation, each by
-    size, default subsampling first."""
-    keys = pd.Series(list(zip(frame["input_size"].map(plain_value), frame[m.EXACT], frame["relaxation"].astype(str),
-                              frame["subsampling"].astype(str))), index=frame.index, dtype=object)
-    order = sorted(set(keys), key=lambda k: (k[2] != m.NO_RELAXATION, k[2], k[0], k[3] != m.STRIDE, k[3]))
-    return [(key, frame[keys == key]) for key in order]
+class Arm(NamedTuple):
+    """One arm inside a condition: its input size, static verdict, methods, the backbone's group and verdict (what
+    its label names), and the option columns that tell it apart, as ``(column, value)`` pairs."""
+
+    input_size: Any
+    exact: bool | None
+    relaxation: str
+    subsampling: str
+    invariance: str
+    eq_penalty: float
+    eq_penalty_kind: str
+    group: str
+    backbone_exact: bool | None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The arm as ``{column: value}``, as ``label`` reads it."""
+        named = {c: getattr(self, c) for c in ("group", "input_size", m.EXACT, *ARM_DEFAULTS)}
+        return {**named, BACKBONE_EXACT: self.backbone_exact, **dict(self.options)}
+
+    @property
+    def method(self) -> str:
+        """What the arm does besides its size and sampling: ``approx``, or its relaxation, wrapper and penalty
+        (``rpp``, ``average``, ``eq_penalty``), joined by ``+``."""
+        used = [self.relaxation if self.relaxation != m.NO_RELAXATION else "",
+                self.invariance if self.invariance != m.NO_INVARIANCE else "", "eq_penalty" if self.eq_penalty else ""]
+        return "+".join(word for word in used if word) or APPROX
 
 
-def is_reference(key: ArmKey) -> bool:
-    """Exact and not relaxed: what the other arms of a condition are measured against."""
-    _, exact, relaxation, _ = key
-    return bool(exact) and relaxation == m.NO_RELAXATION
+def by_arm(frame: pd.DataFrame, options: Sequence[str] = ()) -> list[tuple[Arm, pd.DataFrame]]:
+    """(arm, trials) per arm of one condition (a table ``with_arm_defaults``; ``options``: the option columns that
+    tell arms apart): approximate sizes first, then relaxed nets by relaxation, then wrapped nets by wrapper, then
+    penalised ones by λ, each by size, default subsampling first."""
+    backbone = frame[BACKBONE_GROUP] if BACKBONE_GROUP in frame else frame["group"]
+    keys = pd.Series([Arm(plain_value(size), exactness(exact), str(relaxation), str(subsampling), str(invariance),
+                          float(penalty), str(kind), str(group), exactness(word),
+                          tuple((c, plain_value(v)) for c, v in zip(options, values) if not missing(v)))
+                      for size, exact, relaxation, subsampling, invariance, penalty, kind, group, word, *values in zip(
+                          frame["input_size"], frame[m.EXACT], frame["relaxation"], frame["subsampling"],
+                          frame["invariance"], frame["eq_penalty"], frame["eq_penalty_kind"], backbone,
+                          frame[BACKBONE_EXACT], *(frame[c] for c in options))],
+                     index=frame.index, dtype=object)
+    order = sorted(set(keys), key=_display_order)
+    return [(key, frame[[k == key for k in keys]]) for key in order]
 
 
-def reference_of(key: ArmKey, references: list[tuple[ArmKey, pd.DataFrame]]) -> tuple[ArmKey, pd.DataFrame, str]:
-    """The reference of the arm ``key``, its trials and the rule that picked it (``SAME_SIZE`` or
-    ``NEAREST_SIZE``)."""
-    sizes = sorted({ref[0] for ref, _ in references})
-    size = min(sizes, key=lambda other: (abs(other - key[0]), other)) if sizes else None
-    ref, trials = min(((ref, trials) for ref, trials in references if ref[0] == size),
-                      key=lambda item: (item[0][3] != key[3], item[0][3] != m.STRIDE, item[0][3]))
-    return ref, trials, SAME_SIZE if size == key[0] else NEAREST_SIZE
+def _display_order(arm: Arm) -> tuple:
+    return (arm.method != APPROX, arm.relaxation == m.NO_RELAXATION, arm.relaxation,
+            arm.invariance == m.NO_INVARIANCE, arm.invariance, arm.eq_penalty, arm.eq_penalty_kind != m.ORBIT,
+            arm.eq_penalty_kind, group_order(arm.group), sortable(arm.input_size), arm.subsampling != m.STRIDE,
+            arm.subsampling, tuple((c, sortable(v)) for c, v in arm.options))
 
+
+def is_reference(arm: Arm) -> bool:
+    """Exact, and neither relaxed, wrapped nor penalised: what the other arms of a condition are measured against."""
+    return bool(arm.exact) and arm.method == APPROX and not is_trivial(arm.group)
+
+
+def reference_of(arm: Arm, references: list[tuple[Arm, pd.DataFrame]]) -> tuple[Arm, pd.DataFrame, str]:
+    """The reference of ``arm``, its trials and the rule that picked it (``SAME_SIZE`` or ``NEAREST_SIZE``)."""
+    sizes = sorted({ref.input_size for ref, _ in references})
+    size = min(sizes, key=lambda other: (abs(other - arm.input_size), other)) if sizes else None
+    ref, trials = min(((ref, trials) for ref, trials in references if ref.input_size == size),
+                      key=lambda item: (item[0].subsampling != arm.subsampling, item[0].subsampling != m.STRIDE,
+                                        item[0].subsampling))
+    return ref, trials, SAME_SIZE if size == arm.input_size else NEAREST_SIZE

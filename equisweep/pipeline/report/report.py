@@ -25,6 +25,7 @@ from equisweep.pipeline.report.arms import REGIME, without_trivial_exactness
 from equisweep.pipeline.report.text import (
     ASYMMETRY_INTRO,
     FIGURE_TEXT,
+    WINNERS_INTRO,
     asymmetry_display,
     display_table,
     markdown_table,
@@ -32,6 +33,7 @@ from equisweep.pipeline.report.text import (
     summary_paragraph,
     to_markdown,
     verdict_intro,
+    winners_display,
 )
 from equisweep.pipeline.report.verdict import Verdicts, verdict_table
 from equisweep.pipeline.sweep.asymmetry_table import read_asymmetry
@@ -114,7 +116,8 @@ def _figures(results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts, ou
     gaussians = [r for r in finished["train_symmetry"].unique() if gaussian_params(r)]
     if not verdicts.table.empty and len({gaussian_params(r)[1] for r in gaussians}) > 1:
         drawn["gap_by_gaussian_std"] = fig.gap_by(results, axis="gaussian_std")
-    relaxed = verdicts.table[(verdicts.table["relaxation"] != "none") & verdicts.table["arm_eq_error"].notna()]
+    relaxed = verdicts.table[(verdicts.table["method"] != arms.APPROX) & (verdicts.table["exact_arm"] != "")
+                             & verdicts.table["arm_eq_error"].notna()]
     if not relaxed.empty:
         drawn["relaxation_gain"] = fig.relaxation_gain(verdicts.table, colours=arms.colours(results))
     if any(column.startswith(LAYER_ERROR_PREFIX) for column in results.columns):
@@ -134,9 +137,11 @@ Section = tuple[str, list[tuple[str, object]]]
 def _sections(name: str, results: pd.DataFrame, angles: pd.DataFrame, verdicts: Verdicts,
               figures: dict[str, list[Path]], asymmetry: list[tuple[str, object]]) -> list[Section]:
     shown = display_table(verdicts)
+    winners = winners_display(verdicts)
     context = _context(results, verdicts)
     sections: list[Section] = [
         ("Summary", [("p", summary_paragraph(verdicts))]),
+        ("Which arm wins", [("p", WINNERS_INTRO), ("table", (winners, winners.attrs["right"]))]),
         ("Metrics", [("p", metric_definitions(angles))]),
         ("Verdict", [("p", verdict_intro(verdicts, context)),
                      ("table", (shown, shown.attrs["right"]))]),

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from equisweep.pipeline.report.arms import ARM_DEFAULTS
+from equisweep.pipeline.report.arms import APPROX
 from equisweep.pipeline.report.comparison import MIN_SEEDS_FOR_INTERVAL, NOT_APPLICABLE, PERMUTED, SPAN
 from equisweep.pipeline.report.stats import POWER
 from equisweep.pipeline.report.verdict import (
@@ -32,8 +32,8 @@ FIGURE_TEXT = {
     "accuracy_by_angle": ("Accuracy over test rotation angle",
                           "Mean test accuracy over seeds at each rotation angle, with a band of ± one std; one panel "
                           "per training regime (and dataset, where it varies), one colour per arm (exact solid, "
-                          "approximate dashed, relaxed dash-dotted, plain CNN dotted). The small axis under each "
-                          "panel shows the angles that regime trains on."),
+                          "approximate dashed, relaxed, wrapped and penalised dash-dotted, plain CNN dotted). The "
+                          "small axis under each panel shows the angles that regime trains on."),
     "gap_map": ("Gap map", "Each arm's accuracy minus its exact reference's, in points with its 95 % interval, per "
                 "condition and arm (rows in the verdict table's order, labels in the arm's colour) and metric; "
                 "starred cells differ significantly after the Holm correction, the other cells are muted."),
@@ -59,7 +59,6 @@ FIGURE_TEXT = {
                      "training (mean over seeds, bars min..max), one colour per arm, one marker per training regime: "
                      "where the approximate net learned to break its symmetry."),
 }
-NO_RELAXATION = ARM_DEFAULTS["relaxation"]
 
 
 def display_table(verdicts: Verdicts) -> pd.DataFrame:
@@ -84,6 +83,34 @@ def display_table(verdicts: Verdicts) -> pd.DataFrame:
                      _arm(row.exact_mean, row.exact_std, row.exact_n), _diff(row), _p(row.p_adjusted),
                      _detectable(row), _seeds(row.seeds_needed), row.verdict])
     frame = pd.DataFrame(rows, columns=header)
+    frame.attrs["right"] = numbers
+    return frame
+
+
+NO_WINNER = "no arm beats the exact reference"
+WINNERS_INTRO = ("Which arm wins, per condition and metric: the arm that beats its exact reference (same size, else "
+                 "the nearest; never the paper's pair) by the largest difference after the Holm correction, or "
+                 f"{NO_WINNER!r}; beside it the arm of largest difference, winner or not, against its reference.")
+
+
+def winners_display(verdicts: Verdicts) -> pd.DataFrame:
+    """Per condition and metric (table order), which arm wins: the winning arm of largest ``diff``, or ``NO_WINNER``;
+    and the arm of largest ``diff`` (the winner where there is one) with its reference, ``diff [CI]`` and adjusted p.
+    Reference rows, the paper's-pair rows and metrics undefined for the data are left out.
+    ``attrs["right"]`` names the columns of numbers."""
+    level = f"{verdicts.confidence * 100:g}%"
+    table = verdicts.table
+    rows = table[~table["verdict"].isin([REFERENCE, NOT_APPLICABLE]) & (table["reference"] != PAPERS_PAIR)]
+    numbers = [f"diff [{level} CI] (points)", "p (adj.)"]
+    shown = []
+    for (condition, _), group in rows.groupby(["condition", "metric"], sort=False):
+        won = group[group["verdict"] == [arm_wins(method) for method in group["method"]]]
+        best = next((won if len(won) else group).sort_values("diff", ascending=False, kind="stable")
+                    .itertuples(index=False))
+        shown.append([condition, best.label, best.arm if len(won) else NO_WINNER, best.arm,
+                      f"{best.exact_arm} ({best.reference})", _diff(best), _p(best.p_adjusted)])
+    frame = pd.DataFrame(shown, columns=["condition", "metric", "winner", "largest difference", "exact arm",
+                                         *numbers])
     frame.attrs["right"] = numbers
     return frame
 
@@ -161,10 +188,10 @@ def summary_paragraph(verdicts: Verdicts) -> str:
         counts = compared["verdict"].value_counts()
         tested = int(compared["p_value"].notna().sum())
         untested = len(compared) - tested
-        what = "Approximate" if (compared["relaxation"] == NO_RELAXATION).all() else "Each arm"
+        what = "Approximate" if (compared["method"] == APPROX).all() else "Each arm"
         if tested:
-            words = [APPROX_WINS, *sorted({arm_wins(r) for r in compared["relaxation"]} - {APPROX_WINS}), EXACT_WINS,
-                     INCONCLUSIVE]
+            words = [APPROX_WINS, *sorted({arm_wins(method) for method in compared["method"]} - {APPROX_WINS}),
+                     EXACT_WINS, INCONCLUSIVE]
             lead = (f"{what} minus exact accuracy, per condition, arm and metric ({_tests(compared)} over "
                     f"seeds, Holm-adjusted at alpha = {verdicts.alpha:g}): "
                     + ", ".join(f"{counts.get(word, 0)} {word}" for word in words))
@@ -203,9 +230,10 @@ def verdict_intro(verdicts: Verdicts, context: str) -> str:
     papers = (f" and, for an approximate arm, also the exact arm of the nearest other size ({PAPERS_PAIR}, as the "
               "paper compares them)" if (verdicts.table["reference"] == PAPERS_PAIR).any() else "")
     return (f"Each arm (an equivariant network at an input size where it is only approximately "
-            f"equivariant, or a relaxed one) against the exact reference of its condition, per metric: "
-            f"the exact, unrelaxed arm of the same input size where there is one (same size){papers}, else of "
-            f"the nearest size (nearest exact size); the plain CNN as a reference row, never tested. "
+            f"equivariant, a relaxed one, or any network behind an invariance wrapper or trained with an "
+            f"equivariance penalty) against the exact reference of its condition, per metric: the exact, unrelaxed, "
+            f"unwrapped and unpenalised arm of the same input size where there is one (same size){papers}, else of "
+            f"the nearest size (nearest exact size); the plain CNN alone as a reference row, never tested. "
             f"{context}. Accuracies in points; diff is the arm minus the exact arm with its "
             f"{verdicts.confidence:.0%} confidence interval (Welch; clipped to ±{SPAN * 100:.0f}, and left out "
             f"where an arm has fewer than {MIN_SEEDS_FOR_INTERVAL} seeds); p is "
@@ -246,7 +274,7 @@ def _outcome_sentence(label: str, group: pd.DataFrame) -> str:
     for (reference, rule), against in group.groupby(["exact_arm", "reference"], sort=False):
         outcomes = []
         for arm, rows in against.groupby("arm", sort=False):
-            won = list(rows.loc[rows["verdict"] == arm_wins(rows["relaxation"].iloc[0]), "label"])
+            won = list(rows.loc[rows["verdict"] == arm_wins(rows["method"].iloc[0]), "label"])
             lost = list(rows.loc[rows["verdict"] == EXACT_WINS, "label"])
             if won and lost:
                 outcomes.append(f"{arm} trades (wins on {', '.join(won)}, loses on {', '.join(lost)})")
@@ -265,10 +293,10 @@ def _arm_sentence(label: str, group: pd.DataFrame, level: str) -> str:
     first = group.iloc[0]
     arms = (f"{first.arm} ({count_of(int(group['arm_n'].max()), 'seed')}) vs {first.exact_arm} "
             f"({count_of(int(group['exact_n'].max()), 'seed')}, {first.reference})")
-    relaxed = first.relaxation != NO_RELAXATION
-    wins = arm_wins(first.relaxation)
+    approximate = first.method == APPROX
+    wins = arm_wins(first.method)
     parts = []
-    for verdict, who in ((wins, f"the {first.relaxation} network" if relaxed else "the approximate network"),
+    for verdict, who in ((wins, "the approximate network" if approximate else f"the {first.method} network"),
                          (EXACT_WINS, "the exact network")):
         rows = group[group["verdict"] == verdict]
         if len(rows):
@@ -282,7 +310,7 @@ def _arm_sentence(label: str, group: pd.DataFrame, level: str) -> str:
             f"{row.label} ({row.diff * 100:+.1f} points, {_open_words(row)})" for row in open_rows.itertuples()))
     untested = group[group["p_value"].isna()]
     for note, rows in untested.groupby("note", sort=False):
-        parts.append(f"{note}: {first.relaxation if relaxed else 'approximate'} minus exact is " + _join(
+        parts.append(f"{note}: {'approximate' if approximate else first.method} minus exact is " + _join(
             f"{row.diff * 100:+.1f} points on {row.label}" for row in rows.itertuples()))
     where = "Over all trials" if label == ALL_TRIALS else f"Under {label}"
     return f"{where}, {arms}: {'; '.join(parts)}."

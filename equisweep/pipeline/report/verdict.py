@@ -5,7 +5,8 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
 
 - **Only finished trials count**; failed, running, pending and stopped trials are left out (and counted in a note).
 - **Arms and references** as ``equisweep.pipeline.report.arms`` defines them (``p4 28 exact``, ``p4 29 approx``,
-  ``p4 29 adaptive exact``, ``p4 28 rpp``, ``plain CNN 28``). Within one condition, **each arm is its own row**: 27
+  ``p4 29 adaptive exact``, ``p4 28 rpp``, ``plain CNN 28``, ``p4 29 approx average``, ``plain CNN 28
+  eq_penalty=0.1``). Within one condition, **each arm is its own row**: 27
   and 29 around an exact 28 give two rows, because pooling them would hide whichever of the two behaves differently.
   The approximate ``p4 29 approx`` is measured against the adaptive ``p4 29 adaptive exact`` (same images, only the
   sampling grid differs) and, in a second row, against the paper's pair, the exact net of the nearest other size
@@ -14,11 +15,13 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
 - **The plain CNN.** A trivial group (``z2``, ``c1``; any group the caller adds to ``exclude_groups``) is neither
   exact nor approximate (its ``exact`` is None; older tables say True), so it never enters a test. Its trials that
   match a compared condition (all condition columns but ``group``) appear as **reference rows**: its accuracy, no
-  difference, no p-value, verdict ``reference``. ``group`` is a condition column only when several equivariant
-  groups remain.
+  difference, no p-value, verdict ``reference``. A plain CNN behind an invariance wrapper or trained with an
+  equivariance penalty is a **family arm**, compared like any other under the group its family acts with
+  (``arms.judged_group``: p4 by default). ``group`` is a condition column only when several judged groups remain.
 - **Conditions.** ``condition_columns`` picks the setting columns that vary across the remaining finished trials
   (``train_symmetry``, ``group``, ``model``, ``lr``, any grid axis, ...). Never a condition: ``input_size``,
-  ``relaxation`` and ``subsampling`` (they define the arms), ``seed`` (the replicates), ``exact``, identity and
+  ``relaxation``, ``subsampling``, ``invariance``, ``eq_penalty``, ``eq_penalty_kind`` and the methods' options
+  (they define the arms), ``seed`` (the replicates), ``exact``, identity and
   bookkeeping columns (``trial_id``, ``trial_name``, ``cell``, ``status``, ``error``, ``attempts``, ``run_name``,
   ``data_dir``, ``trial_seconds``), metrics (``val_acc``, ``test_acc_*``, ``eq_error``, ``eq_error/<layer>``, ...),
   columns the caller names in ``ignore``, and columns that vary *inside* one grid cell (hyperparameters an Optuna search
@@ -30,8 +33,9 @@ The input is a sweep's ``results.parquet`` (one row per trial, see ``equisweep.p
   vary; no test, with the reason in ``note``, where the seeds do not allow one; ``n/a`` where neither arm has the
   metric). The p-values of all tested rows are adjusted together with Holm–Bonferroni; a row says ``<arm>
   wins``/``exact wins`` (by the sign of ``diff``) when its adjusted p is below ``alpha``, ``inconclusive`` otherwise
-  (no difference was shown, which is not the same as no difference), where ``<arm>`` is ``approx`` for an
-  approximate size and the relaxation for a relaxed net (``rpp wins``). The interval is not adjusted: with many rows
+  (no difference was shown, which is not the same as no difference), where ``<arm>`` is the arm's ``method``:
+  ``approx`` for an approximate size, else its relaxation, wrapper and penalty (``rpp wins``, ``average wins``,
+  ``eq_penalty wins``). The interval is not adjusted: with many rows
   a 95 % interval can exclude 0 while the row is still inconclusive.
 - **Power.** Each row tested by Welch's test also says what these seeds could have shown: ``detectable``, the
   smallest difference detected with 80 % power, and ``seeds_needed``, the seeds per arm (equal arms) that would
@@ -64,7 +68,7 @@ import pandas as pd
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.report import arms
 from equisweep.pipeline.report import stats as st
-from equisweep.pipeline.report.arms import ARM_DEFAULTS, EXCLUDED_GROUPS, REGIME, plain_value
+from equisweep.pipeline.report.arms import APPROX, ARM_DEFAULTS, BACKBONE_GROUP, EXCLUDED_GROUPS, REGIME, plain_value
 from equisweep.pipeline.report.comparison import INCONCLUSIVE, NOT_APPLICABLE, PERMUTED, SPAN, UNDEFINED, compare
 
 REPORT_METRICS: Mapping[str, str] = MappingProxyType({
@@ -77,7 +81,7 @@ APPROX_WINS, EXACT_WINS, REFERENCE = "approx wins", "exact wins", "reference"
 PAPERS_PAIR = "paper's pair"  # the rule of an approximate arm's second reference: the nearest other exact size
 ALL_TRIALS = "all trials"  # the condition label when no setting varies
 NOT_CONDITIONS = frozenset({"input_size", "seed", *ARM_DEFAULTS})  # settings that make an arm or a replicate
-_ARM_COLUMNS = ["arm", "input_size", *ARM_DEFAULTS, m.EXACT, "exact_arm", "reference"]
+_ARM_COLUMNS = ["arm", "input_size", *ARM_DEFAULTS, m.EXACT, "method", "exact_arm", "reference"]
 _STAT_COLUMNS = ["arm_mean", "arm_std", "arm_n", "exact_mean", "exact_std", "exact_n", "diff", "ci_low", "ci_high",
                  "p_value", "p_adjusted", "detectable", "seeds_to_detect", "seeds_needed", "verdict", "note",
                  "arm_eq_error", "exact_eq_error"]
@@ -88,16 +92,18 @@ class Verdicts:
     """What ``verdict_table`` returns.
 
     ``table``: one row per condition x arm x reference x report metric, in that order (conditions sorted, training
-    regimes in ``regime_order``; approximate arms by input size, then relaxed arms by relaxation and size, each
-    against its same-size (else nearest) reference and then the paper's pair, then the plain CNN's reference rows),
-    with the columns ``<condition columns>..., condition, metric, label, arm, input_size, relaxation, subsampling,
-    exact, exact_arm, reference, arm_mean, arm_std, arm_n, exact_mean, exact_std, exact_n, diff, ci_low, ci_high,
-    p_value, p_adjusted, detectable, seeds_to_detect, seeds_needed, verdict, note, arm_eq_error, exact_eq_error``
-    (accuracies as fractions; ``condition`` is a label such as ``"train_symmetry=none, lr=0.01"``, or ``"all
-    trials"`` when nothing varies; ``metric`` is the column name and ``label`` its short name; ``arm`` is the row's
-    network, ``exact_arm`` the reference it is compared with and ``reference`` the rule that picked it, both empty for
-    a plain-CNN reference row, whose ``exact`` is None; ``note`` says why a row was not tested or why its interval
-    means little, else it is empty).
+    regimes in ``regime_order``; approximate arms by input size, then relaxed arms by relaxation and size, then
+    wrapped and penalised arms, each against its same-size (else nearest) reference and then the paper's pair, then
+    the plain CNN's reference rows), with the columns ``<condition columns>..., condition, metric, label, arm,
+    input_size, relaxation, subsampling, invariance, eq_penalty, eq_penalty_kind, exact, method, exact_arm,
+    reference, arm_mean, arm_std, arm_n, exact_mean, exact_std, exact_n, diff, ci_low, ci_high, p_value, p_adjusted,
+    detectable, seeds_to_detect, seeds_needed, verdict, note, arm_eq_error, exact_eq_error`` (accuracies as
+    fractions; ``condition`` is a label such as ``"train_symmetry=none, lr=0.01"``, or ``"all trials"`` when nothing
+    varies; ``metric`` is the column name and ``label`` its short name; ``arm`` is the row's network, ``method`` what
+    it does besides its size (``arms.Arm.method``: ``approx``, ``rpp``, ``average``, ...), ``exact_arm`` the
+    reference it is compared with and ``reference`` the rule that picked it, both empty for a plain-CNN reference
+    row, whose ``exact`` is None; ``note`` says why a row was not tested or why its interval means little, else it
+    is empty).
     ``conditions``: the condition columns, in table order. ``skipped``: one line per condition that had finished
     trials of references only or of no reference. ``notes``: what was left out or pooled and why. ``alpha``,
     ``confidence``: as asked; ``level``: the per-test level of the power columns (``alpha / m``, NaN without tests).
@@ -134,8 +140,10 @@ def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups:
     exclude_groups = set(exclude_groups)
     notes = _left_out(results, exclude_groups)
     frame = _comparable(results, exclude_groups)
-    references = arms.finished(results)
-    references = references[references["group"].isin(exclude_groups)] if "group" in references else references[:0]
+    references = arms.with_arm_defaults(arms.finished(results))
+    references = (references[references["group"].isin(exclude_groups) & ~arms.is_family(references)]
+                  if "group" in references else references[:0])
+    options = arms.option_columns(frame)
     varying = _varying(frame, ignore)
     searched = _searched(frame, varying)
     conditions = [column for column in varying if column not in searched]
@@ -151,9 +159,9 @@ def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups:
     for key, group in _by_condition(frame, conditions):
         label = _condition_label(conditions, key)
         head = {**dict(zip(conditions, key)), "condition": label}
-        compared = _compared_rows(group, metrics, alpha, confidence)
+        compared = _compared_rows(group, options, metrics, alpha, confidence)
         if compared is None:
-            exact = any(arms.is_reference(arm_key) for arm_key, _ in arms.by_arm(group))
+            exact = any(arms.is_reference(arm) for arm, _ in arms.by_arm(group, options))
             skipped.append(f"{label}: only {'exact' if exact else 'approximate'} trials finished "
                            f"({len(group)}); nothing to compare.")
             continue
@@ -164,45 +172,42 @@ def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups:
     return Verdicts(table, conditions, skipped, notes, alpha, confidence, level)
 
 
-def _compared_rows(group: pd.DataFrame, metrics: list[str], alpha: float, confidence: float) -> list[dict] | None:
+def _compared_rows(group: pd.DataFrame, options: list[str], metrics: list[str], alpha: float,
+                   confidence: float) -> list[dict] | None:
     """One condition's rows of every arm against its reference, per metric; None without a reference or an arm."""
-    by_arm = arms.by_arm(group)
+    by_arm = arms.by_arm(group, options)
     exact = [arm for arm in by_arm if arms.is_reference(arm[0])]
     compared = [arm for arm in by_arm if not arms.is_reference(arm[0])]
     if not exact or not compared:
         return None
-    name = _group_name(group)
     rows = []
-    for arm_key, arm in compared:
-        rows += [row for reference in _references(arm_key, exact)
-                 for row in _against(name, arm_key, arm, reference, metrics, alpha, confidence)]
+    for arm, trials in compared:
+        rows += [row for reference in _references(arm, exact)
+                 for row in _against(arm, trials, reference, metrics, alpha, confidence)]
     return rows
 
 
-def _references(key: arms.ArmKey, exact: list[tuple[arms.ArmKey, pd.DataFrame]]) -> list[tuple]:
-    """The references of the arm ``key`` as ``(key, trials, rule)``: its same-size reference, else the nearest; and
-    for an approximate arm with a same-size reference also the paper's pair, the nearest exact size besides."""
-    first = arms.reference_of(key, exact)
-    others = [(ref, trials) for ref, trials in exact if ref[0] != key[0]]
-    approximate = not key[1] and key[2] == ARM_DEFAULTS["relaxation"]
-    if first[2] != arms.SAME_SIZE or not approximate or not others:
+def _references(arm: arms.Arm, exact: list[tuple[arms.Arm, pd.DataFrame]]) -> list[tuple]:
+    """The references of ``arm`` as ``(arm, trials, rule)``: its same-size reference, else the nearest; and for an
+    approximate arm (no relaxation nor family) with a same-size reference also the paper's pair, the nearest exact
+    size besides."""
+    first = arms.reference_of(arm, exact)
+    others = [(ref, trials) for ref, trials in exact if ref.input_size != arm.input_size]
+    if first[2] != arms.SAME_SIZE or arm.method != APPROX or not others:
         return [first]
-    return [first, (*arms.reference_of(key, others)[:2], PAPERS_PAIR)]
+    return [first, (*arms.reference_of(arm, others)[:2], PAPERS_PAIR)]
 
 
-def _against(name: str, arm_key: arms.ArmKey, arm: pd.DataFrame, against: tuple, metrics: list[str], alpha: float,
+def _against(arm: arms.Arm, trials: pd.DataFrame, against: tuple, metrics: list[str], alpha: float,
              confidence: float) -> list[dict]:
-    """One arm's rows against one reference ``(key, trials, rule)``, a row per metric."""
-    (ref_size, _, _, ref_subsampling), reference, rule = against
-    size, flag, relaxation, subsampling = arm_key
-    arm_row = {"arm": arms.label({"group": name, "input_size": size, m.EXACT: flag, "relaxation": relaxation,
-                                  "subsampling": subsampling}),
-               "input_size": size, "relaxation": relaxation, "subsampling": subsampling, m.EXACT: flag,
-               "exact_arm": arms.label({"group": name, "input_size": ref_size, m.EXACT: True,
-                                        "subsampling": ref_subsampling}),
-               "reference": rule, "arm_eq_error": _eq_error(arm), "exact_eq_error": _eq_error(reference)}
+    """One arm's rows against one reference ``(arm, trials, rule)``, a row per metric."""
+    ref, reference, rule = against
+    arm_row = {"arm": arms.label(arm.settings), "input_size": arm.input_size,
+               **{column: getattr(arm, column) for column in ARM_DEFAULTS}, m.EXACT: arm.exact, "method": arm.method,
+               "exact_arm": arms.label(ref.settings), "reference": rule, "arm_eq_error": _eq_error(trials),
+               "exact_eq_error": _eq_error(reference)}
     return [{"metric": metric, "label": REPORT_METRICS[metric], **arm_row,
-             **compare(reference[metric].to_numpy(float), arm[metric].to_numpy(float), confidence, alpha)}
+             **compare(reference[metric].to_numpy(float), trials[metric].to_numpy(float), confidence, alpha)}
             for metric in metrics]
 
 
@@ -211,7 +216,7 @@ def _reference_rows(plain: pd.DataFrame, metrics: list[str]) -> list[dict]:
     rows = []
     for size, arm in _by_size(plain):
         arm_row = {"arm": arms.label({"group": _group_name(arm), "input_size": size, m.EXACT: None}),
-                   "input_size": size, **ARM_DEFAULTS, m.EXACT: None, "exact_arm": "", "reference": "",
+                   "input_size": size, **ARM_DEFAULTS, m.EXACT: None, "method": "", "exact_arm": "", "reference": "",
                    "arm_eq_error": _eq_error(arm)}
         rows += [{"metric": metric, "label": REPORT_METRICS[metric], **_own_statistics(arm[metric]), **arm_row}
                  for metric in metrics if metric in arm.columns]
@@ -235,17 +240,17 @@ def _judge(table: pd.DataFrame, alpha: float) -> float:
         st.seeds_needed(SPAN, _pooled_std(row), level) for row in table[beyond].itertuples()]
     table.loc[beyond, "detectable"] = math.nan
     significant = tested & (table["p_adjusted"] < alpha)
-    wins = [arm_wins(relaxation) for relaxation in table["relaxation"]]
+    wins = [arm_wins(method) for method in table["method"]]
     table["verdict"] = np.where(table["exact_arm"] == "", REFERENCE, np.where(
         table["note"] == UNDEFINED, NOT_APPLICABLE, np.where(~significant, INCONCLUSIVE, np.where(
             table["diff"] > 0, wins, EXACT_WINS))))
     return level
 
 
-def arm_wins(relaxation: str) -> str:
-    """The verdict word of an arm that beats its reference: ``approx wins`` for an approximate size, ``<relaxation>
-    wins`` (``rpp wins``) for a relaxed net."""
-    return APPROX_WINS if relaxation == arms.ARM_DEFAULTS["relaxation"] else f"{relaxation} wins"
+def arm_wins(method: str) -> str:
+    """The verdict word of an arm that beats its reference: ``<method> wins`` (``approx wins`` for an approximate
+    size, ``rpp wins`` for a relaxed net, ``average wins`` for an averaged one, ...)."""
+    return f"{method} wins"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -253,15 +258,21 @@ def arm_wins(relaxation: str) -> str:
 
 
 def _comparable(results: pd.DataFrame, exclude_groups: Iterable[str]) -> pd.DataFrame:
-    """Finished trials of the compared groups with a known ``exact`` flag (as a plain bool column)."""
+    """Finished trials of the compared groups with a known ``exact`` flag, and the family arms of any group (whose
+    flag may be unknown: measured only), each under the group it is judged on (its own in ``BACKBONE_GROUP``)."""
+    if m.EXACT not in results.columns:
+        raise ValueError(f"results: no {m.EXACT!r} column; pass a sweep's results table")
     frame = arms.with_arm_defaults(arms.finished(results))
+    family = arms.is_family(frame)
     excluded = set(exclude_groups)
     if excluded and "group" in frame.columns:
-        frame = frame[~frame["group"].isin(excluded)]
-    if m.EXACT not in frame.columns:
-        raise ValueError(f"results: no {m.EXACT!r} column; pass a sweep's results table")
-    frame = frame[frame[m.EXACT].notna()].copy()
-    frame[m.EXACT] = frame[m.EXACT].astype(bool)
+        keep = ~frame["group"].isin(excluded) | family
+        frame, family = frame[keep], family[keep]
+    frame = frame[frame[m.EXACT].notna() | family].copy()
+    frame[m.EXACT] = frame[m.EXACT].map(arms.exactness).astype(object)
+    if "group" in frame.columns:
+        frame[BACKBONE_GROUP] = frame["group"]
+        frame["group"] = arms.judged_group(frame)
     return frame
 
 
@@ -275,7 +286,7 @@ def _left_out(results: pd.DataFrame, exclude_groups: Iterable[str]) -> list[str]
         results = results[results["status"] == "finished"]
     excluded = sorted(set(exclude_groups))
     if excluded and "group" in results.columns:
-        dropped = results["group"].isin(excluded)
+        dropped = results["group"].isin(excluded) & ~arms.is_family(arms.with_arm_defaults(results))
         if dropped.any():
             names = sorted(results.loc[dropped, "group"].unique())
             what = (f"plain CNN ({', '.join(names)}) trials ({int(dropped.sum())}) are never tested: a plain CNN is "
@@ -284,6 +295,7 @@ def _left_out(results: pd.DataFrame, exclude_groups: Iterable[str]) -> list[str]
                     f"{', '.join(names)} trials ({int(dropped.sum())}) are never tested (excluded groups)")
             notes.append(f"The {what}; they appear as reference rows where their settings match a condition.")
         results = results[~dropped]
+    results = results[~arms.is_family(arms.with_arm_defaults(results))]  # a family arm may be measured only
     if m.EXACT in results.columns and results[m.EXACT].isna().any():
         notes.append(f"Left out {count_of(int(results[m.EXACT].isna().sum()), 'finished trial')} without a static "
                      "exact flag.")
@@ -292,8 +304,8 @@ def _left_out(results: pd.DataFrame, exclude_groups: Iterable[str]) -> list[str]
 
 def _varying(frame: pd.DataFrame, ignore: Iterable[str]) -> list[str]:
     skip = NOT_CONDITIONS | set(ignore)
-    return [column for column in arms.setting_columns(frame)
-            if column not in skip and frame[column].map(plain_value).nunique(dropna=False) > 1]
+    return [column for column in arms.setting_columns(frame) if column not in skip and not arms.is_option(column)
+            and frame[column].map(plain_value).nunique(dropna=False) > 1]
 
 
 def _searched(frame: pd.DataFrame, columns: list[str]) -> list[str]:

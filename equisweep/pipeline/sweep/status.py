@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from equisweep.pipeline import vocabulary as m
+from equisweep.pipeline.sweep.columns import METHOD_SETTINGS
 from equisweep.pipeline.sweep.heartbeat import STALE_S, process_gone, read_driver
-from equisweep.pipeline.sweep.results import STATUSES, exact_flag, read_results, storage_uri
-from equisweep.pipeline.vocabulary import arm_label
+from equisweep.pipeline.sweep.results import STATUSES, read_results, storage_uri
 
 ACTIVE = ("pending", "running")  # a sweep with none of these is over
 
@@ -71,7 +71,7 @@ def _describe(sweep_dir: str, table: pd.DataFrame, now: float, driver_gone: str 
                   f"  resume with: equisweep sweep SPEC --resume --storage {storage} (SPEC: the sweep's YAML)"]
     else:
         lines.append(_timing(table, now))
-    arms = table.apply(_arm, axis=1)
+    arms = pd.Series(_arms(table), index=table.index, dtype=object)
     per_arm = table.groupby([arms, "status"], sort=False).size().unstack(fill_value=0)
     width = max(len("arm"), *(len(arm) for arm in per_arm.index))
     lines.append("arm".ljust(width) + "".join(f"{status:>10}" for status in STATUSES))
@@ -108,10 +108,18 @@ def _timing(table: pd.DataFrame, now: float) -> str:
             f"{_duration(costs.mean())} on average; {running.sum()} running at once)")
 
 
-def _arm(row: pd.Series) -> str:
-    """The trial's arm; a table from before relaxation and subsampling were settings has the defaults."""
-    named = {key: row[key] for key in ("relaxation", "subsampling") if key in row and not pd.isna(row[key])}
-    return arm_label(row["group"], int(row["input_size"]), exact_flag(row[m.EXACT]), **named)
+def _arms(table: pd.DataFrame) -> list[str]:
+    """Each trial's arm: its wrapper, penalty and the options that tell arms apart included, the word exact/approx
+    its backbone's; a table from before a setting existed has its default."""
+    rows = table.to_dict("records")
+    options = m.method_options(rows, METHOD_SETTINGS)
+    named = ("relaxation", "subsampling", "invariance", "eq_penalty", "eq_penalty_kind")
+    labels = []
+    for row, exact in zip(rows, m.backbone_verdicts(rows)):
+        given = {key: row[key] for key in named if key in row and not pd.isna(row[key])}
+        labels.append(m.arm_label(row["group"], int(row["input_size"]), exact, **given,
+                                  options={key: row[key] for key in options}))
+    return labels
 
 
 def _number(value: object, spec: str) -> str:

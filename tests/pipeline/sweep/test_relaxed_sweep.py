@@ -88,35 +88,66 @@ def test_the_presets_hold_an_adaptive_exact_arm_at_the_approximate_size(name, si
 
 
 @pytest.mark.slow
-def test_relaxed_and_same_size_arms_sweep_and_the_report_names_each_reference(tmp_path, ray_local, monkeypatch):
-    # three arms, relaxation and subsampling in the grid: the approximate 29 has a same-size reference (adaptive
-    # exact 29); the rpp 28 has none at 28, so it falls back to the nearest exact size
-    sweep = load_sweep(_spec(tmp_path, "arms", asymmetry=True, grid={"arm": [
-        {"input_size": 28, "relaxation": "rpp"}, {"input_size": 29, "subsampling": "adaptive"}, {"input_size": 29}]}))
+def test_relaxed_family_and_same_size_arms_sweep_and_the_report_names_each_reference(tmp_path, ray_local,
+                                                                                       monkeypatch):
+    # relaxation, subsampling and the families in the grid: the approximate 29 has a same-size reference (adaptive
+    # exact 29); the rpp 28 has none at 28, so it falls back to the nearest exact size; every family arm on a plain
+    # CNN of width 2 is compared too, the penalised one with two seeds packed in one trial
+    families = [{"input_size": 29, "group": "z2", "invariance": "average"},
+                {"input_size": 28, "group": "z2", "invariance": "canonicalize"},
+                {"input_size": 28, "group": "z2", "invariance": "augerino"},
+                *({"input_size": 28, "group": "z2", "eq_penalty": 0.1, "seed": seed} for seed in (0, 1))]
+    sweep = load_sweep(_spec(tmp_path, "arms", asymmetry=True, width=2, grid={"arm": [
+        {"input_size": 28, "relaxation": "rpp"}, {"input_size": 29, "subsampling": "adaptive"}, {"input_size": 29},
+        *families]}))
+    assert [len(pack.seeds) for pack in sweep.packs] == [1, 1, 1, 1, 1, 1, 2]
     monkeypatch.setattr(asymmetry, "STEPS", 5)  # the data's asymmetry, measured briefly: one condition
     outcome = run_sweep(sweep, verbose=0)
-    assert outcome.counts == {"finished": 3}
+    assert outcome.counts == {"finished": 8}
     measured = read_asymmetry(outcome.path)
     assert measured[["dataset", "train_symmetry", "group", "steps"]].values.tolist() == [["mnist69", "none", "p4", 5]]
     table = read_results(outcome.path)
-    assert list(zip(table["input_size"], table["relaxation"], table["subsampling"], table["exact"])) == [
-        (28, "rpp", "stride", True), (29, "none", "adaptive", True), (29, "none", "stride", False)]
-    assert table.set_index("subsampling").loc["adaptive", "eq_error"] < 1e-4  # exact at 29, after training
+    assert list(zip(table["input_size"], table["relaxation"], table["subsampling"], table["invariance"],
+                    table["eq_penalty"], table["exact"])) == [
+        (28, "rpp", "stride", "none", 0.0, True), (29, "none", "adaptive", "none", 0.0, True),
+        (29, "none", "stride", "none", 0.0, False), (29, "none", "stride", "average", 0.0, True),
+        (28, "none", "stride", "canonicalize", 0.0, True), (28, "none", "stride", "augerino", 0.0, None),
+        (28, "none", "stride", "none", 0.1, None), (28, "none", "stride", "none", 0.1, None)]
+    by_method = table.set_index(["invariance", "eq_penalty", "subsampling", "seed"])
+    # exact at 29 after training, by adaptive sampling and by averaging; exact by canonicalisation at 28
+    assert (by_method.loc[[("none", 0.0, "adaptive", 0), ("average", 0.0, "stride", 0),
+                           ("canonicalize", 0.0, "stride", 0)], "eq_error"] < 1e-4).all()
+    family = [column for column in table.columns if column.startswith("family/")]
+    assert {column: by_method[column].dropna().index.get_level_values(0).tolist() for column in family} == {
+        "family/chosen_r0": ["canonicalize"], "family/chosen_r90": ["canonicalize"],
+        "family/chosen_r180": ["canonicalize"], "family/chosen_r270": ["canonicalize"],
+        "family/range_deg": ["augerino"], "family/orbit_change": ["none", "none"]}
+    assert table["eq_penalty_kind"].eq("orbit").all()
 
     report = build_report(str(outcome.path))
     verdict = pd.read_csv(report.out_dir / "verdict.csv", keep_default_na=False)
     arms = verdict.drop_duplicates("arm").set_index("arm")
-    assert list(arms.index) == ["p4 29 approx", "p4 28 rpp"]
-    assert arms.loc["p4 29 approx", ["exact_arm", "reference"]].tolist() == ["p4 29 adaptive exact", "same size"]
-    assert arms.loc["p4 28 rpp", ["exact_arm", "reference"]].tolist() == ["p4 29 adaptive exact",
-                                                                         "nearest exact size"]
-    assert set(verdict["verdict"]) == {"inconclusive"}  # one seed per arm: means only
+    assert list(arms.index) == ["p4 29 approx", "p4 28 rpp", "plain CNN 28 augerino", "plain CNN 29 average",
+                                "plain CNN 28 canonicalize", "plain CNN 28 eq_penalty=0.1"]
+    assert arms[["exact_arm", "reference", "method"]].values.tolist() == [
+        ["p4 29 adaptive exact", "same size", "approx"], ["p4 29 adaptive exact", "nearest exact size", "rpp"],
+        ["p4 29 adaptive exact", "nearest exact size", "augerino"], ["p4 29 adaptive exact", "same size", "average"],
+        ["p4 29 adaptive exact", "nearest exact size", "canonicalize"],
+        ["p4 29 adaptive exact", "nearest exact size", "eq_penalty"]]
+    assert arms.loc["plain CNN 28 eq_penalty=0.1", "arm_n"] == 2  # both packed seeds
+    assert set(verdict["verdict"]) == {"inconclusive"}  # one seed in the reference: means only
     text = (report.out_dir / "report.md").read_text()
-    assert ("Over all trials: p4 29 approx is not tested (means only) against p4 29 adaptive exact (same size); "
-            "p4 28 rpp is not tested (means only) against p4 29 adaptive exact (nearest exact size).") in text
+    assert ("Over all trials: p4 29 approx is not tested (means only) and plain CNN 29 average is not tested (means "
+            "only) against p4 29 adaptive exact (same size); p4 28 rpp is not tested (means only), plain CNN 28 "
+            "augerino is not tested (means only), plain CNN 28 canonicalize is not tested (means only) and plain "
+            "CNN 28 eq_penalty=0.1 is not tested (means only) against p4 29 adaptive exact (nearest exact "
+            "size).") in text
     assert "| p4 28 rpp | " in text and "| p4 29 adaptive exact (same size) | " in text
-    assert (report.out_dir / "figures" / "relaxation_gain.png").is_file()
-    assert (report.out_dir / "figures" / "gain_by_asymmetry.png").is_file()
+    assert "## Which arm wins" in text and "| all trials | upright | no arm beats the exact reference | " in text
+    for figure in ("relaxation_gain", "gain_by_asymmetry", "gap_map"):
+        assert (report.out_dir / "figures" / f"{figure}.png").is_file()
+    svg = (report.out_dir / "figures" / "gain_by_asymmetry.svg").read_text()
+    assert all(arm in svg for arm in arms.index)  # the family arms are points of the figure, named in its legend
     assert "## What breaking symmetry bought" in text
     status = status_text(str(outcome.path))
-    assert all(f"\n{arm} " in status for arm in ("p4 28 rpp", "p4 29 adaptive exact", "p4 29 approx"))
+    assert all(f"\n{arm} " in status for arm in ("p4 28 rpp", "p4 29 adaptive exact", "p4 29 approx", *arms.index))

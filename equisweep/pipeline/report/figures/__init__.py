@@ -10,8 +10,9 @@ Conventions shared by the figures:
 
 - Arms, their labels, colours and line styles are ``equisweep.pipeline.report.arms``'s: across conditions an arm
   is ``(group, input_size, exact)`` plus every other setting that varies across cells (``relaxation``,
-  ``subsampling``, ...; not ``seed``, not the data, not a searched hyperparameter); each arm keeps one colour in
-  every figure; exact arms are solid, approximate dashed, relaxed dash-dotted, plain-CNN arms dotted.
+  ``subsampling``, ``invariance``, ``eq_penalty``, ...; not ``seed``, not the data, not a searched hyperparameter);
+  each arm keeps one colour in every figure; exact arms are solid, approximate dashed, relaxed, wrapped and
+  penalised arms dash-dotted, plain-CNN arms dotted.
 - The data a trial learns from (``dataset`` where it varies, and the training regime) picks the panel, not the arm.
 - A cell that holds several trials of an Optuna search is represented by its trial with the best ``val_acc``.
 - Training regimes (``train_symmetry``) are ordered none, flip, Gaussian (by std, then mean), c4, d4, uniform.

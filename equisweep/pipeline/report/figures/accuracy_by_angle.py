@@ -42,7 +42,7 @@ def accuracy_by_angle(results: pd.DataFrame, angles: pd.DataFrame, arms: Sequenc
     """
     require(results, ["trial_id", REGIME], "results")
     require(angles, ["trial_id", "angle", "accuracy"], "angles")
-    table = a.finished_trials(results)
+    table = a.finished_arms(results)
     columns = list(arms) if arms is not None else a.arm_columns(table)
     require(table, columns, "results")
     datasets = "dataset" in table and table["dataset"].nunique() > 1

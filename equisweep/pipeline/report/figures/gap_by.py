@@ -40,14 +40,14 @@ def gap_by(results: pd.DataFrame, axis: str = "gaussian_std", metrics: Sequence[
     marker tells the strata apart. Points are differences of means over seeds; error bars are ± one standard
     error of that difference where both sides have several seeds.
     """
-    table = a.finished_trials(results)
+    table = a.finished_arms(results)
     require(table, ["group", m.EXACT], "results")
     metrics = [c for c in (metrics or ACCURACY_METRICS) if c in table and table[c].notna().any()]
     if not metrics:
         raise UserError("gap_by: the results have none of the metrics asked for")
     arm = _Arms(a.colours(results), a.arm_columns(table))
     table, other = _along(_equivariant(table), axis)
-    strata_cols = [c for c in a.arm_columns(table) if c not in (m.EXACT, "input_size", axis, REGIME)]
+    strata_cols = [c for c in a.arm_columns(table) if c not in (m.EXACT, a.BACKBONE_EXACT, "input_size", axis, REGIME)]
     strata_cols = [c for c in dict.fromkeys(strata_cols + ([other] if other else [])) if c in table]
     if table.empty:
         raise UserError(f"gap_by: no finished trials of a non-trivial group vary {axis!r}")

@@ -27,7 +27,7 @@ def layer_errors(results: pd.DataFrame, by_regime: bool = True, floor: float = 1
     dashed, plain CNN dotted. ``by_regime``: one series per (arm, regime), the marker telling the regimes apart;
     otherwise regimes pooled. Series are nudged sideways a little so their bars do not hide each other.
     """
-    table = a.finished_trials(results)
+    table = a.finished_arms(results)
     layers = [c for c in table.columns if str(c).startswith(LAYER_ERROR_PREFIX)]
     if not layers or table.empty or table[layers].isna().all().all():
         raise UserError("layer_errors: no finished trial has per-layer equivariance errors (eq_error/<layer>)")
@@ -74,7 +74,10 @@ def _rows(in_panel: pd.DataFrame, columns: list[str], key: tuple, regime: Any) -
 
 def _series(ax, x: np.ndarray, values: np.ndarray, floor: float, colour: str, style: str, marker: str,
             label: str) -> None:
-    """The mean over seeds per layer with min..max bars, floored for the log scale."""
+    """The mean over seeds per layer with min..max bars, floored for the log scale; a layer the arm has no value for
+    (a wrapped net reports its output alone) is left out."""
+    measured = ~np.isnan(values).all(axis=0)
+    x, values = x[measured], values[:, measured]
     mean = np.clip(np.nanmean(values, axis=0), floor, None)
     low = np.clip(np.nanmin(values, axis=0), floor, None)
     high = np.clip(np.nanmax(values, axis=0), floor, None)
