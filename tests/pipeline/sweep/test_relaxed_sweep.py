@@ -74,6 +74,29 @@ def test_the_relaxed_presets_cross_their_arms_with_their_kinds_of_data():
 
 
 @pytest.mark.slow  # traces every cell's network
+def test_the_families_preset_crosses_every_family_with_its_kinds_of_data_in_packs_of_five_seeds():
+    sweep = load_sweep(SWEEPS / "families_mnist.yaml")
+    arms = {(c.config.model.group, c.config.data.input_size, c.config.model.subsampling,
+             c.config.model.invariance["method"], c.config.optim.eq_penalty, c.config.model.relaxation["method"],
+             c.exact) for c in sweep.cells}
+    assert arms == {("p4", 28, "stride", "none", 0.0, "none", True), ("p4", 29, "stride", "none", 0.0, "none", False),
+                    ("p4", 29, "adaptive", "none", 0.0, "none", True),
+                    ("z2", 29, "stride", "average", 0.0, "none", True),
+                    ("p4", 29, "stride", "average", 0.0, "none", True),
+                    ("z2", 28, "stride", "canonicalize", 0.0, "none", True),
+                    ("z2", 28, "stride", "augerino", 0.0, "none", None),
+                    ("z2", 28, "stride", "none", 0.1, "none", None), ("z2", 28, "stride", "none", 1.0, "none", None),
+                    *(("p4", 28, "stride", "none", 0.0, relaxation, True) for relaxation in ("relaxed", "rpp",
+                                                                                             "partial")),
+                    ("z2", 28, "stride", "none", 0.0, "none", None)}
+    assert {(c.config.data.dataset, c.config.data.train_symmetry) for c in sweep.cells} == {
+        ("mnist5k", "none"), ("mnist5k", "gaussian(45,20)"), ("mnist5k", "c4"), ("mnist6-180", "none"),
+        ("mnist69", "none"), ("mnist6-m", "none")}
+    assert sweep.num_trials == 13 * 6 * 5 and [len(pack.seeds) for pack in sweep.packs] == [5] * 13 * 6
+    assert sweep.spec.asymmetry
+
+
+@pytest.mark.slow  # traces every cell's network
 @pytest.mark.parametrize(("name", "sizes"), [("quick", (28, 29)), ("paper_rotmnist", (28, 29)),
                                              ("paper_cifar", (33, 32)), ("paper_flowers", (225, 224)),
                                              ("pcam", (97, 96))])
