@@ -1,9 +1,10 @@
 """Sweeps on a real two-node Ray cluster on one machine (``cluster/local_two_node.sh``): a sweep submitted as a Ray
 job, and a sweep driven with ``--address`` that loses its worker node in the middle of a trial.
 
-Each test starts its own cluster (head and worker, 1 CPU each, on free ports, in a short temp dir) and always stops
-it, whatever happens: the script ends only that cluster's processes, never another Ray on the machine. Nothing is
-mocked; a trial is one epoch of the P4CNN (or plain CNN) on embedded MNIST digits.
+The two tests share one cluster (head and worker, 1 CPU each, on free ports, in a short temp dir; starting one takes
+half a minute), in this order: the job first, then the sweep that kills the worker node. The cluster is always stopped,
+whatever happens: the script ends only that cluster's processes, never another Ray on the machine. Nothing is mocked;
+a trial is one epoch of the P4CNN (or plain CNN) on embedded MNIST digits.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _free_base_port() -> int:
     raise RuntimeError("no 11 consecutive free ports in 20000-32000")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     base = _free_base_port()
     cluster_dir = tempfile.mkdtemp(prefix="esr-", dir="/tmp")  # short: Ray's Unix sockets live under it
