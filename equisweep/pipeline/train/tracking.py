@@ -95,7 +95,10 @@ def wandb_logger(config: RunConfig, out_dir: Path, exact: bool | None, alongside
     from equisweep.pipeline.train.quiet import without_anonymous
 
     net, size = config.model, config.data.input_size
-    arm = arm_label(net.group, size, exact, net.relaxation["method"], net.subsampling)
+    wrapper = net.invariance["method"]
+    # the label's exact/approx word is the backbone's; ``exact`` judges the wrapped net, so a wrapped arm goes without
+    arm = arm_label(net.group, size, exact if wrapper == m.NO_INVARIANCE else None, net.relaxation["method"],
+                    net.subsampling, wrapper, config.optim.eq_penalty, config.optim.eq_penalty_kind)
     kind = "plain" if exact is None else "exact" if exact else "approx"
     tags = list(dict.fromkeys([*config.wandb.tags, arm, net.group, f"size-{size}", kind]))
     # A user's WANDB_DIR is where runs go; otherwise next to the run's output.
