@@ -145,6 +145,12 @@ def test_a_broken_layer_outweighs_an_unknown_one():
 @given(st.lists(st.sampled_from(sorted(OPS)), min_size=1, max_size=3), st.integers(6, 17))
 def test_static_verdict_is_never_exact_where_the_error_is_not(names, n):
     net = build(names)
+    try:  # a net that cannot run at n (some map shrinks to nothing) has no error to measure
+        param = next(net.parameters())
+        runs = net(torch.zeros(1, 1, n, n, dtype=param.dtype)).numel() > 0
+    except RuntimeError:
+        runs = False
+    assume(runs)
     try:
         report = check_exactness(net, n, group="p4m", nearest=False)
     except UserError:
