@@ -22,11 +22,9 @@ from equisweep.names import gaussian_params
 from equisweep.pipeline.report import arms, wandb_runs
 from equisweep.pipeline.report import figures as fig
 from equisweep.pipeline.report.arms import REGIME, without_trivial_exactness
+from equisweep.pipeline.report.captions import ASYMMETRY_INTRO, FIGURE_TEXT, asymmetry_display
 from equisweep.pipeline.report.text import (
-    ASYMMETRY_INTRO,
-    FIGURE_TEXT,
     WINNERS_INTRO,
-    asymmetry_display,
     display_table,
     markdown_table,
     metric_definitions,
