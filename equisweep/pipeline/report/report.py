@@ -23,6 +23,7 @@ from equisweep.pipeline.report import arms, wandb_runs
 from equisweep.pipeline.report import figures as fig
 from equisweep.pipeline.report.arms import REGIME, without_trivial_exactness
 from equisweep.pipeline.report.captions import ASYMMETRY_INTRO, FIGURE_TEXT, asymmetry_display
+from equisweep.pipeline.report.family_table import FAMILY_TITLE, family_blocks
 from equisweep.pipeline.report.text import (
     WINNERS_INTRO,
     display_table,
@@ -147,6 +148,9 @@ def _sections(name: str, results: pd.DataFrame, angles: pd.DataFrame, verdicts: 
     for key, paths in figures.items():
         title, caption = FIGURE_TEXT[key]
         sections.append((title, [("figure", (paths, f"{caption} {context}."))]))
+    learned = family_blocks(results)
+    if learned:
+        sections.append((FAMILY_TITLE, learned))
     if asymmetry:
         sections.append(("Asymmetry of the data", asymmetry))
     sections.append(("Sweep", _sweep_blocks(name, results)))

@@ -1,6 +1,7 @@
 """The families of relaxation in the report: an arm includes its wrapper, penalty and telling options; only exact,
 unrelaxed, unwrapped, unpenalised arms are references; each family arm, even a plain CNN's, is compared with the
-exact reference of its condition; the winners table (synthetic tables, no Ray, no training)."""
+exact reference of its condition; the winners table; what each family learned (synthetic tables, no Ray, no
+training)."""
 
 import math
 
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from equisweep.pipeline.report import arms
+from equisweep.pipeline.report import family_table as ft
 from equisweep.pipeline.report import text as tx
 from equisweep.pipeline.report import verdict as v
-from equisweep.pipeline.vocabulary import arm_label, backbone_verdicts, method_options
+from equisweep.pipeline.vocabulary import FAMILY_PREFIX, arm_label, backbone_verdicts, method_options
 
 SEEDS = 4
 # (group, input size, static verdict, settings) per arm; a wrapper's verdict is the wrapper's, a penalty keeps its
@@ -122,3 +124,55 @@ def test_the_winners_table_names_the_best_winning_arm_per_condition_or_none():
                                                  "train_symmetry=c4": "canonicalize wins"}
     assert math.isclose(upright_rows.loc["train_symmetry=c4", "diff"], 0.05, abs_tol=0.005)
     assert "canonicalize wins" in tx.summary_paragraph(verdicts)
+
+
+def _with_diagnostics(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each family's diagnostics as a sweep stores them: augerino's range (a different spread per
+    regime), the canonicaliser's choices (alternating between two histograms over seeds), the penalty's change."""
+    augerino, canonical = table["invariance"] == "augerino", table["invariance"] == "canonicalize"
+    penalised = table["eq_penalty"] > 0
+    even = table["seed"] % 2 == 0
+    return table.assign(**{
+        f"{FAMILY_PREFIX}chosen_r0": np.where(canonical, np.where(even, 0.7, 0.5), np.nan),
+        f"{FAMILY_PREFIX}chosen_r90": np.where(canonical, np.where(even, 0.1, 0.2), np.nan),
+        f"{FAMILY_PREFIX}chosen_r180": np.where(canonical, np.where(even, 0.1, 0.2), np.nan),
+        f"{FAMILY_PREFIX}chosen_r270": np.where(canonical, 0.1, np.nan),
+        f"{FAMILY_PREFIX}range_deg": np.where(augerino, np.where(table["train_symmetry"] == "c4", 20.0, 1.0)
+                                              + 10.0 * table["seed"], np.nan),
+        f"{FAMILY_PREFIX}orbit_change": np.where(penalised, 0.001 * (table["seed"] + 1) / table["eq_penalty"],
+                                                 np.nan)})
+
+
+def test_what_the_families_learned_is_each_diagnostic_over_seeds_per_family_arm_and_condition():
+    table = _with_diagnostics(family_table(regimes=("none", "c4")))
+    blocks = ft.family_blocks(table)
+    assert [kind for kind, _ in blocks] == ["p", "table"]
+    intro, (shown, right) = blocks[0][1], blocks[1][1]
+    assert all(word in intro for word in ("0 is no augmentation and 180 the full circle", "always picks r0 does "
+                                          "nothing", "how much the output still changes under the group"))
+    verdicts = v.verdict_table(table)
+    assert list(shown.columns) == [*verdicts.conditions, "arm", "seeds", "range_deg mean [min–max]",
+                                   "orbit_change mean [min–max]", ft.HISTOGRAM]
+    assert list(right) == ["seeds", "range_deg mean [min–max]", "orbit_change mean [min–max]"]
+    rows = shown.set_index(["train_symmetry", "arm"])
+    # the verdict's arms and conditions, in its order; group averaging reports nothing and is left out
+    verdict_arms = verdicts.table.loc[verdicts.table["method"].isin(
+        ["augerino", "canonicalize", "eq_penalty"]), ["train_symmetry", "arm"]].drop_duplicates()
+    assert list(rows.index) == list(verdict_arms.itertuples(index=False, name=None))
+    assert rows.loc[("c4", "plain CNN 28 augerino"), "range_deg mean [min–max]"] == "35 [20–50]"  # 20, 30, 40, 50
+    assert rows.loc[("none", "plain CNN 28 augerino"), "range_deg mean [min–max]"] == "16 [1–31]"
+    assert rows.loc[("none", "plain CNN 28 augerino"), "orbit_change mean [min–max]"] == "–"
+    assert rows.loc[("c4", "plain CNN 28 eq_penalty=1"), "orbit_change mean [min–max]"] == "0.0025 [0.001–0.004]"
+    assert rows.loc[("c4", "plain CNN 28 eq_penalty=0.1 lie"), "orbit_change mean [min–max]"] == "0.025 [0.01–0.04]"
+    assert rows.loc[("none", "plain CNN 28 canonicalize"), ft.HISTOGRAM] == "r0 0.60, r90 0.15, r180 0.15, r270 0.10"
+    assert (rows["seeds"] == SEEDS).all()
+
+
+def test_a_diagnostic_no_shown_arm_has_is_dropped_and_a_sweep_without_diagnostics_has_no_section():
+    table = _with_diagnostics(family_table())
+    without_augerino = table[table["invariance"] != "augerino"]
+    shown = ft.diagnostics_display(without_augerino)
+    assert "range_deg mean [min–max]" not in shown.columns and "orbit_change mean [min–max]" in shown.columns
+    assert "range_deg" not in ft.family_blocks(without_augerino)[0][1]
+    assert ft.family_blocks(family_table()) == []  # the same arms, no family/ column
+    assert ft.family_blocks(table[~arms.is_family(arms.with_arm_defaults(table))]) == []  # no family arm

@@ -71,6 +71,7 @@ def test_report_has_every_section_and_file(tmp_path):
         "## Equivariance error per layer", "## Gain against the asymmetry of the data", "## Asymmetry of the data",
         "## Sweep")]
     assert positions == sorted(positions)
+    assert "## What the families learned" not in text  # no family arm, no family/ column
     assert "| mnist5k | c4 | p4 | 0.510 [0.480, 0.540] | 2000 | 300 | 0 |" in text
     assert "Sweep synthetic: 21 trials, 20 finished, 1 failed" in text
     assert "| bad0 | FloatingPointError: nan |" in text  # failed trials with their reasons

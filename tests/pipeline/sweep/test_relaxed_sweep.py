@@ -172,5 +172,13 @@ def test_relaxed_family_and_same_size_arms_sweep_and_the_report_names_each_refer
     svg = (report.out_dir / "figures" / "gain_by_asymmetry.svg").read_text()
     assert all(arm in svg for arm in arms.index)  # the family arms are points of the figure, named in its legend
     assert "## What breaking symmetry bought" in text
+    # what each family learned: its diagnostics over its seeds; group averaging reports none
+    learned = text.split("## What the families learned")[1].split("\n## ")[0]
+    change = table.loc[table["eq_penalty"] > 0, "family/orbit_change"]
+    assert f"| plain CNN 28 augerino | 1 | {table['family/range_deg'].max():.3g} | – | – |" in learned
+    assert (f"| plain CNN 28 eq_penalty=0.1 | 2 | – | {change.mean():.3g} [{change.min():.3g}–{change.max():.3g}] | "
+            "– |") in learned
+    assert "| plain CNN 28 canonicalize | 1 | – | – | r0 " in learned and "| plain CNN 29 average" not in learned
+    assert "<h2>What the families learned</h2>" in (report.out_dir / "report.html").read_text()
     status = status_text(str(outcome.path))
     assert all(f"\n{arm} " in status for arm in ("p4 28 rpp", "p4 29 adaptive exact", "p4 29 approx", *arms.index))
