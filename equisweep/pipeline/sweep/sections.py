@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from equisweep.pipeline.train.config import FLAT_PATHS, old_relaxation_key
+from equisweep.pipeline.train.config import FLAT_PATHS
+from equisweep.pipeline.train.config_errors import old_relaxation_key
 
 RUN_KEYS = frozenset(FLAT_PATHS)
 NOT_SWEEPABLE = frozenset({"wandb", "run_name"})

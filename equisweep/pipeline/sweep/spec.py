@@ -42,7 +42,8 @@ from equisweep.models.invariance import invariance_label
 from equisweep.models.relaxation import relaxation_label
 from equisweep.pipeline.sweep.asymmetry_table import conditions as asymmetry_conditions
 from equisweep.pipeline.sweep.sections import RUN_KEYS, Resources, SchedulerSpec, SearchSpec, check_run_key
-from equisweep.pipeline.train.config import RunConfig, describe_validation_error, merge_settings
+from equisweep.pipeline.train.config import RunConfig, merge_settings
+from equisweep.pipeline.train.config_errors import describe_validation_error
 from equisweep.pipeline.vocabulary import is_trivial
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
