@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import tune
 from ray.tune.experiment import Trial
+from ray.tune.result import EXPR_RESULT_FILE
 
 from equisweep.errors import UserError
 from equisweep.pipeline import vocabulary as m
@@ -30,7 +31,8 @@ _STATUS = {Trial.RUNNING: "running", Trial.TERMINATED: "stopped", Trial.ERROR: "
 class ResultsTable(tune.Callback):
     """Rewrites ``results.parquet`` and ``angles.parquet`` whenever a trial starts, finishes or fails, and records
     each finished trial's result (see ``results.py``); keeps the driver's heartbeat on the sweep's storage
-    (``heartbeat.py``). Runs in the driver.
+    (``heartbeat.py``); at the end, gives each trial Tune never started an empty result file (``_give_result_file``).
+    Runs in the driver.
 
     Writing never changes a trial's status: Tune would turn an exception raised here into a failed trial (or run a
     finished one again), so a failed write is retried, logged as an error, and left to the next write."""
@@ -39,6 +41,7 @@ class ResultsTable(tune.Callback):
         self.sweep_uri, self.base, self.cells = sweep_uri, base, cells
         self.finished: dict[str, dict] = {}  # trial id -> its final result
         self._recorded: set[str] = set()  # the finished trials whose record is on storage
+        self._started: set[str] = set()  # the trials this driver started: Tune gave each its result file
         self._exact: dict[str, bool | None] = {}
         self._damaged: list[str] = []  # why the tables on storage could not be used: the next write rebuilds them
         self._heartbeat = Heartbeat(sweep_uri)
@@ -46,6 +49,7 @@ class ResultsTable(tune.Callback):
     def setup(self, **info) -> None:
         self.finished = r.load_finished(self.sweep_uri)  # also after a restore: this object was unpickled
         self._recorded = set(self.finished)
+        self._started = set()
         self._damaged = r.damaged_tables(self.sweep_uri)
         self._heartbeat = Heartbeat(self.sweep_uri)  # this process's: a restored sweep has a new driver
         self.on_step_end()
@@ -54,6 +58,7 @@ class ResultsTable(tune.Callback):
         _without_raising("refresh the driver's heartbeat", self._heartbeat.beat)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._started.add(trial.trial_id)
         self._write(trials, starting=trial.trial_id)  # Tune marks it RUNNING only after this call
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -65,6 +70,9 @@ class ResultsTable(tune.Callback):
 
     def on_experiment_end(self, trials: list[Trial], **info) -> None:
         self._write(trials)
+        for trial in trials:  # a trial without a directory yet (Tune had not scheduled it) has nowhere for one
+            if trial.trial_id not in self._started and trial.relative_logdir:
+                _without_raising(f"give {trial} an empty result file", _give_result_file, self.sweep_uri, trial)
         _without_raising("mark the driver ended", self._heartbeat.end)
 
     def _adopt(self, trial: Trial) -> None:
@@ -153,6 +161,16 @@ def _without_raising(what: str, write: Callable[..., None], *args: Any) -> bool:
     log.error("could not %s (%d attempts); trial statuses are unchanged and the next write tries again", what,
               WRITE_ATTEMPTS, exc_info=error)
     return False
+
+
+def _give_result_file(sweep_uri: str, trial: Trial) -> None:
+    """Give ``trial`` the empty result file of a trial that has reported nothing, where it has none. Tune reads every
+    trial's result file once its run ends, and a trial it never started (an interrupted sweep leaves them) has none:
+    Tune would print a ``FileNotFoundError`` for each. An empty file reads as no results; the trial, resumed, writes
+    its own."""
+    name = f"{trial.relative_logdir}/{EXPR_RESULT_FILE}"
+    if r.read_file(sweep_uri, name) is None:
+        r.put_file(sweep_uri, name, b"")
 
 
 def _copy_result(result: dict[str, Any], k: int) -> dict[str, Any]:
