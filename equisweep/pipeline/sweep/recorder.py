@@ -5,6 +5,7 @@ finish and fail (the Parquet tables and each finished result, ``results.py``) an
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 from ray import tune
 from ray.tune.experiment import Trial
-from ray.tune.result import EXPR_RESULT_FILE
+from ray.tune.result import DONE, EXPR_RESULT_FILE
 
 from equisweep.errors import UserError
 from equisweep.pipeline import vocabulary as m
@@ -30,8 +31,10 @@ _STATUS = {Trial.RUNNING: "running", Trial.TERMINATED: "stopped", Trial.ERROR: "
 
 class ResultsTable(tune.Callback):
     """Rewrites ``results.parquet`` and ``angles.parquet`` whenever a trial starts, finishes or fails, and records
-    each finished trial's result (see ``results.py``); keeps the driver's heartbeat on the sweep's storage
-    (``heartbeat.py``); at the end, gives each trial Tune never started an empty result file (``_give_result_file``).
+    each finished trial's result (see ``results.py``). Every seed-run of the sweep has its row: one whose trial
+    Tune has not created yet (it creates them as ``max_concurrent`` lets them run) is pending. Keeps the driver's
+    heartbeat on the sweep's storage (``heartbeat.py``); at the end, gives each trial Tune never started an empty
+    result file (``_give_result_file``).
     Runs in the driver.
 
     Writing never changes a trial's status: Tune would turn an exception raised here into a failed trial (or run a
@@ -108,7 +111,7 @@ class ResultsTable(tune.Callback):
                 run = r.run_id(trial.trial_id, seed, packed)
                 settings = {**self.base, **shared, **trial.config.get("search", {}), "seed": seed}
                 record = self.finished.get(run)
-                status = "running" if trial.trial_id == starting else _STATUS.get(trial.status, "pending")
+                status = "running" if trial.trial_id == starting else _status(trial)
                 error = _reason(trial) if status == "failed" else None
                 if record is not None:
                     status, error = ("failed", record["error"]) if "error" in record else ("finished", None)
@@ -117,12 +120,24 @@ class ResultsTable(tune.Callback):
                         {**shared, "seed": seed})), settings, self._exact_of(run, settings), status, error,
                     trial.num_failures, record or _copy_result(trial.last_result or {}, k)))
                 angles.extend(r.angle_rows(run, record) if status == "finished" else [])
+        rows += self._uncreated_rows(trials)
         r.write_tables(self.sweep_uri, rows, angles)
         if self._damaged:
             log.warning("%s: rebuilt %s and %s from the finished records: %d rows, %d finished",
                         "; ".join(self._damaged), r.RESULTS_FILE, r.ANGLES_FILE, len(rows),
                         sum(row["status"] == "finished" for row in rows))
             self._damaged = []
+
+    def _uncreated_rows(self, trials: list[Trial]) -> list[dict[str, Any]]:
+        """A pending row, without a trial id or name, for each seed-run of ``cells`` that no trial trains yet."""
+        created = {r.cell_key({**shared, "seed": seed}) for shared, seeds in map(r.pack_of, (t.config for t in trials))
+                   for seed in seeds}
+        rows = []
+        for key in sorted(self.cells.keys() - created, key=self.cells.get):
+            settings = {**self.base, **json.loads(key)}
+            rows.append(r.trial_row(None, None, self.cells[key], settings, self._exact_of(key, settings), "pending",
+                                    None, 0, {}))
+        return rows
 
     def _exact_of(self, trial_id: str, settings: dict[str, Any]) -> bool | None:
         """The static exact flag; None for a trivial group (not applicable) or a model that cannot be built."""
@@ -171,6 +186,15 @@ def _give_result_file(sweep_uri: str, trial: Trial) -> None:
     name = f"{trial.relative_logdir}/{EXPR_RESULT_FILE}"
     if r.read_file(sweep_uri, name) is None:
         r.put_file(sweep_uri, name, b"")
+
+
+def _status(trial: Trial) -> str:
+    """``trial``'s status in the table. Tune ends a trial as TERMINATED both when it completes it (its last result
+    ``done``: it finished, or the scheduler stopped it early) and when the experiment ends with it still running
+    (Ctrl-C): that one has not ended, ``--resume`` runs it on, so it is pending."""
+    if trial.status == Trial.TERMINATED and not trial.last_result.get(DONE):
+        return "pending"
+    return _STATUS.get(trial.status, "pending")
 
 
 def _copy_result(result: dict[str, Any], k: int) -> dict[str, Any]:

@@ -41,7 +41,8 @@ from equisweep.pipeline.sweep.columns import METRICS, check_final_result, declar
 RESULTS_FILE = "results.parquet"
 ANGLES_FILE = "angles.parquet"
 FINISHED_DIR = "finished"
-STATUSES = ("finished", "running", "pending", "stopped", "failed")  # stopped: ended early by the scheduler
+# pending: not started, or interrupted with its driver (--resume runs it); stopped: ended early by the scheduler
+STATUSES = ("finished", "running", "pending", "stopped", "failed")
 
 
 def storage_uri(storage: str) -> str:

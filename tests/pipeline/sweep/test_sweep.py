@@ -208,7 +208,16 @@ def test_stopped_or_killed_driver_resumes_without_rerunning_finished_trials(tmp_
     assert stopped.returncode == 0, err
     assert "Experiment has been interrupted, but the most recent state was saved" in err
     assert "Failed to fetch metrics" not in err and "FileNotFoundError" not in err
-    assert out.startswith("resume: 4 trials, 0 finished, ")  # two packs of two seeds were under way
+    # Nothing ended: the two packs under way and the one Tune had not created yet wait, and the sweep says so
+    resume_line = (f"  resume with: equisweep sweep SPEC --resume --storage {tmp_path / 'store'} "
+                   "(SPEC: the sweep's YAML)")
+    lines = out.splitlines()
+    assert lines[0] == "resume: 6 trials, 0 finished, 0 running, 6 pending, 0 stopped, 0 failed"
+    assert lines[1].startswith(f"stopped: the driver (pid {stopped.pid} on {socket.gethostname()}) ended ")
+    assert lines[2] == resume_line and not any("done" in line for line in lines)
+    interrupted = read_results(str(sweep_dir))
+    assert sorted(interrupted["seed"]) == list(range(6)) and interrupted["trial_id"].isna().sum() == 2
+    assert status_text(str(sweep_dir)).splitlines()[0:3:2] == lines[0:3:2]  # and so does --status
 
     driver = _sweep_cli(str(spec), "--resume", "--num-cpus", "1", start_new_session=True)
     deadline = time.monotonic() + 300
@@ -226,8 +235,7 @@ def test_stopped_or_killed_driver_resumes_without_rerunning_finished_trials(tmp_
     driver.wait(timeout=60)
     gone = status_text(str(sweep_dir)).splitlines()  # trials left running or pending, and nobody to run them
     assert gone[1].startswith(f"stopped: the driver is gone (no process {driver.pid} on {socket.gethostname()}; ")
-    assert gone[2] == (f"  resume with: equisweep sweep SPEC --resume --storage {tmp_path / 'store'} "
-                       "(SPEC: the sweep's YAML)")
+    assert gone[2] == resume_line
     assert not any("left" in line for line in gone)
     watched = list(watch_status(str(sweep_dir), interval=600))  # --watch stops at once: nothing runs
     assert len(watched) == 1 and watched[0].splitlines()[1].startswith("stopped: the driver is gone")
