@@ -1,4 +1,4 @@
-"""The sweep driver's record of itself on the sweep's storage (``driver.json``): its host, its process id, when it
+"""The sweep driver's record of itself on the sweep's storage (``DRIVER_FILE``): its host, its process id, when it
 started, a heartbeat it refreshes while it runs, and when it ended.
 
 The table alone cannot tell a running sweep from one whose driver was killed: both show trials running. With this
@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, replace
 
 from equisweep.pipeline.sweep.results import put_file, read_file
 
-DRIVER_FILE = "driver.json"
+DRIVER_FILE = "driver.heartbeat"  # JSON, but not *.json: restoring a sweep, Tune copies the top-level
+# .json files to its own folder and uploads them again, which would put the old driver's record back
 BEAT_EVERY_S = 5.0
 STALE_S = 60.0  # a dozen missed beats: only a driver that is dead or hung keeps this quiet
 
