@@ -70,10 +70,17 @@ def _trace(model: nn.Module, size: tuple[int, int], in_channels: int, group: Gro
             dtype = param.dtype if param is not None else None
             try:
                 _forward(model, torch.zeros(1, in_channels, *size, device="meta", dtype=dtype), tracer, state)
-            except (NotImplementedError, RuntimeError):  # a layer that cannot run on meta: use real zeros
+            except UserError:
+                raise
+            except Exception:  # a layer that cannot run on meta, or not at this size: real zeros tell which
                 tracer.reset()
-                _forward(model, torch.zeros(1, in_channels, *size, device=param.device if param is not None else None,
-                                            dtype=dtype), tracer)
+                try:
+                    _forward(model, torch.zeros(1, in_channels, *size, dtype=dtype,
+                                                device=param.device if param is not None else None), tracer)
+                except UserError:
+                    raise
+                except Exception as error:  # the caller tells a size the model cannot run at from a bug
+                    tracer.fail(error)
     finally:
         model.train(was_training)
         for handle in handles:
@@ -90,7 +97,7 @@ def _forward(model: nn.Module, x: Tensor, tracer: Tracer, state: dict[str, Tenso
                 model(x)
             else:
                 functional_call(model, state, (x,), tie_weights=False, strict=False)
-    except RuntimeError:
+    except Exception:
         if tracer.empty is None:
             raise
 
@@ -128,11 +135,8 @@ def _grid_exact(model: nn.Module, size: tuple[int, int], in_channels: int, group
                 needs_square: bool) -> bool | None:
     """Whether the model is proved exact at a size it accepts (unknown counts as not), None when some layer would
     get an empty map or fails there (an op the check does not know can need a larger map)."""
-    try:
-        tracer = _trace(model, size, in_channels, group, needs_square)
-    except RuntimeError:
-        return None
-    if tracer.empty:
+    tracer = _trace(model, size, in_channels, group, needs_square)
+    if tracer.empty or tracer.failure:
         return None
     return _verdict(tracer.ops) is True and (not needs_square or size[0] == size[1])
 
@@ -154,12 +158,43 @@ def _nearest_exact_sizes(model: nn.Module, n: int, in_channels: int, group: Grou
 
 
 def smallest_valid_size(model: nn.Module, start: int = 1, limit: int = 4096) -> int | None:
-    """The smallest square size at or above ``start`` at which no layer gets an empty map."""
+    """The smallest square size from ``start`` up to ``limit`` at which the model runs and no layer gets an empty
+    map; None if it runs at none of them.
+
+    Each layer's output grows with its input, so the sizes that run are all those from some size up: the search
+    doubles the size until one runs, then halves the gap down to the first (about 2 log2(limit) traces)."""
     in_channels = _in_channels(model)
-    for n in range(max(1, start), limit):
-        if not _trace(model, (n, n), in_channels, P4, False).empty:
-            return n
-    return None
+
+    def runs(n: int) -> bool:
+        tracer = _trace(model, (n, n), in_channels, P4, False)
+        return not (tracer.empty or tracer.failure)
+
+    failing, n = max(1, start) - 1, max(1, start)
+    while not runs(n):
+        if n >= limit:
+            return None
+        failing, n = n, min(2 * n, limit)
+    while n - failing > 1:  # failing does not run, n runs
+        middle = (failing + n) // 2
+        failing, n = (failing, middle) if runs(middle) else (middle, n)
+    return n
+
+
+def _refuse_size(model: nn.Module, name: str, size: tuple[int, int], tracer: Tracer) -> None:
+    """Raise the one-line ``UserError`` for a size the model cannot run at: the layer, what it got, and the smallest
+    size that fits. A model that fails at every size has a bug, not a bad size: its own error is raised again."""
+    fits = smallest_valid_size(model, start=max(size))
+    if tracer.empty:
+        layer, seen = tracer.empty
+        problem = f"layer '{layer}' would get an empty map from a {seen[0]}x{seen[1]} input"
+    else:
+        layer, seen, error = tracer.failure
+        if fits is None:
+            raise error
+        at = f" on a {seen[0]}x{seen[1]} map" if seen else ""
+        problem = f"layer '{layer}' fails{at} ({(str(error).strip() or type(error).__name__).splitlines()[0]})"
+    hint = f"the smallest size that fits is {fits}" if fits else "no input size fits"
+    raise UserError(f"input_size: {pair_text(size)} is too small for {name}: {problem}; {hint}")
 
 
 def _relaxed_note(model: nn.Module) -> str | None:
@@ -194,7 +229,8 @@ def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: 
 
     ``group`` defaults to ``model.group`` (p4 for models without one; the trivial group is checked as p4).
     ``nearest=False`` skips the search for ``nearest_exact_sizes`` (one trace per size tried).
-    Raises ``UserError`` for a non-positive size or one at which some layer would get an empty map.
+    Raises ``UserError`` for a non-positive size or one the model cannot run at (some layer would get an empty map,
+    or fails), naming the smallest size that fits.
     """
     record = invariance_of(model)
     if record is not None:
@@ -207,12 +243,8 @@ def check_exactness(model: nn.Module, input_size: int | tuple[int, int], group: 
     needs_square = _has_quarter_turn(g)
     tracer = _trace(model, size, in_channels, g, needs_square)
     name = model_name or type(model).__name__
-    if tracer.empty:
-        layer, seen = tracer.empty
-        fits = smallest_valid_size(model, start=max(size))
-        hint = f"; the smallest size that fits is {fits}" if fits else ""
-        raise UserError(f"input_size: {pair_text(size)} is too small for {name}: layer '{layer}' would get an empty "
-                        f"map from a {seen[0]}x{seen[1]} input{hint}")
+    if tracer.empty or tracer.failure:
+        _refuse_size(model, name, size, tracer)
     exact = _verdict(tracer.ops)
     if needs_square and size[0] != size[1]:
         exact = False

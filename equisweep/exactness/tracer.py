@@ -21,6 +21,11 @@ forward pass. It follows the feature maps (the tensors computed from the input; 
 
 Each call is named after the innermost module that made it. A module that declares ``exact_at_any_size``
 (``AdaptiveSubsample``) is trusted as a whole: its inside is not judged, and a row of kind ``adaptive`` records it.
+
+The trace also records where a model cannot run at the traced size: ``empty``, the first layer whose map would
+come out empty (a window op is judged before it runs, any other op on what it returns, a one-pixel plane and the
+maps an unknown op returned too), and ``failure``, the innermost layer and input plane of an error the forward
+raised.
 """
 
 from __future__ import annotations
@@ -110,23 +115,26 @@ class Tracer(TorchFunctionMode):
     def __init__(self, group: Group, needs_square: bool) -> None:
         super().__init__()
         self.group, self.needs_square = group, needs_square
-        self.stack: list[str] = []
+        self.stack: list[tuple[str, tuple[int, int] | None]] = []  # each module entered: its name, its input plane
         self.trusted = 0  # depth inside modules that declare exact_at_any_size
         self.ops: list[LayerCheck] = []
         self.empty: tuple[str, tuple[int, int]] | None = None
+        self.failure: tuple[str, tuple[int, int] | None, Exception] | None = None
         self.planes = WeakTensorKeyDictionary()
+        self.lost = WeakTensorKeyDictionary()
 
     def start(self, x: Tensor) -> None:
         self.planes[x] = _plane(x)
 
     def enter(self, module_name: str, module: nn.Module, args: tuple) -> None:
-        self.stack.append(module_name or "<model>")
+        inputs = [t for t in _tensors(args) if t.dim() >= 2]
+        self.stack.append((module_name or "<model>", _plane(inputs[0]) if inputs else None))
         if getattr(module, "exact_at_any_size", False):  # subsamples on a grid that follows the input
             self.trusted += 1
             if self.trusted == 1:
                 n = _plane(args[0])
                 exact = not self.needs_square or n[0] == n[1]
-                self.ops.append(LayerCheck(self.stack[-1], "adaptive", (1, 1), (2, 2), (0, 0, 0, 0), n, exact))
+                self.ops.append(LayerCheck(self.layer, "adaptive", (1, 1), (2, 2), (0, 0, 0, 0), n, exact))
 
     def leave(self, module: nn.Module, output: Any) -> None:
         self.stack.pop()
@@ -138,13 +146,20 @@ class Tracer(TorchFunctionMode):
     def reset(self) -> None:
         self.stack.clear()
         self.ops.clear()
-        self.empty = None
+        self.empty = self.failure = None
         self.trusted = 0
         self.planes = WeakTensorKeyDictionary()
+        self.lost = WeakTensorKeyDictionary()
+
+    def fail(self, error: Exception) -> None:
+        """Record ``error``, raised by the forward, with the innermost layer it left and that layer's input plane
+        (a module that raises is never left, so it is still on the stack)."""
+        layer, plane = self.stack[-1] if self.stack else ("<model>", None)
+        self.failure = (layer, plane, error)
 
     @property
     def layer(self) -> str:
-        return self.stack[-1] if self.stack else "<model>"
+        return self.stack[-1][0] if self.stack else "<model>"
 
     def _follow(self, outputs: list[Tensor], keep: tuple[int, int] | None = None) -> None:
         """Mark ``outputs`` as feature maps: all of them, or (``keep``) those that kept that plane."""
@@ -158,9 +173,15 @@ class Tracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        maps = [] if self.trusted else [t for t in _tensors((args, kwargs)) if t in self.planes]
-        if not maps or name in _FACTORIES:
-            return func(*args, **kwargs)
+        tensors = [] if self.trusted or name in _FACTORIES else _tensors((args, kwargs))
+        maps = [t for t in tensors if t in self.planes]
+        if not maps:
+            out = func(*args, **kwargs)
+            lost = [t for t in tensors if t in self.lost]
+            if lost:
+                self._note_empty(lost[0], _tensors(out))
+                self._lose(_tensors(out))
+            return out
         plane = self.planes[maps[0]]
         if name in _SIGNATURES:
             bound = _SIGNATURES[name].bind(*args, **kwargs)
@@ -171,6 +192,7 @@ class Tracer(TorchFunctionMode):
             return out
         out = func(*args, **kwargs)
         outputs = _tensors(out)
+        self._note_empty(maps[0], outputs)
         if plane == (1, 1):  # one pixel: nothing to move or sample, until a window op (judged above) grows it
             self._follow(outputs, keep=plane)
             return out
@@ -181,13 +203,26 @@ class Tracer(TorchFunctionMode):
         if name == "__getitem__" and self._slice(args[0], args[1]):
             self._follow(outputs)
             return out
-        if self._moves_pixels(name, args, kwargs, maps[0].dim()):
-            self._unknown(name, plane)
-        elif all(t.dim() >= 2 and _plane(t) == plane for t in outputs):
+        moves = self._moves_pixels(name, args, kwargs, maps[0].dim())
+        if not moves and all(t.dim() >= 2 and _plane(t) == plane for t in outputs):
             self._follow(outputs, keep=plane)
-        elif not (name in _REDUCTIONS and self._reduces_plane(name, args, kwargs, maps[0].dim())):
+        elif moves or not (name in _REDUCTIONS and self._reduces_plane(name, args, kwargs, maps[0].dim())):
             self._unknown(name, plane)
+            self._lose(outputs)
         return out
+
+    def _lose(self, outputs: list[Tensor]) -> None:
+        """Keep ``outputs`` of an unknown op as lost maps: no longer judged, still watched for an emptied plane."""
+        for t in outputs:
+            if t.dim() >= 2:
+                self.lost[t] = True
+
+    def _note_empty(self, x: Tensor, outputs: list[Tensor]) -> None:
+        """Record the layer if an op emptied the plane of map (or lost map) ``x``, a crop past its size: the map has
+        nothing left to run on, even where the op itself did not fail."""
+        if self.empty is None and min(_plane(x)) > 0 and any(
+                t.shape[:-2] == x.shape[:-2] and min(_plane(t)) == 0 for t in outputs if t.dim() == x.dim()):
+            self.empty = (self.layer, _plane(x))
 
     def _moves_pixels(self, name: str, args: tuple, kwargs: dict, ndim: int) -> bool:
         if name in _AXIS_ORDER:
@@ -233,8 +268,6 @@ class Tracer(TorchFunctionMode):
         exact = all(symmetric_slice(size, part) for part, size in zip((rows, columns), n))
         if self.needs_square:
             exact = exact and n[0] == n[1] and kept[0] == kept[1]
-        if not all(kept) and self.empty is None:
-            self.empty = (self.layer, n)
         crop = tuple(v for k, size in zip(kept, n) for v in ((-k[0], k[-1] + 1 - size) if k else (0, 0)))
         self.ops.append(LayerCheck(self.layer, "slice", (1, 1), tuple(k.step for k in kept), crop, n, exact))
         return True

@@ -6,11 +6,12 @@ a map to a map with isotropic filters (averaged over the dihedral group), so wit
 commutes with every rotation and mirror of the plane."""
 
 import json
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -38,6 +39,13 @@ def measured_error(net: nn.Module, n: int) -> float:
     return max(errors)
 
 
+def runs_at(net: nn.Module, n: int) -> bool:
+    """Whether ``net`` maps an n x n input to a non-empty output (a map that shrinks to nothing has no error)."""
+    try:
+        with torch.no_grad():
+            return net(torch.zeros(1, 1, n, n, dtype=torch.float64)).numel() > 0
+    except RuntimeError:
+        return False
 
 
 class Op(nn.Module):
@@ -141,19 +149,36 @@ def test_a_broken_layer_outweighs_an_unknown_one():
     assert report.exact is False and report.unknown == ("unknown: roll at 2",)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(sorted(OPS)), min_size=1, max_size=3), st.integers(6, 17))
-def test_static_verdict_is_never_exact_where_the_error_is_not(names, n):
+# Nets that cannot run at n, and what the check used to answer there: EXACT or a verdict after a map cropped to
+# nothing (a one-pixel plane was not judged), or a raw torch error from an op that fails at that size.
+@pytest.mark.parametrize(("names", "n"), [
+    (["adaptive pool", "crop 1:-1", "crop 1:-1"], 14), (["max pool", "crop 1:-1"], 3), (["conv s2", "crop 1:"], 2),
+    (["roll", "crop 1:-1"], 2), (["nearest /2"], 1), (["bilinear /2"], 1), (["unfold fold"], 1),
+    (["crop 1:", "nearest x2"], 1), (["roll", "max pool", "max pool"], 2),
+])
+def test_a_size_the_net_cannot_run_at_is_refused_with_the_smallest_that_fits(names, n):
     net = build(names)
-    try:  # a net that cannot run at n (some map shrinks to nothing) has no error to measure
-        param = next(net.parameters())
-        runs = net(torch.zeros(1, 1, n, n, dtype=param.dtype)).numel() > 0
-    except RuntimeError:
-        runs = False
-    assume(runs)
-    try:
-        report = check_exactness(net, n, group="p4m", nearest=False)
-    except UserError:
-        assume(False)  # some layer would get an empty map
+    assert not runs_at(net, n)
+    with pytest.raises(UserError, match=rf"^input_size: {n} is too small for Sequential: layer '\d' ") as refused:
+        check_exactness(net, n, group="p4m")
+    message = str(refused.value)
+    assert "\n" not in message
+    fits = re.search(r"the smallest size that fits is (\d+)$", message)
+    if fits:
+        assert runs_at(net, int(fits[1])) and not runs_at(net, int(fits[1]) - 1), message
+    else:  # a map emptied after a fixed-size layer: no input size helps
+        assert message.endswith("no input size fits") and not any(runs_at(net, m) for m in (n + 1, 2 * n, 64))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(sorted(OPS)), min_size=1, max_size=3), st.integers(1, 17))
+def test_static_verdict_is_never_exact_where_the_error_is_not(names, n):
+    """A net that runs gets a verdict, never EXACT where it is measurably not; one that cannot run is refused."""
+    net = build(names)
+    if not runs_at(net, n):
+        with pytest.raises(UserError, match="too small"):
+            check_exactness(net, n, group="p4m", nearest=False)
+        return
+    report = check_exactness(net, n, group="p4m", nearest=False)
     if report.exact:
         assert measured_error(net, n) < 1e-10, (names, n, report.to_table())
