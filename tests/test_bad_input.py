@@ -199,3 +199,35 @@ def test_check_measure_refuses_a_size_it_would_have_to_run(capsys, monkeypatch):
     """--measure runs the network at the size given: beyond its stated limit it refuses instead of allocating."""
     message = _refused(capsys, monkeypatch, "check", "p4cnn", "--input-size", "100000000", "--measure")
     assert message.startswith("--input-size:") and "512" in message and "--measure" in message
+
+
+class _Halve(torch.nn.Module):
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=0.5)
+
+
+class _Crop(torch.nn.Module):
+    def forward(self, x):
+        return x[..., 1:-1, 1:-1]
+
+
+@pytest.mark.parametrize(("layers", "size", "problem", "fix"), [
+    # interpolate cannot halve one pixel: torch's own error, turned into the size refusal
+    (lambda: [_Halve()], 1, "layer '1' fails on a 1x1 map (Input and output sizes should be greater than 0",
+     "the smallest size that fits is 2"),
+    # a fixed 3x3 map cropped twice: nothing is left at any input size
+    (lambda: [torch.nn.AdaptiveAvgPool2d(3), _Crop(), _Crop()], 28, "layer '3' would get an empty map from a 1x1",
+     "no input size fits"),
+])
+def test_check_refuses_a_size_the_model_cannot_run_at(capsys, monkeypatch, layers, size, problem, fix):
+    """A registered model that cannot run at --input-size gets the one-line size refusal, never a verdict or a
+    traceback."""
+    from equisweep.models import registry
+
+    def shrinking(layer_set, in_channels, **_):
+        return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 2, 3, padding=1), *layers())
+
+    monkeypatch.setitem(registry._REGISTRY, "shrinking", shrinking)
+    message = _refused(capsys, monkeypatch, "check", "shrinking", "--input-size", str(size))
+    assert message.startswith(f"input_size: {size} is too small for shrinking: {problem}"), message
+    assert message.endswith(fix), message
