@@ -14,7 +14,7 @@ import pandas as pd
 
 from equisweep.pipeline.report.arms import APPROX
 from equisweep.pipeline.report.comparison import MIN_SEEDS_FOR_INTERVAL, NOT_APPLICABLE, PERMUTED, SPAN
-from equisweep.pipeline.report.stats import POWER
+from equisweep.pipeline.report.stats import POWER, smallest_permutation_p
 from equisweep.pipeline.report.verdict import (
     ALL_TRIALS,
     APPROX_WINS,
@@ -332,9 +332,13 @@ def _interval(row: Any, sign: int, level: str) -> str:
 
 
 def _open_words(row: Any) -> str:
-    """An inconclusive row's test: the permutation test's p, else the interval and what these seeds detect."""
+    """An inconclusive row's test: the permutation test's p before and after Holm's correction (and whether these
+    seeds could give a smaller one), else the interval and what these seeds detect."""
     if row.note == PERMUTED:
-        return f"exact permutation test, p = {row.p_value:.2g}"
+        words = f"exact permutation test, p = {row.p_value:.2g}, {_p(row.p_adjusted)} after Holm's correction"
+        if row.p_value <= smallest_permutation_p(int(row.arm_n), int(row.exact_n)) * (1 + 1e-9):
+            words += f"; {int(row.arm_n)} and {int(row.exact_n)} seeds can give no smaller p: more seeds needed"
+        return words
     interval = (_no_interval(row) if _too_few_for_interval(row) else
                 f"CI {row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f}")
     if not math.isnan(row.seeds_to_detect):

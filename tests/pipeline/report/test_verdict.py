@@ -553,6 +553,9 @@ def test_arms_without_spread_and_enough_seeds_get_an_exact_permutation_test(seed
     summary = tx.summary_paragraph(verdicts)
     assert "(4 exact permutation tests over seeds, Holm-adjusted at alpha = 0.05)" in summary
     assert f"exact permutation test, p = {smallest:.2g}" in summary and "nan" not in summary
-    assert "more seeds" not in summary  # no spread: Welch's power says nothing here
+    # an inconclusive test says what Holm's correction made of its p, and that these seeds can give no smaller one
+    assert (f"exact permutation test, p = {smallest:.2g}, {4 * smallest:.2g} after Holm's correction; {seeds} and "
+            f"{seeds} seeds can give no smaller p: more seeds needed" in summary) == (verdict == "inconclusive")
+    assert "To detect each inconclusive difference" not in summary  # no spread: Welch's power says nothing here
     shown = tx.display_table(verdicts).iloc[0]
     assert shown["diff [95% CI] (points)"] == "+5.00" and shown["verdict"] == verdict
