@@ -9,14 +9,14 @@ cell of mean fractions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 
 import pandas as pd
 
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.report import arms
-from equisweep.pipeline.report.verdict import condition_columns, format_value
+from equisweep.pipeline.report.verdict import by_condition, condition_columns, format_value
 
 FAMILY_TITLE = "What the families learned"
 CHOSEN = f"{m.FAMILY_PREFIX}chosen_"  # the canonicaliser's fraction of images turned back by each element
@@ -70,7 +70,7 @@ def diagnostics_display(results: pd.DataFrame) -> pd.DataFrame:
     scalars = [column for column in diagnostics if not column.startswith(CHOSEN) and family[column].notna().any()]
     rows = [[*(format_value(value) for value in key), arms.label(arm.settings), len(trials),
              *(_spread(trials[column]) for column in scalars), *([_histogram(trials[chosen])] if chosen else [])]
-            for key, condition in _by_condition(family, conditions)
+            for key, condition in by_condition(family, conditions)
             for arm, trials in arms.by_arm(condition, options)
             if trials[scalars + chosen].notna().any(axis=None)]  # group averaging learns nothing of its own
     numbers = [SEEDS, *(f"{column.removeprefix(m.FAMILY_PREFIX)} mean [min–max]" for column in scalars)]
@@ -79,15 +79,6 @@ def diagnostics_display(results: pd.DataFrame) -> pd.DataFrame:
     frame.attrs["diagnostics"] = [column.removeprefix(m.FAMILY_PREFIX) for column in scalars] + (
         ["chosen"] if chosen else [])
     return frame
-
-
-def _by_condition(frame: pd.DataFrame, conditions: Sequence[str]) -> list[tuple[tuple, pd.DataFrame]]:
-    """(condition values, rows) per condition, in the arms' display order (regimes in ``regime_order``)."""
-    if not conditions:
-        return [((), frame)]
-    groups = [(key if isinstance(key, tuple) else (key,), rows)
-              for key, rows in frame.groupby(list(conditions), dropna=False, sort=False)]
-    return sorted(groups, key=lambda group: arms.arm_sort(conditions, group[0]))
 
 
 def _spread(values: pd.Series) -> str:

@@ -156,7 +156,7 @@ def verdict_table(results: pd.DataFrame, alpha: float = 0.05, *, exclude_groups:
     if missing:
         notes.append(f"no column for {', '.join(missing)} in the results: not reported.")
     rows, skipped = [], []
-    for key, group in _by_condition(frame, conditions):
+    for key, group in by_condition(frame, conditions):
         label = _condition_label(conditions, key)
         head = {**dict(zip(conditions, key)), "condition": label}
         compared = _compared_rows(group, options, metrics, alpha, confidence)
@@ -323,7 +323,7 @@ def _keys(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
                      if columns else [()] * len(frame), index=frame.index, dtype=object)
 
 
-def _by_condition(frame: pd.DataFrame, conditions: list[str]) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
+def by_condition(frame: pd.DataFrame, conditions: list[str]) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
     """(condition values, trials) per condition present, sorted by the values (regimes in ``regime_order``)."""
     groups: dict[tuple[Any, ...], list[Any]] = {}
     for index, key in _keys(frame, conditions).items():
