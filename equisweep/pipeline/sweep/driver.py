@@ -36,6 +36,7 @@ from equisweep.errors import UserError
 from equisweep.pipeline import vocabulary as m
 from equisweep.pipeline.sweep import results as r
 from equisweep.pipeline.sweep.asymmetry_table import record_asymmetry
+from equisweep.pipeline.sweep.loopback import loopback_only
 from equisweep.pipeline.sweep.recorder import COPY_VAL_ACC, ResultsTable
 from equisweep.pipeline.sweep.spec import Sweep
 from equisweep.pipeline.train.config import RunConfig
@@ -238,8 +239,9 @@ def _run_config(sweep: Sweep, verbose: int, callbacks: Sequence[tune.Callback]) 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join the Ray cluster at ``address`` (``auto`` or ``HOST:PORT``; ``RAY_ADDRESS`` when unset, as under ``ray job
-    submit``), or start an embedded one on loopback. Reuses a connection. A Ray Client address (``ray://``) is
-    refused: through it Tune would run on the cluster's head, writing where this process cannot read."""
+    submit``), or start an embedded one listening on loopback only (``loopback.py``). Reuses a connection. A Ray
+    Client address (``ray://``) is refused: through it Tune would run on the cluster's head, writing where this
+    process cannot read."""
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address.startswith("ray://"):
         host = urlparse(address).hostname or "HEAD"
@@ -249,8 +251,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if not address:
-        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
-                 configure_logging=False, log_to_driver=False)
+        with loopback_only():
+            ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, configure_logging=False,
+                     log_to_driver=False)
         return
     _check_reachable(address)
     try:
