@@ -56,6 +56,7 @@ def display_table(verdicts: Verdicts) -> pd.DataFrame:
 
 
 NO_WINNER = "no arm beats the exact reference"
+NEGLIGIBLE = 0.01  # accuracy differences below one point are not worth more seeds to resolve
 WINNERS_INTRO = ("Which arm wins, per condition and metric: the arm that beats its exact reference (same size, else "
                  "the nearest; never the paper's pair) by the largest difference after the Holm correction, or "
                  f"{NO_WINNER!r}; beside it the arm of largest difference, winner or not, against its reference.")
@@ -268,28 +269,34 @@ def _arm_sentence(label: str, group: pd.DataFrame, level: str) -> str:
 
 
 def _seeds_sentence(verdicts: Verdicts) -> str:
-    more, worst = more_seeds(verdicts)
+    more, worst, smaller = more_seeds(verdicts)
     if worst.empty:
-        return ""
+        return (f"Every inconclusive difference observed here is below {NEGLIGIBLE * 100:g} point: no more seeds are "
+                "worth spending on them.") if smaller else ""
     row = next(worst.itertuples())
     where = "" if row.condition == ALL_TRIALS else f" under {row.condition}"
-    return (f"To detect each inconclusive difference observed here with {POWER:.0%} power (per-test level "
-            f"{verdicts.level:.2g}), the sweep needs {_seeds(more)} more seeds per arm: {_seeds(row.seeds_needed)} "
-            f"per arm for {row.arm} vs {row.exact_arm} on {row.label}{where} ({row.diff * 100:+.2f} points)"
-            + (", whose observed difference is exactly 0" if math.isinf(more) else "") + ".")
+    left_out = (f" ({smaller} smaller inconclusive difference{'s' if smaller > 1 else ''}, below "
+                f"{NEGLIGIBLE * 100:g} point, left out)" if smaller else "")
+    return (f"To detect each inconclusive difference of {NEGLIGIBLE * 100:g} point or more observed here with "
+            f"{POWER:.0%} power (per-test level {verdicts.level:.2g}), the sweep needs {_seeds(more)} more seeds per "
+            f"arm: {_seeds(row.seeds_needed)} per arm for {row.arm} vs {row.exact_arm} on {row.label}{where} "
+            f"({row.diff * 100:+.2f} points){left_out}.")
 
 
-def more_seeds(verdicts: Verdicts) -> tuple[float, pd.DataFrame]:
-    """How many more seeds per arm the sweep needs so that every inconclusive row tested by Welch's test would detect
-    its observed difference (80 % power): the largest ``seeds_needed - min(arm_n, exact_n)`` over those rows (0 when
-    none is short, infinite when an observed difference is exactly 0), and the row that needs it."""
+def more_seeds(verdicts: Verdicts) -> tuple[float, pd.DataFrame, int]:
+    """How many more seeds per arm the sweep needs so that every inconclusive row tested by Welch's test, with an
+    observed difference of at least ``NEGLIGIBLE``, would detect it (80 % power): the largest
+    ``seeds_needed - min(arm_n, exact_n)`` over those rows (0 when none is short), the row that needs it, and how
+    many inconclusive rows were left out for a smaller difference (such rows would ask for thousands of seeds to
+    show what matters to no one)."""
     table = verdicts.table
-    rows = table[(table["verdict"] == INCONCLUSIVE) & table["p_value"].notna() & table["seeds_needed"].notna()]
+    open_rows = table[(table["verdict"] == INCONCLUSIVE) & table["p_value"].notna() & table["seeds_needed"].notna()]
+    rows = open_rows[open_rows["diff"].abs() >= NEGLIGIBLE]
     if rows.empty:
-        return 0.0, rows
+        return 0.0, rows, len(open_rows)
     short = rows["seeds_needed"] - np.minimum(rows["arm_n"], rows["exact_n"])
     worst = short.idxmax()
-    return max(0.0, float(short[worst])), rows.loc[[worst]]
+    return max(0.0, float(short[worst])), rows.loc[[worst]], len(open_rows) - len(rows)
 
 
 def _points(fraction: float, signed: bool = False) -> str:
