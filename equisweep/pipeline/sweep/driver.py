@@ -248,6 +248,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         raise UserError(f"address: {address!r} is a Ray Client address, where Tune runs on the head and this process "
                         f"cannot read its results; submit the sweep as a job instead: ray job submit --address "
                         f"http://{host}:8265 -- equisweep sweep SPEC")
+    if address:
+        _check_reachable(address)  # a wrong address is refused even where this process is connected already
     if ray.is_initialized():
         return
     if not address:
@@ -255,7 +257,6 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
             ray.init(address="local", include_dashboard=False, num_cpus=num_cpus, configure_logging=False,
                      log_to_driver=False)
         return
-    _check_reachable(address)
     try:
         ray.init(address=address, configure_logging=False, log_to_driver=False)
     except ConnectionError as err:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from ray import tune
 
+from equisweep.cli import main
 from equisweep.pipeline.sweep.driver import run_sweep
 from equisweep.pipeline.sweep.heartbeat import BEAT_EVERY_S, read_driver
 from equisweep.pipeline.sweep.results import read_angles, read_results
@@ -258,9 +259,7 @@ def test_stopped_or_killed_driver_resumes_without_rerunning_finished_trials(tmp_
         assert after.loc[trial_id, "train_seconds"] == row["train_seconds"]
         assert after.loc[trial_id, "test_acc_upright"] == row["test_acc_upright"]
     assert len(read_angles(str(sweep_dir))) == 6 * 2
-    status = subprocess.run([sys.executable, "-m", "equisweep", "sweep", "--status", str(sweep_dir)],
-                            capture_output=True, text=True, timeout=60)
-    assert status.returncode == 0 and status.stdout.startswith("resume: 6 trials, 6 finished, 0 running")
+    assert status_text(str(sweep_dir)).startswith("resume: 6 trials, 6 finished, 0 running")
 
 
 def test_dry_run_lists_the_paper_grid_with_exact_flags():
@@ -291,13 +290,16 @@ def test_dry_run_lists_the_paper_grid_with_exact_flags():
     (["--address", "nowhere"], "address: 'nowhere' is not auto or HOST:PORT"),
     (["--wandb-mode", "loud"], "wandb.mode: must be 'auto', 'online', 'offline' or 'disabled', got 'loud'"),
 ])
-def test_bad_command_lines_exit_2_before_anything_starts(tmp_path, args, message):
+def test_bad_command_lines_exit_2_before_anything_starts(tmp_path, ray_local, capsys, monkeypatch, args, message):
+    # in this process, beside the session's Ray: a connected process refuses a wrong address all the same
     spec = _spec(tmp_path, "bad", group="z2")
-    result = subprocess.run([sys.executable, "-m", "equisweep", "sweep", str(spec), *args], capture_output=True,
-                            text=True, timeout=120)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("equisweep: error: ")
-    assert message in lines[0] and result.stdout == ""
+    monkeypatch.setattr(sys, "argv", ["equisweep", "sweep", str(spec), *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("equisweep: error: ")
+    assert message in lines[0] and out == ""
     assert not (tmp_path / "store").exists()
 
 
